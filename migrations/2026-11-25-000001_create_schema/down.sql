@@ -1,0 +1,7 @@
+DROP TABLE IF EXISTS outbox;
+DROP TABLE IF EXISTS waitlist;
+DROP TABLE IF EXISTS bookings;
+DROP TABLE IF EXISTS booking_requests;
+DROP TABLE IF EXISTS events;
+DROP TABLE IF EXISTS refresh_tokens;
+DROP TABLE IF EXISTS users;

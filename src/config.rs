@@ -1,0 +1,583 @@
+//! Typed, validated configuration.
+//!
+//! Layers, later ones win:
+//! 1. `config/default.toml`: every key with its default and a comment;
+//! 2. `config/<env>.toml`, where `<env>` is `ATOMICSEATS_ENV` (`local` by default, also `test` or
+//!    `production`); optional;
+//! 3. the seed's environment variables, so an existing deployment's env file carries over
+//!    (`DATABASE_URL`, `PORT`, `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`, `KAFKA_BROKER`,
+//!    `ACCESS_TOKEN_SECRET`, `REFRESH_TOKEN_SECRET`, `ACCESS_TOKEN_EXPIRY`,
+//!    `REFRESH_TOKEN_EXPIRY`, `MAIL_USER`, `MAIL_PASS`);
+//! 4. `ATOMICSEATS__SECTION__KEY` environment variables (e.g. `ATOMICSEATS__HTTP__PORT=8080`).
+//!
+//! Secrets (token secrets, passwords) are accepted only from the environment: a file that sets
+//! one is rejected. There is no global settings value: callers (and tests) build their own with
+//! [`Settings::load`] and pass it down.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// The environment variable that selects the environment file (`config/<env>.toml`).
+pub const ENV_SELECTOR: &str = "ATOMICSEATS_ENV";
+/// Prefix of the structured environment overrides (`ATOMICSEATS__HTTP__PORT`).
+pub const ENV_PREFIX: &str = "ATOMICSEATS";
+
+/// `config/default.toml`, compiled in.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Keys that hold secrets: accepted only from the environment, redacted when printed.
+const SECRET_KEYS: &[&str] = &[
+    "auth.access_token_secret",
+    "auth.refresh_token_secret",
+    "mail.password",
+    "redis.password",
+];
+
+/// A configuration problem, naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A key has a value that cannot be used.
+    #[error("invalid configuration: `{key}`: {reason}")]
+    Invalid {
+        /// Dotted key, e.g. `reconcile.schedule`.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The layered sources could not be read or do not fit the typed tree.
+    #[error("invalid configuration: {0}")]
+    Load(#[from] config::ConfigError),
+}
+
+impl ConfigError {
+    fn invalid(key: &str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            key: key.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Which environment file is layered over the defaults, and which safety rules apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// A developer's machine: pretty logs, generated secrets allowed, cookies without `Secure`.
+    Local,
+    /// The test suite.
+    Test,
+    /// Everything else: secrets are required, logs are JSON, cookies are `Secure`.
+    Production,
+}
+
+impl FromStr for Environment {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "local" | "development" | "dev" => Ok(Self::Local),
+            "test" => Ok(Self::Test),
+            "production" | "prod" => Ok(Self::Production),
+            other => Err(ConfigError::invalid(
+                ENV_SELECTOR,
+                format!("`{other}` is not one of local, test, production"),
+            )),
+        }
+    }
+}
+
+impl Environment {
+    /// The name of the environment file (without `.toml`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Test => "test",
+            Self::Production => "production",
+        }
+    }
+}
+
+/// The whole configuration tree.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The environment these settings were loaded for (not read from files).
+    #[serde(skip_deserializing, default = "default_environment")]
+    pub environment: Environment,
+    /// HTTP server.
+    pub http: HttpSettings,
+    /// PostgreSQL, the system of record.
+    pub database: DatabaseSettings,
+    /// Redis: shared cache, rate limits and outcome fan-out when several API nodes run.
+    pub redis: RedisSettings,
+    /// The booking and notification queues.
+    pub queue: QueueSettings,
+    /// Kafka, when `queue.kind = "kafka"`.
+    pub kafka: KafkaSettings,
+    /// Tokens and passwords.
+    pub auth: AuthSettings,
+    /// Outgoing email.
+    pub mail: MailSettings,
+    /// Reconciliation schedule.
+    pub reconcile: ReconcileSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+fn default_environment() -> Environment {
+    Environment::Local
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address to bind.
+    pub host: String,
+    /// Port to bind; 0 picks a free port (tests).
+    pub port: u16,
+    /// actix worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Largest request body accepted, in bytes; larger bodies get 413.
+    pub body_limit_bytes: usize,
+    /// How long graceful shutdown waits for in-flight requests.
+    pub shutdown_timeout_secs: u64,
+    /// Time a client has to send its request head (slow-loris protection).
+    pub client_request_timeout_ms: u64,
+    /// Keep-alive of idle connections.
+    pub keep_alive_secs: u64,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Connection URL (`DATABASE_URL`). Its password, if any, is redacted when printed.
+    #[serde(serialize_with = "serialize_url_redacted")]
+    pub url: String,
+    /// Maximum pooled connections per process.
+    pub pool_size: usize,
+    /// Time to open a new connection.
+    pub connect_timeout_ms: u64,
+    /// Time to wait for a free pooled connection before answering 503.
+    pub wait_timeout_ms: u64,
+    /// `statement_timeout` set on every connection.
+    pub statement_timeout_ms: u64,
+    /// Apply pending migrations when `serve` or `all` starts.
+    pub migrate_on_start: bool,
+}
+
+/// `[redis]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://host:port/db`; empty means no Redis (in-process cache and rate limiter).
+    pub url: String,
+    /// Password (`REDIS_PASSWORD`), environment only.
+    #[serde(default, serialize_with = "serialize_secret")]
+    pub password: Option<SecretString>,
+    /// Maximum pooled connections per process.
+    pub pool_size: usize,
+    /// Time to wait for a connection or a reply.
+    pub timeout_ms: u64,
+}
+
+/// Which transport carries booking requests and notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueKind {
+    /// In-process bounded channels: the single-node install.
+    Memory,
+    /// Kafka topics keyed by event id: the scale-out install.
+    Kafka,
+}
+
+/// `[queue]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    /// `memory` or `kafka`.
+    pub kind: QueueKind,
+}
+
+/// `[kafka]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Bootstrap servers, comma separated (`KAFKA_BROKER`).
+    pub brokers: String,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HS256 key for access tokens (`ACCESS_TOKEN_SECRET`), environment only.
+    #[serde(default, serialize_with = "serialize_secret")]
+    pub access_token_secret: Option<SecretString>,
+    /// HS256 key for refresh tokens (`REFRESH_TOKEN_SECRET`), environment only.
+    #[serde(default, serialize_with = "serialize_secret")]
+    pub refresh_token_secret: Option<SecretString>,
+    /// Access token lifetime (`ACCESS_TOKEN_EXPIRY`), e.g. `15m`.
+    pub access_token_ttl: String,
+    /// Refresh token lifetime (`REFRESH_TOKEN_EXPIRY`), e.g. `7d`.
+    pub refresh_token_ttl: String,
+    /// bcrypt cost factor.
+    pub bcrypt_cost: u32,
+}
+
+/// How outgoing mail leaves the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransport {
+    /// Send over SMTP.
+    Smtp,
+    /// Log the message instead of sending it (local development only).
+    Log,
+}
+
+/// Transport security towards the SMTP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption (a relay on loopback, tests).
+    None,
+}
+
+/// `[mail]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailSettings {
+    /// `smtp` or `log`.
+    pub transport: MailTransport,
+    /// SMTP server host.
+    pub smtp_host: String,
+    /// SMTP server port.
+    pub smtp_port: u16,
+    /// `starttls`, `tls` or `none`.
+    pub smtp_tls: SmtpTls,
+    /// SMTP user (`MAIL_USER`); empty means no authentication.
+    pub username: String,
+    /// SMTP password (`MAIL_PASS`), environment only.
+    #[serde(default, serialize_with = "serialize_secret")]
+    pub password: Option<SecretString>,
+    /// From address; empty means the SMTP user.
+    pub from: String,
+}
+
+/// `[reconcile]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileSettings {
+    /// Cron expression with a seconds field (`sec min hour day month weekday`); empty disables.
+    pub schedule: String,
+    /// Run one pass when `serve`/`all` starts.
+    pub on_start: bool,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, coloured.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `pretty` or `json`.
+    pub format: LogFormat,
+    /// An `EnvFilter` directive (`RUST_LOG` overrides it).
+    pub level: String,
+}
+
+fn serialize_secret<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(secret) if !secret.expose_secret().is_empty() => s.serialize_str("[redacted]"),
+        _ => s.serialize_str(""),
+    }
+}
+
+fn serialize_url_redacted<S: Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_url(v))
+}
+
+/// A URL with its password replaced by `***` (for logs and `atomicseats config`).
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            // Setting a password only fails for URLs that cannot have one, which `u` can.
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "[unparseable]".to_owned(),
+    }
+}
+
+/// Parses the seed's duration format (`900`, `90s`, `15m`, `12h`, `7d`) into a [`Duration`].
+pub fn parse_duration(raw: &str) -> Option<Duration> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (digits, unit) = raw.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3_600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+/// Maps the seed's environment variable names onto our keys (lower precedence than
+/// `ATOMICSEATS__*`). `REDIS_HOST`/`REDIS_PORT` become `redis.url`.
+fn seed_overrides(env: &HashMap<String, String>) -> Vec<(&'static str, String)> {
+    const DIRECT: &[(&str, &str)] = &[
+        ("DATABASE_URL", "database.url"),
+        ("PORT", "http.port"),
+        ("KAFKA_BROKER", "kafka.brokers"),
+        ("ACCESS_TOKEN_SECRET", "auth.access_token_secret"),
+        ("REFRESH_TOKEN_SECRET", "auth.refresh_token_secret"),
+        ("ACCESS_TOKEN_EXPIRY", "auth.access_token_ttl"),
+        ("REFRESH_TOKEN_EXPIRY", "auth.refresh_token_ttl"),
+        ("MAIL_USER", "mail.username"),
+        ("MAIL_PASS", "mail.password"),
+        ("REDIS_PASSWORD", "redis.password"),
+    ];
+    let mut out = Vec::new();
+    for (var, key) in DIRECT {
+        if let Some(v) = env.get(*var).filter(|v| !v.is_empty()) {
+            out.push((*key, v.clone()));
+        }
+    }
+    if let Some(host) = env.get("REDIS_HOST").filter(|v| !v.is_empty()) {
+        let port = env
+            .get("REDIS_PORT")
+            .filter(|v| !v.is_empty())
+            .map_or("6379", String::as_str);
+        out.push(("redis.url", format!("redis://{host}:{port}")));
+    }
+    out
+}
+
+impl Settings {
+    /// Loads the layered configuration from `config_dir` and the given environment variables
+    /// (pass `std::env::vars().collect()` in production; tests pass their own map), then
+    /// validates it.
+    pub fn load(config_dir: &Path, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let environment: Environment = env
+            .get(ENV_SELECTOR)
+            .map_or(Ok(Environment::Local), |v| v.parse())?;
+
+        // The defaults are compiled in, so a binary without its config directory still starts;
+        // a `default.toml` on disk (an operator's edited copy) replaces them.
+        let default_file = config_dir.join("default.toml");
+        let builder = config::Config::builder();
+        let builder = if default_file.is_file() {
+            builder.add_source(config::File::from(default_file))
+        } else {
+            builder.add_source(config::File::from_str(
+                DEFAULT_TOML,
+                config::FileFormat::Toml,
+            ))
+        };
+        let files = builder
+            .add_source(
+                config::File::from(config_dir.join(format!("{}.toml", environment.as_str())))
+                    .required(false),
+            )
+            .build()?;
+        for key in SECRET_KEYS {
+            if files.get_string(key).is_ok_and(|v| !v.is_empty()) {
+                return Err(ConfigError::invalid(
+                    key,
+                    "secrets are read only from the environment, remove it from the config file",
+                ));
+            }
+        }
+
+        let mut builder = config::Config::builder().add_source(files);
+        for (key, value) in seed_overrides(env) {
+            builder = builder.set_override(key, value)?;
+        }
+        let structured = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .source(Some(env.clone().into_iter().collect()));
+        // `set_override` wins over sources, so apply the structured variables as overrides too,
+        // after the seed names: `ATOMICSEATS__*` has the last word.
+        for (key, value) in config::Source::collect(&structured)? {
+            builder = builder.set_override(key, value)?;
+        }
+
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        settings.environment = environment;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what serde cannot: URLs parse, the cron schedule parses, sizes are positive,
+    /// secrets exist in production.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let db = url::Url::parse(&self.database.url)
+            .map_err(|e| ConfigError::invalid("database.url", e.to_string()))?;
+        if !matches!(db.scheme(), "postgres" | "postgresql") {
+            return Err(ConfigError::invalid(
+                "database.url",
+                "must be a postgres:// or postgresql:// URL",
+            ));
+        }
+        if !self.redis.url.is_empty() {
+            let r = url::Url::parse(&self.redis.url)
+                .map_err(|e| ConfigError::invalid("redis.url", e.to_string()))?;
+            if !matches!(r.scheme(), "redis" | "rediss") {
+                return Err(ConfigError::invalid(
+                    "redis.url",
+                    "must be a redis:// or rediss:// URL",
+                ));
+            }
+        }
+        if self.queue.kind == QueueKind::Kafka && self.kafka.brokers.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "kafka.brokers",
+                "required when queue.kind = \"kafka\"",
+            ));
+        }
+        for (key, value) in [
+            ("database.pool_size", self.database.pool_size),
+            ("redis.pool_size", self.redis.pool_size),
+            ("http.body_limit_bytes", self.http.body_limit_bytes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be greater than 0"));
+            }
+        }
+        if !self.reconcile.schedule.trim().is_empty() {
+            cron::Schedule::from_str(&self.reconcile.schedule).map_err(|e| {
+                ConfigError::invalid(
+                    "reconcile.schedule",
+                    format!(
+                        "{e} (cron with a seconds field: `sec min hour day month weekday`, e.g. `0 0 * * * *`)"
+                    ),
+                )
+            })?;
+        }
+        for (key, value) in [
+            ("auth.access_token_ttl", &self.auth.access_token_ttl),
+            ("auth.refresh_token_ttl", &self.auth.refresh_token_ttl),
+        ] {
+            if parse_duration(value).is_none() {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("`{value}` is not a duration like 900, 15m, 12h or 7d"),
+                ));
+            }
+        }
+        if !(4..=31).contains(&self.auth.bcrypt_cost) {
+            return Err(ConfigError::invalid(
+                "auth.bcrypt_cost",
+                "must be between 4 and 31",
+            ));
+        }
+        if self.environment == Environment::Production {
+            for (key, secret) in [
+                ("auth.access_token_secret", &self.auth.access_token_secret),
+                ("auth.refresh_token_secret", &self.auth.refresh_token_secret),
+            ] {
+                let len = secret.as_ref().map_or(0, |s| s.expose_secret().len());
+                if len < 32 {
+                    return Err(ConfigError::invalid(
+                        key,
+                        "required in production, at least 32 bytes (set it in the environment)",
+                    ));
+                }
+            }
+            if self.mail.transport == MailTransport::Log {
+                return Err(ConfigError::invalid(
+                    "mail.transport",
+                    "`log` only logs mail; production needs `smtp`",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The reconciliation schedule, or `None` when disabled.
+    pub fn reconcile_schedule(&self) -> Option<cron::Schedule> {
+        let raw = self.reconcile.schedule.trim();
+        (!raw.is_empty())
+            .then(|| cron::Schedule::from_str(raw).ok())
+            .flatten()
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        // Serialising plain data to a TOML value cannot fail for this tree; fall back to Debug
+        // rather than panicking if a future field breaks that.
+        match serde_json::to_value(self) {
+            Ok(v) => render_toml(&v),
+            Err(_) => "# configuration could not be rendered".to_owned(),
+        }
+    }
+}
+
+/// Renders a two-level JSON object as TOML sections (the shape of [`Settings`]).
+fn render_toml(v: &serde_json::Value) -> String {
+    let mut top = String::new();
+    let mut sections = String::new();
+    if let Some(obj) = v.as_object() {
+        for (k, v) in obj {
+            match v {
+                serde_json::Value::Object(inner) => {
+                    sections.push_str(&format!("\n[{k}]\n"));
+                    for (ik, iv) in inner {
+                        sections.push_str(&format!("{ik} = {iv}\n"));
+                    }
+                }
+                other => top.push_str(&format!("{k} = {other}\n")),
+            }
+        }
+    }
+    top + &sections
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_the_seed_format() {
+        assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604_800)));
+        assert_eq!(parse_duration("3600"), Some(Duration::from_secs(3_600)));
+        assert_eq!(parse_duration("12h"), Some(Duration::from_secs(43_200)));
+        assert_eq!(parse_duration("0"), None);
+        assert_eq!(parse_duration("15x"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:hunter2@db:5432/x"),
+            "postgres://u:***@db:5432/x"
+        );
+        assert_eq!(redact_url("postgres://db/x"), "postgres://db/x");
+    }
+}

@@ -1,0 +1,145 @@
+//! The HTTP API: [`Application::build`] binds the listener and assembles the actix app;
+//! [`Application::run_until_stopped`] serves until the shutdown token fires, then stops
+//! gracefully (stop accepting, let in-flight requests finish within
+//! `http.shutdown_timeout_secs`).
+//!
+//! Reads `[http]`: `host`, `port`, `workers`, `body_limit_bytes`, `shutdown_timeout_secs`,
+//! `client_request_timeout_ms`, `keep_alive_secs`.
+
+pub mod extract;
+pub mod health;
+pub mod metrics;
+pub mod response;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::{ErrorHandlers, from_fn};
+use actix_web::{App, HttpMessage, HttpServer, web};
+use tokio_util::sync::CancellationToken;
+use tracing_actix_web::{RequestId, TracingLogger};
+
+use crate::error;
+use crate::state::AppState;
+
+/// Extra routes a caller adds to the app (tests use it for probes such as a slow handler).
+pub type ExtraRoutes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
+
+/// A resource whose unmatched methods answer a JSON 405 (without it actix falls through to
+/// the app's 404).
+pub fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(error::method_not_allowed))
+}
+
+/// Registers every route of the API.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/health").get(health::health))
+        .service(resource("/ready").get(health::ready))
+        .service(resource("/metrics").get(metrics::render));
+}
+
+/// A bound, not yet running, HTTP server.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Binds `http.host:http.port` and builds the server.
+    pub fn build(state: AppState) -> anyhow::Result<Self> {
+        Self::build_with(state, None)
+    }
+
+    /// As [`Application::build`], with extra routes registered after the API's own.
+    pub fn build_with(state: AppState, extra: Option<ExtraRoutes>) -> anyhow::Result<Self> {
+        let http = state.settings().http.clone();
+        let listener = TcpListener::bind((http.host.as_str(), http.port))
+            .map_err(|e| anyhow::anyhow!("binding {}:{}: {e}", http.host, http.port))?;
+        let port = listener.local_addr()?.port();
+        // Install the recorder before the first request is counted.
+        let _ = metrics::handle();
+
+        let data = web::Data::new(state);
+        let body_limit = http.body_limit_bytes;
+        let mut server = HttpServer::new(move || {
+            let extra = extra.clone();
+            App::new()
+                .app_data(data.clone())
+                .app_data(extract::BodyLimit(body_limit))
+                .app_data(web::PayloadConfig::new(body_limit))
+                .app_data(web::JsonConfig::default().limit(body_limit))
+                .configure(routes)
+                .configure(move |cfg| {
+                    if let Some(extra) = &extra {
+                        extra(cfg);
+                    }
+                })
+                .default_service(web::to(error::not_found))
+                // Innermost first: JSON-ify actix's plain errors, then measure, then tag the
+                // response with the request id, all inside the request's tracing span.
+                .wrap(ErrorHandlers::new().default_handler(error::jsonify_error))
+                .wrap(from_fn(metrics::track))
+                .wrap(from_fn(request_id_header))
+                .wrap(TracingLogger::default())
+        })
+        .disable_signals()
+        .shutdown_timeout(http.shutdown_timeout_secs)
+        .client_request_timeout(Duration::from_millis(http.client_request_timeout_ms))
+        .keep_alive(Duration::from_secs(http.keep_alive_secs));
+        if http.workers > 0 {
+            server = server.workers(http.workers);
+        }
+        let server = server.listen(listener)?.run();
+        tracing::info!(http.port = port, "HTTP server listening");
+        Ok(Self { port, server })
+    }
+
+    /// The bound port (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops gracefully and returns.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        tokio::select! {
+            res = &mut server => {
+                // The server stopped on its own: that is a failure of this role.
+                res??;
+                anyhow::bail!("HTTP server stopped unexpectedly");
+            }
+            () = shutdown.cancelled() => {
+                tracing::info!("HTTP server draining in-flight requests");
+                handle.stop(true).await;
+                server.await??;
+                tracing::info!("HTTP server stopped");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Adds `x-request-id` (from the tracing span's request id) to every response.
+async fn request_id_header(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let id = req.extensions().get::<RequestId>().copied();
+    let mut res = next.call(req).await?;
+    if let Some(id) = id
+        && let Ok(value) = HeaderValue::from_str(&id.to_string())
+    {
+        res.headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), value);
+    }
+    Ok(res)
+}
+
+/// The `serve` role: the HTTP API until `shutdown`.
+pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
+    Application::build(state)?.run_until_stopped(shutdown).await
+}

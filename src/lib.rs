@@ -1,0 +1,34 @@
+//! AtomicSeats: a ticket-booking backend that never oversells and stays fast during a flash
+//! sale.
+//!
+//! Crate map (features over a thin infrastructure layer):
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`cli`] | the command line: one subcommand per role |
+//! | [`config`] | layered, validated [`config::Settings`] |
+//! | [`telemetry`] | tracing set-up |
+//! | [`shutdown`] | SIGINT/SIGTERM → one cancellation token |
+//! | [`state`] | [`state::AppState`], the dependencies every role shares |
+//! | [`roles`] | running roles together (`all`) |
+//! | [`error`] | the API error type and its JSON envelope |
+//! | [`db`] | PostgreSQL pool, schema, migrations |
+//! | [`redis`] | Redis pool |
+//! | [`http`] | the actix application, health, metrics, extractors |
+//! | [`bookings`] | booking engine and worker |
+//! | [`notifications`] | email worker |
+//! | [`reconcile`] | reconciliation passes and their schedule |
+
+pub mod bookings;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod notifications;
+pub mod reconcile;
+pub mod redis;
+pub mod roles;
+pub mod shutdown;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,148 @@
+//! `atomicseats`: parse the command line, load settings, start telemetry, dispatch the role.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use atomicseats::cli::{Cli, Command};
+use atomicseats::config::Settings;
+use atomicseats::roles::{self, Role};
+use atomicseats::state::AppState;
+use atomicseats::{db, http, shutdown, telemetry};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let settings = match Settings::load(&cli.config_dir, &env) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("atomicseats: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if matches!(cli.command, Command::Config) {
+        print!("{}", settings.to_redacted_toml());
+        return ExitCode::SUCCESS;
+    }
+    telemetry::init(&settings.log);
+    match run(cli.command, settings).await {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!(error = ?e, "atomicseats failed");
+            eprintln!("atomicseats: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
+    let role = match &command {
+        Command::Serve => "serve",
+        Command::WorkBookings => "work-bookings",
+        Command::WorkNotify => "work-notify",
+        Command::Reconcile { .. } => "reconcile",
+        Command::All => "all",
+        Command::Migrate { .. } | Command::Config => "admin",
+    };
+    let url = db::connection_url(&settings.database, role)?;
+    let migrate_on_start = settings.database.migrate_on_start;
+    let drain = Duration::from_secs(settings.http.shutdown_timeout_secs + 5);
+    let state = AppState::build(settings, role)?;
+    let token = CancellationToken::new();
+    shutdown::cancel_on_signal(token.clone());
+
+    match command {
+        Command::Migrate { status: true } => {
+            let pending = db::migrate::pending(&url).await?;
+            println!("{} pending migration(s)", pending.len());
+            for name in pending {
+                println!("  {name}");
+            }
+        }
+        Command::Migrate { status: false } => {
+            let applied = db::migrate::run_pending(&url).await?;
+            println!("applied {} migration(s)", applied.len());
+            for v in applied {
+                println!("  {v}");
+            }
+        }
+        Command::Serve | Command::All => {
+            if migrate_on_start {
+                let applied = db::migrate::run_pending(&url).await?;
+                tracing::info!(
+                    migrations.applied = applied.len(),
+                    "database schema up to date"
+                );
+            }
+            let roles = if matches!(command, Command::All) {
+                roles::single_node(&state, &token)
+            } else {
+                vec![
+                    Role::new("serve", http::run, &state, &token),
+                    Role::new("reconcile", atomicseats::reconcile::run, &state, &token),
+                ]
+            };
+            roles::run_all(roles, token, drain).await?;
+        }
+        Command::WorkBookings => {
+            roles::run_all(
+                vec![Role::new(
+                    "work-bookings",
+                    atomicseats::bookings::run_worker,
+                    &state,
+                    &token,
+                )],
+                token,
+                drain,
+            )
+            .await?;
+        }
+        Command::WorkNotify => {
+            roles::run_all(
+                vec![Role::new(
+                    "work-notify",
+                    atomicseats::notifications::run_worker,
+                    &state,
+                    &token,
+                )],
+                token,
+                drain,
+            )
+            .await?;
+        }
+        Command::Reconcile { schedule: true } => {
+            roles::run_all(
+                vec![Role::new(
+                    "reconcile",
+                    atomicseats::reconcile::run,
+                    &state,
+                    &token,
+                )],
+                token,
+                drain,
+            )
+            .await?;
+        }
+        Command::Reconcile { schedule: false } => {
+            let report = atomicseats::reconcile::run_once(&state).await?;
+            if !report.drift.is_empty() {
+                eprintln!(
+                    "reconcile: {} event(s) with seat counter drift",
+                    report.drift.len()
+                );
+                for d in &report.drift {
+                    eprintln!(
+                        "  event {}: reserved_seats = {}, confirmed seats = {}",
+                        d.event_id, d.reserved_seats, d.confirmed_seats
+                    );
+                }
+                return Ok(ExitCode::from(3));
+            }
+        }
+        Command::Config => unreachable!("handled before telemetry starts"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,95 @@
+//! Reconciliation: make every derived copy agree with PostgreSQL, the source of truth.
+//!
+//! One pass ([`run_once`]) verifies invariant 1 for every event (`reserved_seats` equals the sum
+//! of its confirmed bookings) and reports drift as a log line, the `reconcile_drift_events`
+//! gauge and a non-zero exit of `atomicseats reconcile`. Cache rebuild, the waitlist sweep and
+//! outbox re-publishing join the pass as the cache, booking and notification features land.
+//! [`run`] loops on the cron schedule from `reconcile.schedule` (empty disables it); a failed
+//! pass is logged and the loop goes on.
+
+use std::str::FromStr;
+
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Integer};
+use diesel_async::RunQueryDsl;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::AppState;
+
+/// One event whose counter disagrees with its bookings.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct Drift {
+    /// The event.
+    #[diesel(sql_type = BigInt)]
+    pub event_id: i64,
+    /// `events.reserved_seats`.
+    #[diesel(sql_type = Integer)]
+    pub reserved_seats: i32,
+    /// Sum of seats of its confirmed bookings.
+    #[diesel(sql_type = BigInt)]
+    pub confirmed_seats: i64,
+}
+
+/// What one pass found.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Events whose counter drifted.
+    pub drift: Vec<Drift>,
+}
+
+/// One reconciliation pass.
+#[tracing::instrument(name = "reconcile", skip_all, err)]
+pub async fn run_once(state: &AppState) -> anyhow::Result<Report> {
+    let mut conn = state.db().get().await?;
+    let drift: Vec<Drift> = diesel::sql_query(
+        "SELECT e.id AS event_id, e.reserved_seats, \
+                COALESCE(SUM(b.seats) FILTER (WHERE b.status = 'confirmed'), 0)::BIGINT AS confirmed_seats \
+         FROM events e LEFT JOIN bookings b ON b.event_id = e.id \
+         GROUP BY e.id \
+         HAVING e.reserved_seats <> COALESCE(SUM(b.seats) FILTER (WHERE b.status = 'confirmed'), 0) \
+         ORDER BY e.id",
+    )
+    .load(&mut conn)
+    .await?;
+    metrics::gauge!("reconcile_drift_events").set(drift.len() as f64);
+    for d in &drift {
+        tracing::error!(
+            event.id = d.event_id,
+            event.reserved_seats = d.reserved_seats,
+            event.confirmed_seats = d.confirmed_seats,
+            "seat counter drift: reserved_seats differs from the sum of confirmed bookings"
+        );
+    }
+    tracing::info!(drift.events = drift.len(), "reconciliation pass finished");
+    Ok(Report { drift })
+}
+
+/// Loops on `reconcile.schedule` until `shutdown`; with `on_start`, runs a pass first.
+pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let settings = &state.settings().reconcile;
+    if settings.on_start {
+        // A failed pass never stops the role: it is logged and the schedule goes on.
+        let _ = run_once(&state).await;
+    }
+    let raw = settings.schedule.trim();
+    if raw.is_empty() {
+        tracing::info!("reconciliation schedule disabled");
+        shutdown.cancelled().await;
+        return Ok(());
+    }
+    let schedule =
+        cron::Schedule::from_str(raw).map_err(|e| anyhow::anyhow!("`reconcile.schedule`: {e}"))?;
+    loop {
+        let Some(next) = schedule.upcoming(chrono::Utc).next() else {
+            tracing::warn!("reconciliation schedule has no upcoming time; stopping the loop");
+            shutdown.cancelled().await;
+            return Ok(());
+        };
+        let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(wait) => {}
+        }
+        let _ = run_once(&state).await;
+    }
+}

@@ -1,0 +1,58 @@
+//! Redis connection pool (deadpool-redis), used when `redis.url` is set: shared cache, rate
+//! limits and outcome fan-out across API nodes. Without it the process uses in-process
+//! equivalents.
+//!
+//! Reads `[redis]`: `url`, `password` (env `REDIS_PASSWORD`), `pool_size`, `timeout_ms`.
+
+use std::time::Duration;
+
+use deadpool_redis::{Config, Pool, Runtime};
+use secrecy::ExposeSecret;
+
+use crate::config::RedisSettings;
+
+/// Builds the pool, or `None` when no Redis is configured. Connections open lazily.
+pub fn build_pool(settings: &RedisSettings) -> anyhow::Result<Option<Pool>> {
+    if settings.url.trim().is_empty() {
+        return Ok(None);
+    }
+    let mut url = url::Url::parse(&settings.url)
+        .map_err(|e| anyhow::anyhow!("`redis.url` is not a URL: {e}"))?;
+    if let Some(password) = &settings.password {
+        let password = password.expose_secret();
+        if !password.is_empty() && url.password().is_none() {
+            url.set_password(Some(password))
+                .map_err(|()| anyhow::anyhow!("`redis.url` cannot carry a password"))?;
+        }
+    }
+    let timeout = Duration::from_millis(settings.timeout_ms);
+    let mut cfg = Config::from_url(url.as_str());
+    cfg.pool = Some(deadpool_redis::PoolConfig {
+        max_size: settings.pool_size,
+        timeouts: deadpool_redis::Timeouts {
+            wait: Some(timeout),
+            create: Some(timeout),
+            recycle: Some(timeout),
+        },
+        ..Default::default()
+    });
+    let pool = cfg
+        .create_pool(Some(Runtime::Tokio1))
+        .map_err(|e| anyhow::anyhow!("building the Redis pool: {e}"))?;
+    Ok(Some(pool))
+}
+
+/// `PING`, bounded by `timeout`.
+pub async fn ping(pool: &Pool, timeout: Duration) -> anyhow::Result<()> {
+    let fut = async {
+        let mut conn = pool.get().await?;
+        let pong: String = deadpool_redis::redis::cmd("PING")
+            .query_async(&mut *conn)
+            .await?;
+        anyhow::ensure!(pong == "PONG", "unexpected PING reply");
+        anyhow::Ok(())
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| anyhow::anyhow!("timed out after {} ms", timeout.as_millis()))?
+}

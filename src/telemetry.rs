@@ -1,0 +1,44 @@
+//! Tracing subscriber set-up and the helpers that keep spans across threads.
+//!
+//! Reads `[log]`: `format` (`pretty` | `json`) and `level` (an `EnvFilter` directive that
+//! `RUST_LOG` overrides). Never log passwords, tokens, emails or request bodies: identifiers go
+//! in fields (`user.id`, `event.id`), not personal data.
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::FmtSpan;
+
+use crate::config::{LogFormat, LogSettings};
+
+/// Installs the global subscriber. Safe to call more than once (later calls do nothing), so
+/// tests can call it from every test.
+pub fn init(settings: &LogSettings) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_span_events(FmtSpan::NONE)
+        .with_writer(std::io::stderr);
+    let result = match settings.format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+        LogFormat::Pretty => builder.compact().try_init(),
+    };
+    // Err means a subscriber is already installed (a second init in tests): keep it.
+    drop(result);
+}
+
+/// Runs CPU-bound work (bcrypt) on the blocking pool inside the caller's span.
+pub async fn spawn_blocking_in_span<F, R>(f: F) -> anyhow::Result<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(|e| anyhow::anyhow!("blocking task failed: {e}"))
+}

@@ -1,0 +1,158 @@
+//! The real binary: `--help`, `config`, `migrate`, and `all` starting, answering and stopping on
+//! SIGTERM.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{TestDatabase, config_dir};
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_atomicseats"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("ATOMICSEATS_CONFIG_DIR", config_dir());
+    cmd
+}
+
+#[test]
+fn help_lists_every_subcommand() {
+    let out = bin().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for sub in [
+        "serve",
+        "work-bookings",
+        "work-notify",
+        "reconcile",
+        "all",
+        "migrate",
+        "config",
+    ] {
+        assert!(text.contains(sub), "--help does not mention {sub}:\n{text}");
+    }
+    for sub in [
+        "serve",
+        "work-bookings",
+        "work-notify",
+        "reconcile",
+        "all",
+        "migrate",
+        "config",
+    ] {
+        let out = bin().args([sub, "--help"]).output().unwrap();
+        assert!(out.status.success(), "{sub} --help failed");
+        assert!(!out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn config_prints_the_effective_settings_redacted() {
+    let out = bin()
+        .arg("config")
+        .env("PORT", "4321")
+        .env("ACCESS_TOKEN_SECRET", "super-secret-value")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("port = 4321"), "{text}");
+    assert!(!text.contains("super-secret-value"), "{text}");
+}
+
+#[test]
+fn invalid_configuration_fails_at_startup_naming_the_key() {
+    let out = bin()
+        .arg("serve")
+        .env("ATOMICSEATS__RECONCILE__SCHEDULE", "whenever")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("reconcile.schedule"), "{err}");
+}
+
+#[tokio::test]
+async fn migrate_applies_pending_migrations() {
+    let db = TestDatabase::empty().await;
+    let out = bin()
+        .arg("migrate")
+        .env("DATABASE_URL", db.url())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = bin()
+        .args(["migrate", "--status"])
+        .env("DATABASE_URL", db.url())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8(status.stdout)
+            .unwrap()
+            .contains("0 pending")
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn all_starts_answers_and_stops_cleanly_on_sigterm() {
+    let db = TestDatabase::empty().await;
+    let port = free_port();
+    let mut child = bin()
+        .arg("all")
+        .env("DATABASE_URL", db.url())
+        .env("PORT", port.to_string())
+        .env("ATOMICSEATS__LOG__LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+
+    // It migrates the empty database and comes up.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/health")).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "atomicseats all did not come up");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "atomicseats all exited early"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ready = client.get(format!("{base}/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let stopped_by = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < stopped_by,
+            "atomicseats all did not stop within 10 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status}");
+}

@@ -1,0 +1,123 @@
+//! `/health`, `/ready` and `/metrics`.
+
+use crate::helpers::{TestApp, json_with_status};
+
+#[tokio::test]
+async fn health_answers_with_the_seed_body_and_a_request_id() {
+    let app = TestApp::spawn().await;
+
+    let resp = app.client.get(app.url("/health")).send().await.unwrap();
+
+    assert!(resp.headers().contains_key("x-request-id"));
+    let body = json_with_status(resp, 200).await;
+    assert_eq!(body["status"], "OK");
+    assert_eq!(body["message"], "AtomicSeats API is running");
+    let ts = body["timestamp"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(ts).is_ok(),
+        "timestamp {ts}"
+    );
+}
+
+#[tokio::test]
+async fn ready_is_200_when_postgres_answers() {
+    let app = TestApp::spawn().await;
+
+    let resp = app.client.get(app.url("/ready")).send().await.unwrap();
+
+    let body = json_with_status(resp, 200).await;
+    assert_eq!(body["statusCode"], 200);
+    assert_eq!(body["data"]["checks"]["postgres"], "ok");
+    assert_eq!(body["data"]["checks"]["redis"], "not configured");
+    // Connections are tagged with the role and carry the statement timeout.
+    let pool_conn = app.state.db().get().await.unwrap();
+    drop(pool_conn);
+    let tagged: i64 = app
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'atomicseats-test' \
+             AND datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(tagged >= 1, "pooled connections carry application_name");
+}
+
+#[tokio::test]
+async fn ready_is_503_naming_postgres_when_it_is_unreachable() {
+    // Port 1 on loopback: nothing listens there.
+    let app = TestApp::builder()
+        .env(
+            "ATOMICSEATS__DATABASE__URL",
+            "postgres://postgres@127.0.0.1:1/nothing",
+        )
+        .env("ATOMICSEATS__DATABASE__CONNECT_TIMEOUT_MS", "500")
+        .env("ATOMICSEATS__DATABASE__WAIT_TIMEOUT_MS", "500")
+        .spawn()
+        .await;
+
+    let resp = app.client.get(app.url("/ready")).send().await.unwrap();
+
+    let body = json_with_status(resp, 503).await;
+    assert_eq!(body["code"], "not_ready");
+    assert_eq!(body["errors"][0]["field"], "postgres");
+    assert!(body["message"].as_str().unwrap().contains("postgres"));
+}
+
+#[tokio::test]
+async fn ready_checks_redis_when_configured() {
+    let ok = TestApp::builder()
+        .env("ATOMICSEATS__REDIS__URL", "redis://127.0.0.1:6379")
+        .spawn()
+        .await;
+    let body = json_with_status(ok.client.get(ok.url("/ready")).send().await.unwrap(), 200).await;
+    assert_eq!(body["data"]["checks"]["redis"], "ok");
+
+    let down = TestApp::builder()
+        .env("ATOMICSEATS__REDIS__URL", "redis://127.0.0.1:1")
+        .env("ATOMICSEATS__REDIS__TIMEOUT_MS", "500")
+        .spawn()
+        .await;
+    let body = json_with_status(
+        down.client.get(down.url("/ready")).send().await.unwrap(),
+        503,
+    )
+    .await;
+    assert_eq!(body["errors"][0]["field"], "redis");
+    assert_eq!(
+        body["data"],
+        serde_json::Value::Null,
+        "errors use the error envelope"
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_pattern() {
+    let app = TestApp::spawn().await;
+    app.client.get(app.url("/health")).send().await.unwrap();
+    app.client
+        .get(app.url("/no/such/route"))
+        .send()
+        .await
+        .unwrap();
+
+    let resp = app.client.get(app.url("/metrics")).send().await.unwrap();
+
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("http_requests_total{"), "{text}");
+    assert!(text.contains(r#"route="/health""#), "{text}");
+    assert!(text.contains(r#"route="unmatched""#), "{text}");
+    assert!(
+        text.contains("http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("/no/such/route"),
+        "raw paths must not become labels"
+    );
+}

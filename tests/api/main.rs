@@ -1,0 +1,18 @@
+//! The one integration-test binary: the real app, real PostgreSQL (and Redis where the code
+//! under test talks to it), a private database per test.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test set-up fails loudly"
+)]
+
+mod helpers;
+
+mod cli;
+mod config;
+mod errors;
+mod health;
+mod migrations;
+mod schema;
+mod shutdown;

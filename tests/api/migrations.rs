@@ -1,0 +1,55 @@
+//! Migrations apply and revert cleanly on an empty database.
+
+use atomicseats::db::migrate;
+
+use crate::helpers::TestDatabase;
+
+async fn tables(db: &TestDatabase) -> Vec<String> {
+    let client = db.client().await;
+    client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = 'public' AND table_name <> '__diesel_schema_migrations' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn migrations_apply_revert_and_reapply() {
+    let db = TestDatabase::empty().await;
+
+    let applied = migrate::run_pending(&db.url()).await.unwrap();
+    assert!(applied.len() >= 2, "{applied:?}");
+    assert_eq!(
+        tables(&db).await,
+        [
+            "booking_requests",
+            "bookings",
+            "events",
+            "outbox",
+            "refresh_tokens",
+            "users",
+            "waitlist"
+        ]
+    );
+    assert!(migrate::pending(&db.url()).await.unwrap().is_empty());
+    assert!(
+        migrate::run_pending(&db.url()).await.unwrap().is_empty(),
+        "idempotent"
+    );
+
+    let reverted = migrate::revert_all(&db.url()).await.unwrap();
+    assert_eq!(reverted.len(), applied.len());
+    assert!(
+        tables(&db).await.is_empty(),
+        "down migrations leave nothing behind"
+    );
+
+    let again = migrate::run_pending(&db.url()).await.unwrap();
+    assert_eq!(again.len(), applied.len());
+}

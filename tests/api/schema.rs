@@ -1,0 +1,177 @@
+//! The database enforces the integrity rules by itself, whatever the code does.
+
+use crate::helpers::TestDatabase;
+
+async fn user(client: &tokio_postgres::Client, username: &str, email: &str) -> i64 {
+    client
+        .query_one(
+            "INSERT INTO users (username, name, email, password_hash, role) \
+             VALUES ($1, 'Test', $2, 'x', 'host') RETURNING id",
+            &[&username, &email],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn event(client: &tokio_postgres::Client, host: i64, capacity: i32) -> i64 {
+    client
+        .query_one(
+            "INSERT INTO events (host_id, name, description, venue, starts_at, ends_at, capacity, price) \
+             VALUES ($1, 'Show', '', 'Hall', now() + interval '1 day', now() + interval '2 days', $2, 100) \
+             RETURNING id",
+            &[&host, &capacity],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+fn constraint_of(err: &tokio_postgres::Error) -> String {
+    err.as_db_error()
+        .and_then(|e| e.constraint())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_database_rejects_an_over_capacity_reserved_seats() {
+    let db = TestDatabase::migrated().await;
+    let c = db.client().await;
+    let host = user(&c, "host1", "host1@example.com").await;
+    let ev = event(&c, host, 10).await;
+
+    c.execute(
+        "UPDATE events SET reserved_seats = 10 WHERE id = $1",
+        &[&ev],
+    )
+    .await
+    .unwrap();
+    let over = c
+        .execute(
+            "UPDATE events SET reserved_seats = 11 WHERE id = $1",
+            &[&ev],
+        )
+        .await
+        .unwrap_err();
+    let negative = c
+        .execute(
+            "UPDATE events SET reserved_seats = -1 WHERE id = $1",
+            &[&ev],
+        )
+        .await
+        .unwrap_err();
+    let shrink = c
+        .execute("UPDATE events SET capacity = 9 WHERE id = $1", &[&ev])
+        .await
+        .unwrap_err();
+
+    for err in [&over, &negative, &shrink] {
+        assert_eq!(constraint_of(err), "events_seats_within_capacity", "{err}");
+    }
+    let reserved: i32 = c
+        .query_one("SELECT reserved_seats FROM events WHERE id = $1", &[&ev])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(reserved, 10);
+}
+
+#[tokio::test]
+async fn capacity_and_seat_counts_must_be_positive() {
+    let db = TestDatabase::migrated().await;
+    let c = db.client().await;
+    let host = user(&c, "host1", "host1@example.com").await;
+    let zero = c
+        .query_one(
+            "INSERT INTO events (host_id, name, description, venue, starts_at, ends_at, capacity) \
+             VALUES ($1, 'x', '', 'v', now(), now() + interval '1 hour', 0) RETURNING id",
+            &[&host],
+        )
+        .await;
+    assert!(zero.is_err());
+    let backwards = c
+        .query_one(
+            "INSERT INTO events (host_id, name, description, venue, starts_at, ends_at, capacity) \
+             VALUES ($1, 'x', '', 'v', now(), now() - interval '1 hour', 5) RETURNING id",
+            &[&host],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(constraint_of(&backwards), "events_ends_after_start");
+
+    let ev = event(&c, host, 10).await;
+    let req = uuid::Uuid::new_v4();
+    c.execute(
+        "INSERT INTO booking_requests (id, user_id, event_id, seats, status, seats_confirmed, requested_at) \
+         VALUES ($1, $2, $3, 2, 'confirmed', 2, now())",
+        &[&req, &host, &ev],
+    )
+    .await
+    .unwrap();
+    for seats in [0, -1, 11] {
+        let bad = c
+            .execute(
+                "INSERT INTO bookings (request_id, user_id, event_id, seats, cost) VALUES ($1, $2, $3, $4, 0)",
+                &[&req, &host, &ev, &seats],
+            )
+            .await;
+        assert!(bad.is_err(), "{seats} seats must be rejected");
+    }
+}
+
+#[tokio::test]
+async fn request_ids_are_unique() {
+    let db = TestDatabase::migrated().await;
+    let c = db.client().await;
+    let host = user(&c, "host1", "host1@example.com").await;
+    let ev = event(&c, host, 10).await;
+    let req = uuid::Uuid::new_v4();
+    let insert = "INSERT INTO booking_requests (id, user_id, event_id, seats, status, seats_confirmed, requested_at) \
+                  VALUES ($1, $2, $3, 1, 'confirmed', 1, now())";
+    c.execute(insert, &[&req, &host, &ev]).await.unwrap();
+    let dup = c.execute(insert, &[&req, &host, &ev]).await.unwrap_err();
+    assert_eq!(constraint_of(&dup), "booking_requests_pkey");
+}
+
+#[tokio::test]
+async fn email_and_username_are_unique_case_insensitively() {
+    let db = TestDatabase::migrated().await;
+    let c = db.client().await;
+    user(&c, "Alice", "Alice@Example.com").await;
+
+    let same_email = c
+        .execute(
+            "INSERT INTO users (username, name, email, password_hash) VALUES ('bob', 'B', 'alice@example.COM', 'x')",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    let same_username = c
+        .execute(
+            "INSERT INTO users (username, name, email, password_hash) VALUES ('ALICE', 'B', 'b@example.com', 'x')",
+            &[],
+        )
+        .await
+        .unwrap_err();
+
+    assert_eq!(constraint_of(&same_email), "users_email_lower_key");
+    assert_eq!(constraint_of(&same_username), "users_username_lower_key");
+}
+
+#[tokio::test]
+async fn timestamps_are_timestamptz_everywhere() {
+    let db = TestDatabase::migrated().await;
+    let c = db.client().await;
+    let naive: i64 = c
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns \
+             WHERE table_schema = 'public' AND data_type = 'timestamp without time zone' \
+             AND table_name <> '__diesel_schema_migrations'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(naive, 0);
+}
