@@ -59,6 +59,34 @@ pub enum Command {
     },
     /// Print the effective configuration (secrets redacted) and exit.
     Config,
+    /// Manage users (e.g. create the first admin).
+    Users {
+        /// What to do.
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+/// `atomicseats users …`
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user of any role. The password is read from `ATOMICSEATS_NEW_USER_PASSWORD`, or
+    /// else from the first line of standard input (never from the command line, where it would
+    /// end up in shell history and `ps`).
+    Create {
+        /// Login name (3–32 of `A-Z a-z 0-9 _ . -`).
+        #[arg(long)]
+        username: String,
+        /// Email address.
+        #[arg(long)]
+        email: String,
+        /// Display name (defaults to the username).
+        #[arg(long)]
+        name: Option<String>,
+        /// `guest`, `host` or `admin`.
+        #[arg(long, default_value = "guest")]
+        role: String,
+    },
 }
 
 #[cfg(test)]

@@ -125,6 +125,8 @@ pub struct Settings {
     pub mail: MailSettings,
     /// Reconciliation schedule.
     pub reconcile: ReconcileSettings,
+    /// Rate limits per route class.
+    pub rate_limit: RateLimitSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -185,6 +187,8 @@ pub struct RedisSettings {
     pub pool_size: usize,
     /// Time to wait for a connection or a reply.
     pub timeout_ms: u64,
+    /// Prefix of every key we write, so deployments (or test runs) can share one Redis.
+    pub key_prefix: String,
 }
 
 /// Which transport carries booking requests and notifications.
@@ -229,6 +233,41 @@ pub struct AuthSettings {
     pub refresh_token_ttl: String,
     /// bcrypt cost factor.
     pub bcrypt_cost: u32,
+    /// Mark the token cookies `Secure` (browsers then send them over HTTPS only).
+    pub cookie_secure: bool,
+}
+
+/// `[rate_limit]`: requests per `window_secs` for each route class; 0 turns a class off.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Master switch (benchmarks turn it off).
+    pub enabled: bool,
+    /// Window length in seconds.
+    pub window_secs: u64,
+    /// Register, login, refresh: per client IP.
+    pub auth: u32,
+    /// Booking and cancelling: per user.
+    pub booking: u32,
+    /// Other writes (events): per user.
+    pub write: u32,
+    /// Reads: per user.
+    pub read: u32,
+    /// Proxies whose `X-Forwarded-For` is believed (exact IP addresses).
+    pub trusted_proxies: Vec<String>,
+}
+
+impl RateLimitSettings {
+    /// The limit of `class`.
+    pub fn limit(&self, class: crate::http::rate_limit::Class) -> u32 {
+        use crate::http::rate_limit::Class;
+        match class {
+            Class::Auth => self.auth,
+            Class::Booking => self.booking,
+            Class::Write => self.write,
+            Class::Read => self.read,
+        }
+    }
 }
 
 /// How outgoing mail leaves the process.
@@ -419,6 +458,8 @@ impl Settings {
             .prefix_separator("__")
             .separator("__")
             .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("rate_limit.trusted_proxies")
             .source(Some(env.clone().into_iter().collect()));
         // `set_override` wins over sources, so apply the structured variables as overrides too,
         // after the seed names: `ATOMICSEATS__*` has the last word.
@@ -486,6 +527,14 @@ impl Settings {
                 return Err(ConfigError::invalid(
                     key,
                     format!("`{value}` is not a duration like 900, 15m, 12h or 7d"),
+                ));
+            }
+        }
+        for ip in &self.rate_limit.trusted_proxies {
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(ConfigError::invalid(
+                    "rate_limit.trusted_proxies",
+                    format!("`{ip}` is not an IP address"),
                 ));
             }
         }

@@ -15,10 +15,13 @@
 //! | [`db`] | PostgreSQL pool, schema, migrations |
 //! | [`redis`] | Redis pool |
 //! | [`http`] | the actix application, health, metrics, extractors |
+//! | [`users`] | accounts, tokens, passwords |
+//! | [`admin`] | admin-only endpoints |
 //! | [`bookings`] | booking engine and worker |
 //! | [`notifications`] | email worker |
 //! | [`reconcile`] | reconciliation passes and their schedule |
 
+pub mod admin;
 pub mod bookings;
 pub mod cli;
 pub mod config;
@@ -32,3 +35,4 @@ pub mod roles;
 pub mod shutdown;
 pub mod state;
 pub mod telemetry;
+pub mod users;

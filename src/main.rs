@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use atomicseats::cli::{Cli, Command};
+use atomicseats::cli::{Cli, Command, UsersCommand};
 use atomicseats::config::Settings;
 use atomicseats::roles::{self, Role};
 use atomicseats::state::AppState;
@@ -45,7 +45,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::WorkNotify => "work-notify",
         Command::Reconcile { .. } => "reconcile",
         Command::All => "all",
-        Command::Migrate { .. } | Command::Config => "admin",
+        Command::Migrate { .. } | Command::Config | Command::Users { .. } => "admin",
     };
     let url = db::connection_url(&settings.database, role)?;
     let migrate_on_start = settings.database.migrate_on_start;
@@ -142,7 +142,42 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(3));
             }
         }
-        Command::Config => unreachable!("handled before telemetry starts"),
+        Command::Users {
+            command:
+                UsersCommand::Create {
+                    username,
+                    email,
+                    name,
+                    role,
+                },
+        } => {
+            let role = atomicseats::users::domain::Role::parse(&role)
+                .map_err(|e| anyhow::anyhow!("--role {e}"))?;
+            let password = match std::env::var("ATOMICSEATS_NEW_USER_PASSWORD") {
+                Ok(p) if !p.is_empty() => p,
+                _ => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            let user = atomicseats::users::create_from_cli(
+                &state,
+                &username,
+                &email,
+                name.as_deref(),
+                role,
+                password,
+            )
+            .await?;
+            println!(
+                "created user {} ({}) with role {}",
+                user.id, user.username, user.role
+            );
+        }
+        Command::Config => {
+            // Handled before telemetry starts; nothing to run.
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

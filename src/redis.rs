@@ -6,6 +6,17 @@
 
 use std::time::Duration;
 
+/// Every Redis key the application writes, in one place. All keys start with
+/// `redis.key_prefix` (default `atomicseats`) so they never collide with other data in a shared
+/// Redis.
+pub mod keys {
+    /// Rate-limit bucket (GCRA theoretical arrival time, ms) of `class` for `who`
+    /// (`user:<id>` or `ip:<addr>`). Expires when the bucket is full again.
+    pub fn rate_limit(prefix: &str, class: &str, who: &str) -> String {
+        format!("{prefix}:rl:{class}:{who}")
+    }
+}
+
 use deadpool_redis::{Config, Pool, Runtime};
 use secrecy::ExposeSecret;
 

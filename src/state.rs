@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use crate::config::Settings;
 use crate::db::PgPool;
+use crate::http::auth::TokenKeys;
+use crate::http::rate_limit::RateLimiter;
 
 /// Shared dependencies of every role. Clone it freely: the fields live behind one `Arc`.
 #[derive(Clone)]
@@ -15,6 +17,8 @@ struct Inner {
     settings: Settings,
     db: PgPool,
     redis: Option<deadpool_redis::Pool>,
+    tokens: TokenKeys,
+    rate_limiter: RateLimiter,
 }
 
 impl AppState {
@@ -23,11 +27,20 @@ impl AppState {
     pub fn build(settings: Settings, role: &str) -> anyhow::Result<Self> {
         let db = crate::db::build_pool(&settings.database, role)?;
         let redis = crate::redis::build_pool(&settings.redis)?;
+        let tokens = TokenKeys::from_settings(&settings.auth, settings.environment)?;
+        let rate_limiter = RateLimiter::new(
+            &settings.rate_limit,
+            redis
+                .clone()
+                .map(|pool| (pool, settings.redis.key_prefix.clone())),
+        )?;
         Ok(Self {
             inner: Arc::new(Inner {
                 settings,
                 db,
                 redis,
+                tokens,
+                rate_limiter,
             }),
         })
     }
@@ -40,6 +53,16 @@ impl AppState {
     /// The Postgres pool.
     pub fn db(&self) -> &PgPool {
         &self.inner.db
+    }
+
+    /// The token signing keys.
+    pub fn tokens(&self) -> &TokenKeys {
+        &self.inner.tokens
+    }
+
+    /// The rate limiter.
+    pub fn rate_limiter(&self) -> &RateLimiter {
+        &self.inner.rate_limiter
     }
 
     /// The Redis pool, when `redis.url` is configured.

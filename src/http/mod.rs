@@ -6,9 +6,11 @@
 //! Reads `[http]`: `host`, `port`, `workers`, `body_limit_bytes`, `shutdown_timeout_secs`,
 //! `client_request_timeout_ms`, `keep_alive_secs`.
 
+pub mod auth;
 pub mod extract;
 pub mod health;
 pub mod metrics;
+pub mod rate_limit;
 pub mod response;
 
 use std::net::TcpListener;
@@ -38,7 +40,27 @@ pub fn resource(path: &str) -> actix_web::Resource {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/health").get(health::health))
         .service(resource("/ready").get(health::ready))
-        .service(resource("/metrics").get(metrics::render));
+        .service(resource("/metrics").get(metrics::render))
+        .configure(crate::users::configure)
+        .configure(crate::admin::configure);
+}
+
+/// Query-string errors in the envelope, naming the problem.
+fn query_error(
+    err: actix_web::error::QueryPayloadError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    let message = err.to_string();
+    let field = message
+        .split('`')
+        .nth(1)
+        .map_or_else(|| "query".to_owned(), |f| format!("query.{f}"));
+    error::ApiError::field(field, message).into()
+}
+
+/// Path-segment errors in the envelope.
+fn path_error(err: actix_web::error::PathError, _: &actix_web::HttpRequest) -> actix_web::Error {
+    error::ApiError::field("path", err.to_string()).into()
 }
 
 /// A bound, not yet running, HTTP server.
@@ -71,6 +93,8 @@ impl Application {
                 .app_data(extract::BodyLimit(body_limit))
                 .app_data(web::PayloadConfig::new(body_limit))
                 .app_data(web::JsonConfig::default().limit(body_limit))
+                .app_data(web::QueryConfig::default().error_handler(query_error))
+                .app_data(web::PathConfig::default().error_handler(path_error))
                 .configure(routes)
                 .configure(move |cfg| {
                     if let Some(extra) = &extra {

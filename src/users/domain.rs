@@ -44,7 +44,10 @@ pub fn parse_username(raw: &str) -> Result<String, String> {
     if !(3..=32).contains(&len) {
         return Err("must be 3 to 32 characters".to_owned());
     }
-    if !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    {
         return Err("may contain only letters, digits, `_`, `.` and `-`".to_owned());
     }
     if !s.starts_with(|c: char| c.is_ascii_alphanumeric()) {
@@ -117,17 +120,38 @@ mod tests {
     #[test]
     fn usernames() {
         assert_eq!(parse_username(" alice_01 ").unwrap(), "alice_01");
-        for bad in ["ab", "a b c", "ali@ce", "_alice", &"x".repeat(33), "ünïcode"] {
+        for bad in [
+            "ab",
+            "a b c",
+            "ali@ce",
+            "_alice",
+            &"x".repeat(33),
+            "ünïcode",
+        ] {
             assert!(parse_username(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn emails() {
-        for good in ["a@b.co", "first.last+tag@sub.example.org", "ÜSER@exämple.de"] {
+        for good in [
+            "a@b.co",
+            "first.last+tag@sub.example.org",
+            "ÜSER@exämple.de",
+        ] {
             assert!(parse_email(good).is_ok(), "{good}");
         }
-        for bad in ["", "plain", "@x.com", "a@", "a@b", "a b@c.com", "a@-x.com", "a@b..com", "a@@b.com"] {
+        for bad in [
+            "",
+            "plain",
+            "@x.com",
+            "a@",
+            "a@b",
+            "a b@c.com",
+            "a@-x.com",
+            "a@b..com",
+            "a@@b.com",
+        ] {
             assert!(parse_email(bad).is_err(), "{bad}");
         }
     }

@@ -20,7 +20,8 @@ pub async fn verify(password: String, hash: Option<String>, cost: u32) -> anyhow
         Some(h) => h,
         None => dummy_hash(cost).await?,
     };
-    let ok = spawn_blocking_in_span(move || bcrypt::verify(password, &hash).unwrap_or(false)).await?;
+    let ok =
+        spawn_blocking_in_span(move || bcrypt::verify(password, &hash).unwrap_or(false)).await?;
     Ok(ok && known)
 }
 

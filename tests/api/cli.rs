@@ -156,3 +156,79 @@ async fn all_starts_answers_and_stops_cleanly_on_sigterm() {
     };
     assert!(status.success(), "exit status {status}");
 }
+
+#[tokio::test]
+async fn logs_never_contain_passwords_hashes_tokens_or_emails() {
+    let db = TestDatabase::empty().await;
+    let port = free_port();
+    let child = bin()
+        .arg("serve")
+        .env("DATABASE_URL", db.url())
+        .env("PORT", port.to_string())
+        .env("ATOMICSEATS_ENV", "test")
+        .env("ATOMICSEATS__DATABASE__MIGRATE_ON_START", "true")
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.get(format!("{base}/health")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "serve did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let password = "very-secret-passphrase";
+    let email = "private.person@example.com";
+    let reg = client
+        .post(format!("{base}/api/user/register"))
+        .json(&serde_json::json!({ "username": "private", "name": "P", "email": email, "password": password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reg.status(), 201);
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/user/login"))
+        .json(&serde_json::json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = login["data"]["accessToken"].as_str().unwrap().to_owned();
+    let me = client
+        .get(format!("{base}/api/user/me"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    let hash: String = db
+        .client()
+        .await
+        .query_one("SELECT password_hash FROM users", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    assert!(logs.contains("user registered"), "the logs were captured");
+    for secret in [password, email, hash.as_str(), access.as_str()] {
+        assert!(!logs.contains(secret), "`{secret}` appears in the logs");
+    }
+}

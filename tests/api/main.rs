@@ -14,5 +14,7 @@ mod config;
 mod errors;
 mod health;
 mod migrations;
+mod rate_limit;
 mod schema;
 mod shutdown;
+mod users;

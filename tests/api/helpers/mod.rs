@@ -1,6 +1,7 @@
 //! `TestApp`: the real application on port 0 against a private database.
 
 pub mod db;
+pub mod fixtures;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,6 +14,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use db::TestDatabase;
+#[allow(unused_imports, reason = "used by some test modules only")]
+pub use fixtures::{PASSWORD, TestUser};
 
 /// The repository's `config/` directory.
 pub fn config_dir() -> PathBuf {

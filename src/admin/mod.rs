@@ -1,0 +1,22 @@
+//! Admin-only endpoints under `/api/admin`. Every handler re-checks the caller's role in the
+//! database (`AuthUser::require_admin`), so a demoted admin's still-valid token does not work.
+//!
+//! Users: `PATCH /api/admin/users/{id} { role }` promotes or demotes a user.
+
+pub mod routes;
+
+use actix_web::middleware::from_fn;
+use actix_web::web;
+
+use crate::http::{rate_limit, resource};
+
+/// Registers the `/api/admin` routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/admin").service(
+            resource("/users/{id}")
+                .wrap(from_fn(rate_limit::write))
+                .patch(routes::set_user_role),
+        ),
+    );
+}

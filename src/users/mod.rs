@@ -1,0 +1,74 @@
+//! Accounts: registration, login, token refresh with rotation and reuse detection, logout,
+//! and the first admin (`atomicseats users create`).
+//!
+//! Routes under `/api/user` (seed paths): `GET /`, `POST /register`, `POST /login`,
+//! `POST /refresh`, `POST /logout`, `GET /me`. Register, login and refresh are in the `auth`
+//! rate-limit class (per client IP). Reads `[auth]`.
+
+pub mod domain;
+pub mod model;
+pub mod password;
+pub mod routes;
+
+use actix_web::middleware::from_fn;
+use actix_web::web;
+
+use crate::http::{rate_limit, resource};
+
+/// Registers the `/api/user` routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/user")
+            .service(resource("").get(routes::api_info))
+            .service(resource("/").get(routes::api_info))
+            .service(
+                resource("/register")
+                    .wrap(from_fn(rate_limit::auth))
+                    .post(routes::register),
+            )
+            .service(
+                resource("/login")
+                    .wrap(from_fn(rate_limit::auth))
+                    .post(routes::login),
+            )
+            .service(
+                resource("/refresh")
+                    .wrap(from_fn(rate_limit::auth))
+                    .post(routes::refresh),
+            )
+            .service(resource("/logout").post(routes::logout))
+            .service(resource("/me").get(routes::me)),
+    );
+}
+
+/// `atomicseats users create`: creates a user of any role (the way to make the first admin).
+/// The password comes from `ATOMICSEATS_NEW_USER_PASSWORD` or the first line of stdin, never
+/// from the command line.
+pub async fn create_from_cli(
+    state: &crate::state::AppState,
+    username: &str,
+    email: &str,
+    name: Option<&str>,
+    role: domain::Role,
+    password: String,
+) -> anyhow::Result<model::User> {
+    let username = domain::parse_username(username).map_err(|e| anyhow::anyhow!("username {e}"))?;
+    let email = domain::parse_email(email).map_err(|e| anyhow::anyhow!("email {e}"))?;
+    let name =
+        domain::parse_name(name.unwrap_or(&username)).map_err(|e| anyhow::anyhow!("name {e}"))?;
+    domain::check_password(&password).map_err(|e| anyhow::anyhow!("password {e}"))?;
+    let hash = password::hash(password, state.settings().auth.bcrypt_cost).await?;
+    let mut conn = state.db().get().await?;
+    let new = model::NewUser {
+        username: &username,
+        name: &name,
+        email: &email,
+        password_hash: &hash,
+        role: role.as_str(),
+    };
+    match new.insert(&mut conn).await? {
+        Ok(user) => Ok(user),
+        Err(model::Taken::Email) => anyhow::bail!("a user with this email already exists"),
+        Err(model::Taken::Username) => anyhow::bail!("a user with this username already exists"),
+    }
+}

@@ -1,0 +1,273 @@
+//! `users` and `refresh_tokens` rows and their queries. Functions take the connection, so the
+//! caller decides the transaction.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::db::schema::{refresh_tokens, users};
+
+/// A `users` row. Deliberately not `Serialize`: the hash must never reach a response; use
+/// [`PublicUser`].
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct User {
+    /// Id.
+    pub id: i64,
+    /// Unique (case-insensitively) login name.
+    pub username: String,
+    /// Display name.
+    pub name: String,
+    /// Unique (case-insensitively) email.
+    pub email: String,
+    /// bcrypt hash.
+    pub password_hash: String,
+    /// `guest`, `host` or `admin`.
+    pub role: String,
+    /// Registration time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// What the API shows of a user to that user (and to admins).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicUser {
+    /// Id.
+    pub id: i64,
+    /// Login name.
+    pub username: String,
+    /// Display name.
+    pub name: String,
+    /// Email.
+    pub email: String,
+    /// Role.
+    pub role: String,
+    /// Registration time.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<User> for PublicUser {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id,
+            username: u.username,
+            name: u.name,
+            email: u.email,
+            role: u.role,
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// A user to insert.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    /// Login name.
+    pub username: &'a str,
+    /// Display name.
+    pub name: &'a str,
+    /// Email.
+    pub email: &'a str,
+    /// bcrypt hash.
+    pub password_hash: &'a str,
+    /// Role.
+    pub role: &'a str,
+}
+
+/// Which unique rule a registration broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// `users_email_lower_key`.
+    Email,
+    /// `users_username_lower_key`.
+    Username,
+}
+
+impl NewUser<'_> {
+    /// Inserts the user. A unique violation (also from a concurrent registration) is returned as
+    /// a value, not an error.
+    pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<Result<User, Taken>> {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match diesel::insert_into(users::table)
+            .values(self)
+            .returning(User::as_returning())
+            .get_result(conn)
+            .await
+        {
+            Ok(u) => Ok(Ok(u)),
+            Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info)) => {
+                Ok(Err(match info.constraint_name() {
+                    Some("users_username_lower_key") => Taken::Username,
+                    _ => Taken::Email,
+                }))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+diesel::define_sql_function! {
+    /// SQL `lower(text)`.
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
+impl User {
+    /// The user with `id`, if any.
+    pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<User>> {
+        users::table
+            .find(id)
+            .select(User::as_select())
+            .first(conn)
+            .await
+            .optional()
+    }
+
+    /// The user whose email or username equals `login`, case-insensitively (uses the
+    /// `lower(...)` unique indexes).
+    pub async fn find_by_login(
+        conn: &mut AsyncPgConnection,
+        login: &str,
+    ) -> QueryResult<Option<User>> {
+        let needle = login.trim().to_lowercase();
+        let query = users::table.select(User::as_select());
+        if needle.contains('@') {
+            query
+                .filter(lower(users::email).eq(needle))
+                .first(conn)
+                .await
+                .optional()
+        } else {
+            query
+                .filter(lower(users::username).eq(needle))
+                .first(conn)
+                .await
+                .optional()
+        }
+    }
+
+    /// Sets the role; returns the updated user.
+    pub async fn set_role(
+        conn: &mut AsyncPgConnection,
+        id: i64,
+        role: &str,
+    ) -> QueryResult<Option<User>> {
+        diesel::update(users::table.find(id))
+            .set(users::role.eq(role))
+            .returning(User::as_returning())
+            .get_result(conn)
+            .await
+            .optional()
+    }
+
+    /// How many admins exist.
+    pub async fn count_admins(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
+        users::table
+            .filter(users::role.eq("admin"))
+            .count()
+            .get_result(conn)
+            .await
+    }
+}
+
+/// A stored refresh token (its hash, never the token).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = refresh_tokens)]
+pub struct RefreshToken {
+    /// Token id (the JWT's `jti`).
+    pub id: Uuid,
+    /// Owner.
+    pub user_id: i64,
+    /// One login's chain of rotated tokens.
+    pub family_id: Uuid,
+    /// SHA-256 of the token.
+    pub token_hash: Vec<u8>,
+    /// Expiry.
+    pub expires_at: DateTime<Utc>,
+    /// Set when it was exchanged for a new one.
+    pub rotated_at: Option<DateTime<Utc>>,
+    /// Set when it was revoked (logout, reuse detection).
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl RefreshToken {
+    /// Stores a new token.
+    pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<()> {
+        diesel::insert_into(refresh_tokens::table)
+            .values(self)
+            .execute(conn)
+            .await
+            .map(drop)
+    }
+
+    /// The stored token with this hash.
+    pub async fn find_by_hash(
+        conn: &mut AsyncPgConnection,
+        hash: &[u8],
+    ) -> QueryResult<Option<RefreshToken>> {
+        refresh_tokens::table
+            .filter(refresh_tokens::token_hash.eq(hash))
+            .select(RefreshToken::as_select())
+            .first(conn)
+            .await
+            .optional()
+    }
+
+    /// Marks the token rotated if it is still live. `false` means someone else used it first
+    /// (a concurrent refresh with the same token: treated as reuse).
+    pub async fn mark_rotated(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
+        let n = diesel::update(
+            refresh_tokens::table
+                .find(id)
+                .filter(refresh_tokens::rotated_at.is_null())
+                .filter(refresh_tokens::revoked_at.is_null()),
+        )
+        .set(refresh_tokens::rotated_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await?;
+        Ok(n == 1)
+    }
+
+    /// Revokes every live token of a family (theft detection).
+    pub async fn revoke_family(conn: &mut AsyncPgConnection, family: Uuid) -> QueryResult<usize> {
+        diesel::update(
+            refresh_tokens::table
+                .filter(refresh_tokens::family_id.eq(family))
+                .filter(refresh_tokens::revoked_at.is_null()),
+        )
+        .set(refresh_tokens::revoked_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await
+    }
+
+    /// Revokes one token of `user`.
+    pub async fn revoke(
+        conn: &mut AsyncPgConnection,
+        user: i64,
+        hash: &[u8],
+    ) -> QueryResult<usize> {
+        diesel::update(
+            refresh_tokens::table
+                .filter(refresh_tokens::token_hash.eq(hash))
+                .filter(refresh_tokens::user_id.eq(user))
+                .filter(refresh_tokens::revoked_at.is_null()),
+        )
+        .set(refresh_tokens::revoked_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await
+    }
+
+    /// Revokes every token of `user` (logout everywhere).
+    pub async fn revoke_all(conn: &mut AsyncPgConnection, user: i64) -> QueryResult<usize> {
+        diesel::update(
+            refresh_tokens::table
+                .filter(refresh_tokens::user_id.eq(user))
+                .filter(refresh_tokens::revoked_at.is_null()),
+        )
+        .set(refresh_tokens::revoked_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await
+    }
+}
