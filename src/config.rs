@@ -127,6 +127,8 @@ pub struct Settings {
     pub reconcile: ReconcileSettings,
     /// Rate limits per route class.
     pub rate_limit: RateLimitSettings,
+    /// Event rules and listing sizes.
+    pub events: EventSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -235,6 +237,18 @@ pub struct AuthSettings {
     pub bcrypt_cost: u32,
     /// Mark the token cookies `Secure` (browsers then send them over HTTPS only).
     pub cookie_secure: bool,
+}
+
+/// `[events]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSettings {
+    /// Largest capacity of one event.
+    pub max_capacity: i32,
+    /// Listing page size when `limit` is absent.
+    pub page_size_default: usize,
+    /// Largest `limit` a listing accepts.
+    pub page_size_max: usize,
 }
 
 /// `[rate_limit]`: requests per `window_secs` for each route class; 0 turns a class off.
@@ -504,6 +518,8 @@ impl Settings {
             ("database.pool_size", self.database.pool_size),
             ("redis.pool_size", self.redis.pool_size),
             ("http.body_limit_bytes", self.http.body_limit_bytes),
+            ("events.page_size_default", self.events.page_size_default),
+            ("events.page_size_max", self.events.page_size_max),
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be greater than 0"));
@@ -537,6 +553,18 @@ impl Settings {
                     format!("`{ip}` is not an IP address"),
                 ));
             }
+        }
+        if self.events.max_capacity <= 0 {
+            return Err(ConfigError::invalid(
+                "events.max_capacity",
+                "must be greater than 0",
+            ));
+        }
+        if self.events.page_size_default > self.events.page_size_max {
+            return Err(ConfigError::invalid(
+                "events.page_size_default",
+                "must not exceed events.page_size_max",
+            ));
         }
         if !(4..=31).contains(&self.auth.bcrypt_cost) {
             return Err(ConfigError::invalid(

@@ -17,16 +17,20 @@
 //! | [`http`] | the actix application, health, metrics, extractors |
 //! | [`users`] | accounts, tokens, passwords |
 //! | [`admin`] | admin-only endpoints |
+//! | [`events`] | hosting and listing events |
+//! | [`cache`] | the event cache (Redis or in-process) |
 //! | [`bookings`] | booking engine and worker |
 //! | [`notifications`] | email worker |
 //! | [`reconcile`] | reconciliation passes and their schedule |
 
 pub mod admin;
 pub mod bookings;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod notifications;
 pub mod reconcile;

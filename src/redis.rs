@@ -15,6 +15,26 @@ pub mod keys {
     pub fn rate_limit(prefix: &str, class: &str, who: &str) -> String {
         format!("{prefix}:rl:{class}:{who}")
     }
+
+    /// Event snapshot: HASH `{ v: version, json: snapshot | "" (tombstone) }`.
+    pub fn event(prefix: &str, id: i64) -> String {
+        format!("{prefix}:event:{id}")
+    }
+
+    /// `SCAN` pattern matching every [`event`] key.
+    pub fn event_pattern(prefix: &str) -> String {
+        format!("{prefix}:event:*")
+    }
+
+    /// Listing index: ZSET of active events, member = zero-padded id, score = `starts_at` µs.
+    pub fn events_index(prefix: &str) -> String {
+        format!("{prefix}:events:by_start")
+    }
+
+    /// Present while the listing index is complete (set by a full rebuild).
+    pub fn events_ready(prefix: &str) -> String {
+        format!("{prefix}:events:ready")
+    }
 }
 
 use deadpool_redis::{Config, Pool, Runtime};

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use crate::config::Settings;
+use crate::cache::EventCache;
+use crate::config::{QueueKind, Settings};
 use crate::db::PgPool;
 use crate::http::auth::TokenKeys;
 use crate::http::rate_limit::RateLimiter;
@@ -19,6 +20,7 @@ struct Inner {
     redis: Option<deadpool_redis::Pool>,
     tokens: TokenKeys,
     rate_limiter: RateLimiter,
+    event_cache: EventCache,
 }
 
 impl AppState {
@@ -34,6 +36,13 @@ impl AppState {
                 .clone()
                 .map(|pool| (pool, settings.redis.key_prefix.clone())),
         )?;
+        // Redis when configured; in-process only when every writer lives in this process
+        // (in-process queue); otherwise no cache, so nothing can go stale.
+        let event_cache = match (&redis, settings.queue.kind) {
+            (Some(pool), _) => EventCache::redis(pool.clone(), settings.redis.key_prefix.clone()),
+            (None, QueueKind::Memory) => EventCache::memory(),
+            (None, QueueKind::Kafka) => EventCache::none(),
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 settings,
@@ -41,6 +50,7 @@ impl AppState {
                 redis,
                 tokens,
                 rate_limiter,
+                event_cache,
             }),
         })
     }
@@ -63,6 +73,11 @@ impl AppState {
     /// The rate limiter.
     pub fn rate_limiter(&self) -> &RateLimiter {
         &self.inner.rate_limiter
+    }
+
+    /// The event cache.
+    pub fn event_cache(&self) -> &EventCache {
+        &self.inner.event_cache
     }
 
     /// The Redis pool, when `redis.url` is configured.

@@ -49,6 +49,9 @@ CREATE TABLE events (
     waitlist_open  BOOLEAN     NOT NULL DEFAULT TRUE,
     status         TEXT        NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'cancelled')),
     cancelled_at   TIMESTAMPTZ,
+    -- Bumped by every write under the row lock: cache snapshots carry it, so a late cache
+    -- write of an older snapshot never overwrites a newer one.
+    version        BIGINT      NOT NULL DEFAULT 0,
     created_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
     CONSTRAINT events_seats_within_capacity CHECK (0 <= reserved_seats AND reserved_seats <= capacity),
@@ -56,7 +59,8 @@ CREATE TABLE events (
 );
 CREATE INDEX events_created_at_id_idx ON events (created_at, id);
 CREATE INDEX events_starts_at_id_idx ON events (starts_at, id);
-CREATE INDEX events_host_id_created_at_id_idx ON events (host_id, created_at, id);
+CREATE INDEX events_host_id_starts_at_id_idx ON events (host_id, starts_at, id);
+CREATE INDEX events_name_lower_idx ON events (lower(name) text_pattern_ops);
 SELECT diesel_manage_updated_at('events');
 
 -- Every booking request and its outcome. `id` is the request id: a redelivered or retried

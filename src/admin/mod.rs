@@ -2,7 +2,9 @@
 //! database (`AuthUser::require_admin`), so a demoted admin's still-valid token does not work.
 //!
 //! Users: `PATCH /api/admin/users/{id} { role }` promotes or demotes a user.
+//! Events: `GET`, `POST`, `PATCH`, `DELETE /api/admin/events`.
 
+pub mod events;
 pub mod routes;
 
 use actix_web::middleware::from_fn;
@@ -13,10 +15,19 @@ use crate::http::{rate_limit, resource};
 /// Registers the `/api/admin` routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::scope("/api/admin").service(
-            resource("/users/{id}")
-                .wrap(from_fn(rate_limit::write))
-                .patch(routes::set_user_role),
-        ),
+        web::scope("/api/admin")
+            .service(
+                resource("/users/{id}")
+                    .wrap(from_fn(rate_limit::write))
+                    .patch(routes::set_user_role),
+            )
+            .service(
+                resource("/events")
+                    .wrap(from_fn(rate_limit::write))
+                    .get(events::list)
+                    .post(events::create)
+                    .patch(events::update)
+                    .delete(events::delete),
+            ),
     );
 }

@@ -14,3 +14,12 @@ pub async fn run_worker(_state: AppState, shutdown: CancellationToken) -> anyhow
     shutdown.cancelled().await;
     Ok(())
 }
+
+/// Called after an event's capacity was raised or its waitlist reopened (committed). The
+/// waitlist is served by the booking engine (issue #5); until then there is nothing to serve.
+pub async fn after_capacity_change(_state: &AppState, event_id: i64) {
+    tracing::debug!(
+        event.id = event_id,
+        "capacity changed; waitlist serving arrives with the booking engine"
+    );
+}

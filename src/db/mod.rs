@@ -16,6 +16,11 @@ use diesel_async::pooled_connection::deadpool::{self, Pool};
 
 use crate::config::DatabaseSettings;
 
+diesel::define_sql_function! {
+    /// SQL `lower(text)` (matches the `lower(...)` indexes).
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
 /// The Postgres pool shared by a process.
 pub type PgPool = Pool<AsyncPgConnection>;
 /// A connection checked out of [`PgPool`].

@@ -50,6 +50,7 @@ diesel::table! {
         waitlist_open -> Bool,
         status -> Text,
         cancelled_at -> Nullable<Timestamptz>,
+        version -> Int8,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
     }

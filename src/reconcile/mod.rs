@@ -1,9 +1,15 @@
 //! Reconciliation: make every derived copy agree with PostgreSQL, the source of truth.
 //!
-//! One pass ([`run_once`]) verifies invariant 1 for every event (`reserved_seats` equals the sum
-//! of its confirmed bookings) and reports drift as a log line, the `reconcile_drift_events`
-//! gauge and a non-zero exit of `atomicseats reconcile`. Cache rebuild, the waitlist sweep and
-//! outbox re-publishing join the pass as the cache, booking and notification features land.
+//! One pass ([`run_once`]):
+//! 1. rebuilds the event cache **in place** from PostgreSQL (never emptied first, so no live
+//!    event is ever missing), repairing tampered or stale entries and deleting entries of events
+//!    that no longer exist;
+//! 2. verifies invariant 1 for every event (`reserved_seats` equals the sum of its confirmed
+//!    bookings) and reports drift as a log line, the `reconcile_drift_events` gauge and a
+//!    non-zero exit of `atomicseats reconcile`.
+//!
+//! The waitlist sweep and outbox re-publishing join the pass with the booking engine and
+//! notifications.
 //! [`run`] loops on the cron schedule from `reconcile.schedule` (empty disables it); a failed
 //! pass is logged and the loop goes on.
 
@@ -35,12 +41,17 @@ pub struct Drift {
 pub struct Report {
     /// Events whose counter drifted.
     pub drift: Vec<Drift>,
+    /// Cache entries written or repaired.
+    pub cache_written: usize,
+    /// Stale cache entries removed.
+    pub cache_removed: usize,
 }
 
 /// One reconciliation pass.
 #[tracing::instrument(name = "reconcile", skip_all, err)]
 pub async fn run_once(state: &AppState) -> anyhow::Result<Report> {
     let mut conn = state.db().get().await?;
+    let (cache_written, cache_removed) = rebuild_cache(state, &mut conn).await?;
     let drift: Vec<Drift> = diesel::sql_query(
         "SELECT e.id AS event_id, e.reserved_seats, \
                 COALESCE(SUM(b.seats) FILTER (WHERE b.status = 'confirmed'), 0)::BIGINT AS confirmed_seats \
@@ -60,8 +71,41 @@ pub async fn run_once(state: &AppState) -> anyhow::Result<Report> {
             "seat counter drift: reserved_seats differs from the sum of confirmed bookings"
         );
     }
-    tracing::info!(drift.events = drift.len(), "reconciliation pass finished");
-    Ok(Report { drift })
+    tracing::info!(
+        drift.events = drift.len(),
+        cache.written = cache_written,
+        cache.removed = cache_removed,
+        "reconciliation pass finished"
+    );
+    Ok(Report {
+        drift,
+        cache_written,
+        cache_removed,
+    })
+}
+
+/// Rebuilds the event cache in place; entries cached with a version above the row read are
+/// re-read and repaired only if the fresh row is still older (tampering, not a newer write).
+async fn rebuild_cache(
+    state: &AppState,
+    conn: &mut diesel_async::AsyncPgConnection,
+) -> anyhow::Result<(usize, usize)> {
+    let cache = state.event_cache();
+    let events = crate::events::model::Event::all(conn).await?;
+    let mut report = cache.rebuild(&events).await?;
+    for (id, cached_version) in std::mem::take(&mut report.ahead) {
+        if let Some(fresh) = crate::events::model::Event::find(conn, id).await?
+            && cache.repair(&fresh, cached_version).await?
+        {
+            tracing::warn!(
+                event.id = id,
+                "repaired a cache entry ahead of the database"
+            );
+            report.written += 1;
+        }
+    }
+    metrics::counter!("reconcile_cache_repairs_total").increment(report.written as u64);
+    Ok((report.written, report.removed))
 }
 
 /// Loops on `reconcile.schedule` until `shutdown`; with `on_start`, runs a pass first.

@@ -109,10 +109,7 @@ impl NewUser<'_> {
     }
 }
 
-diesel::define_sql_function! {
-    /// SQL `lower(text)`.
-    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
-}
+pub use crate::db::lower;
 
 impl User {
     /// The user with `id`, if any.

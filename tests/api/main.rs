@@ -9,9 +9,11 @@
 
 mod helpers;
 
+mod cache;
 mod cli;
 mod config;
 mod errors;
+mod events;
 mod health;
 mod migrations;
 mod rate_limit;

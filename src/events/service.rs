@@ -1,0 +1,288 @@
+//! Event writes as transactions: create, update and delete/cancel. Each locks the event row
+//! (`FOR UPDATE`), so it serialises with the booking worker, which locks the same row; the cache
+//! is written after the commit.
+
+use chrono::Utc;
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde_json::json;
+
+use crate::db::schema::{booking_requests, bookings, events, outbox, users, waitlist};
+use crate::error::{ApiError, ApiResult};
+use crate::events::domain::{self, Limits, UpdateEventBody};
+use crate::events::model::{Event, NewEvent};
+use crate::http::auth::AuthUser;
+use crate::state::AppState;
+use crate::users::domain::Role;
+
+/// Who may change an event: its host, or an admin.
+fn may_manage(caller: &AuthUser, event: &Event) -> bool {
+    caller.role == Role::Admin || event.host_id == caller.id
+}
+
+/// The configured event limits.
+pub fn limits(state: &AppState) -> Limits {
+    Limits {
+        max_capacity: i64::from(state.settings().events.max_capacity),
+    }
+}
+
+/// Inserts a validated event and caches it.
+pub async fn create(state: &AppState, new: NewEvent) -> ApiResult<Event> {
+    let mut conn = state.db().get().await?;
+    let host_exists: Option<String> = users::table
+        .find(new.host_id)
+        .select(users::role)
+        .first(&mut conn)
+        .await
+        .optional()?;
+    match host_exists.as_deref() {
+        None => return Err(ApiError::field("hostId", "no user with this id")),
+        Some("guest") => {
+            return Err(ApiError::field(
+                "hostId",
+                "this user is a guest; promote them to host first",
+            ));
+        }
+        Some(_) => {}
+    }
+    let event = new.insert(&mut conn).await?;
+    tracing::info!(
+        event.id = event.id,
+        event.host_id = event.host_id,
+        "event created"
+    );
+    state.event_cache().put(&event).await;
+    Ok(event)
+}
+
+/// Updates an event as `caller`. Capacity can go down only to the seats already reserved
+/// (409 naming both numbers); raising it lets the waitlist be served.
+pub async fn update(
+    state: &AppState,
+    caller: &AuthUser,
+    body: UpdateEventBody,
+) -> ApiResult<Event> {
+    let id = body
+        .id
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::field("id", "is required and must be a positive integer"))?;
+    let limits = limits(state);
+    let mut conn = state.db().get().await?;
+    let caller = *caller;
+    let (event, capacity_raised) = conn
+        .transaction(async |conn| {
+            let current = Event::lock(conn, id)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("no event with id {id}")))?;
+            if !may_manage(&caller, &current) {
+                return Err(ApiError::Forbidden(
+                    "only the event's host or an admin may change it".to_owned(),
+                ));
+            }
+            if current.is_cancelled() {
+                return Err(ApiError::Conflict {
+                    code: "event_cancelled",
+                    message: "the event is cancelled and can no longer be changed".to_owned(),
+                });
+            }
+            let now = Utc::now();
+            let changes =
+                domain::validate_update(&body, current.starts_at, current.ends_at, limits, now)?;
+            if let Some(capacity) = changes.capacity
+                && capacity < current.reserved_seats
+            {
+                return Err(ApiError::Conflict {
+                    code: "capacity_below_reserved",
+                    message: format!(
+                        "capacity {capacity} is below the {} seats already reserved",
+                        current.reserved_seats
+                    ),
+                });
+            }
+            let raised = changes.capacity.is_some_and(|c| c > current.capacity)
+                || (changes.waitlist_open == Some(true) && !current.waitlist_open);
+            let updated = Event::update(conn, id, &changes).await?;
+            Ok((updated, raised))
+        })
+        .await?;
+    tracing::info!(
+        event.id = event.id,
+        event.version = event.version,
+        "event updated"
+    );
+    state.event_cache().put(&event).await;
+    if capacity_raised {
+        crate::bookings::after_capacity_change(state, event.id).await;
+    }
+    Ok(event)
+}
+
+/// What deleting an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deleted {
+    /// The event was cancelled (it had bookings) rather than removed.
+    pub cancelled: bool,
+    /// Bookings cancelled.
+    pub bookings_cancelled: usize,
+    /// Waitlist entries cleared.
+    pub waitlist_cleared: usize,
+}
+
+/// Deletes an event as `caller`. With bookings it is cancelled instead: no more bookings, its
+/// bookings cancelled, its waitlist cleared, every ticket holder and waiting buyer notified
+/// through the outbox. Either way it leaves listings and the cache at once.
+pub async fn delete(
+    state: &AppState,
+    caller: &AuthUser,
+    id: Option<i64>,
+) -> ApiResult<(Event, Deleted)> {
+    let id = id
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::field("id", "is required and must be a positive integer"))?;
+    let mut conn = state.db().get().await?;
+    let caller = *caller;
+    let result = conn
+        .transaction(async |conn| {
+            let event = Event::lock(conn, id)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("no event with id {id}")))?;
+            if !may_manage(&caller, &event) {
+                return Err(ApiError::Forbidden(
+                    "only the event's host or an admin may delete it".to_owned(),
+                ));
+            }
+            if event.is_cancelled() {
+                return Ok((
+                    event,
+                    Deleted {
+                        cancelled: true,
+                        bookings_cancelled: 0,
+                        waitlist_cleared: 0,
+                    },
+                ));
+            }
+            if !Event::has_bookings(conn, id).await? {
+                diesel::delete(events::table.find(id)).execute(conn).await?;
+                return Ok((
+                    event,
+                    Deleted {
+                        cancelled: false,
+                        bookings_cancelled: 0,
+                        waitlist_cleared: 0,
+                    },
+                ));
+            }
+            cancel_inner(conn, &event).await
+        })
+        .await?;
+    let (event, deleted) = &result;
+    tracing::info!(
+        event.id = event.id,
+        event.cancelled = deleted.cancelled,
+        bookings.cancelled = deleted.bookings_cancelled,
+        "event deleted"
+    );
+    state.event_cache().remove(id).await;
+    crate::notifications::wake(state);
+    Ok(result)
+}
+
+/// Cancels `event` (locked by the caller): bookings cancelled, seats released, waitlisted
+/// requests closed, outbox rows for everyone affected.
+async fn cancel_inner(conn: &mut AsyncPgConnection, event: &Event) -> ApiResult<(Event, Deleted)> {
+    let now = Utc::now();
+    let cancelled: Vec<(i64, i64, i32, i64)> = diesel::update(
+        bookings::table
+            .filter(bookings::event_id.eq(event.id))
+            .filter(bookings::status.eq("confirmed")),
+    )
+    .set((
+        bookings::status.eq("cancelled"),
+        bookings::cancelled_at.eq(now),
+    ))
+    .returning((
+        bookings::id,
+        bookings::user_id,
+        bookings::seats,
+        bookings::cost,
+    ))
+    .get_results(conn)
+    .await?;
+    let waiting: Vec<(uuid::Uuid, i64, i32)> =
+        diesel::delete(waitlist::table.filter(waitlist::event_id.eq(event.id)))
+            .returning((waitlist::request_id, waitlist::user_id, waitlist::seats))
+            .get_results(conn)
+            .await?;
+    let waiting_requests: Vec<uuid::Uuid> = waiting.iter().map(|(r, _, _)| *r).collect();
+    // Requests that were only waiting are closed as rejected; partly confirmed ones keep their
+    // (now cancelled) confirmation.
+    diesel::update(booking_requests::table.filter(booking_requests::id.eq_any(&waiting_requests)))
+        .set((
+            booking_requests::seats_waitlisted.eq(0),
+            booking_requests::status.eq(diesel::dsl::sql::<diesel::sql_types::Text>(
+                "CASE WHEN seats_confirmed > 0 THEN 'confirmed' ELSE 'rejected' END",
+            )),
+            booking_requests::reject_reason.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Text>,
+            >(
+                "CASE WHEN seats_confirmed > 0 THEN NULL ELSE 'event_closed' END",
+            )),
+        ))
+        .execute(conn)
+        .await?;
+    let updated: Event = diesel::update(events::table.find(event.id))
+        .set((
+            events::status.eq("cancelled"),
+            events::cancelled_at.eq(now),
+            events::reserved_seats.eq(0),
+            events::version.eq(events::version + 1),
+        ))
+        .returning(Event::as_returning())
+        .get_result(conn)
+        .await?;
+    let event_facts = json!({
+        "eventId": event.id,
+        "eventName": event.name,
+        "venue": event.venue,
+        "startsAt": event.starts_at,
+    });
+    let mut rows = Vec::with_capacity(cancelled.len() + waiting.len());
+    for (booking_id, user_id, seats, cost) in &cancelled {
+        let mut payload = event_facts.clone();
+        payload["bookingId"] = json!(booking_id);
+        payload["seats"] = json!(seats);
+        payload["cost"] = json!(cost);
+        rows.push((
+            outbox::kind.eq("event_cancelled"),
+            outbox::user_id.eq(Some(*user_id)),
+            outbox::event_id.eq(Some(event.id)),
+            outbox::payload.eq(payload),
+        ));
+    }
+    for (request_id, user_id, seats) in &waiting {
+        let mut payload = event_facts.clone();
+        payload["requestId"] = json!(request_id);
+        payload["seatsWaited"] = json!(seats);
+        rows.push((
+            outbox::kind.eq("event_cancelled_waitlist"),
+            outbox::user_id.eq(Some(*user_id)),
+            outbox::event_id.eq(Some(event.id)),
+            outbox::payload.eq(payload),
+        ));
+    }
+    if !rows.is_empty() {
+        diesel::insert_into(outbox::table)
+            .values(&rows)
+            .execute(conn)
+            .await?;
+    }
+    Ok((
+        updated,
+        Deleted {
+            cancelled: true,
+            bookings_cancelled: cancelled.len(),
+            waitlist_cleared: waiting.len(),
+        },
+    ))
+}
