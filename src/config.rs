@@ -129,6 +129,8 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     /// Event rules and listing sizes.
     pub events: EventSettings,
+    /// The booking engine.
+    pub booking: BookingSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -237,6 +239,22 @@ pub struct AuthSettings {
     pub bcrypt_cost: u32,
     /// Mark the token cookies `Secure` (browsers then send them over HTTPS only).
     pub cookie_secure: bool,
+}
+
+/// `[booking]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BookingSettings {
+    /// Most requests one batch decides.
+    pub batch_max: usize,
+    /// Extra time a worker waits to fill a batch (0 = take what is queued).
+    pub linger_ms: u64,
+    /// In-process queue shards (one writer task each).
+    pub shards: usize,
+    /// Requests each in-process shard holds before the API answers 503.
+    pub queue_capacity: usize,
+    /// How long the API waits for an in-process decision before answering 503.
+    pub decision_timeout_secs: u64,
 }
 
 /// `[events]`
@@ -519,6 +537,9 @@ impl Settings {
             ("redis.pool_size", self.redis.pool_size),
             ("http.body_limit_bytes", self.http.body_limit_bytes),
             ("events.page_size_default", self.events.page_size_default),
+            ("booking.batch_max", self.booking.batch_max),
+            ("booking.shards", self.booking.shards),
+            ("booking.queue_capacity", self.booking.queue_capacity),
             ("events.page_size_max", self.events.page_size_max),
         ] {
             if value == 0 {

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::bookings::BookingQueue;
+use crate::bookings::outcomes::OutcomeHub;
 use crate::cache::EventCache;
 use crate::config::{QueueKind, Settings};
 use crate::db::PgPool;
@@ -21,6 +23,8 @@ struct Inner {
     tokens: TokenKeys,
     rate_limiter: RateLimiter,
     event_cache: EventCache,
+    booking_queue: BookingQueue,
+    outcomes: OutcomeHub,
 }
 
 impl AppState {
@@ -43,6 +47,7 @@ impl AppState {
             (None, QueueKind::Memory) => EventCache::memory(),
             (None, QueueKind::Kafka) => EventCache::none(),
         };
+        let booking_queue = BookingQueue::from_settings(&settings)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 settings,
@@ -51,6 +56,8 @@ impl AppState {
                 tokens,
                 rate_limiter,
                 event_cache,
+                booking_queue,
+                outcomes: OutcomeHub::default(),
             }),
         })
     }
@@ -78,6 +85,16 @@ impl AppState {
     /// The event cache.
     pub fn event_cache(&self) -> &EventCache {
         &self.inner.event_cache
+    }
+
+    /// The booking queue.
+    pub fn booking_queue(&self) -> &BookingQueue {
+        &self.inner.booking_queue
+    }
+
+    /// Waiters for booking outcomes in this process.
+    pub fn outcomes(&self) -> &OutcomeHub {
+        &self.inner.outcomes
     }
 
     /// The Redis pool, when `redis.url` is configured.

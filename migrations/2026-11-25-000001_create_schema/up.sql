@@ -76,14 +76,14 @@ CREATE TABLE booking_requests (
     status           TEXT        NOT NULL CHECK (status IN ('confirmed', 'partial', 'waitlisted', 'rejected')),
     seats_confirmed  INTEGER     NOT NULL DEFAULT 0 CHECK (seats_confirmed >= 0),
     seats_waitlisted INTEGER     NOT NULL DEFAULT 0 CHECK (seats_waitlisted >= 0),
-    reject_reason    TEXT        CHECK (reject_reason IN ('sold_out', 'per_user_limit', 'event_closed', 'waitlist_closed')),
+    reject_reason    TEXT        CHECK (reject_reason IN ('sold_out', 'per_user_limit', 'event_closed', 'waitlist_closed', 'withdrawn')),
     cost             BIGINT      NOT NULL DEFAULT 0 CHECK (cost >= 0),
     -- When the API accepted the request (arrival order) and when the worker decided it.
     requested_at     TIMESTAMPTZ NOT NULL,
     decided_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
     CHECK (seats_confirmed + seats_waitlisted <= seats),
-    CHECK ((status = 'rejected') = (reject_reason IS NOT NULL))
+    CHECK (status <> 'rejected' OR reject_reason IS NOT NULL)
 );
 CREATE INDEX booking_requests_user_history_idx ON booking_requests (user_id, requested_at DESC, id DESC);
 CREATE INDEX booking_requests_event_status_idx ON booking_requests (event_id, status);

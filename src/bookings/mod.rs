@@ -1,25 +1,127 @@
 //! Bookings: the accept path, the batched booking worker, idempotency, waitlist and
-//! cancellation.
+//! cancellation. The engine's invariants (DESIGN.md) are its acceptance criteria:
 //!
-//! Status: the worker role exists so that `work-bookings` and `all` have their final shape; the
-//! engine itself is issue #5.
+//! 1. no oversell: the worker allocates under the event row lock and the database `CHECK`s it;
+//! 2. exactly-once effect: every request has a unique id (the primary key of
+//!    `booking_requests`); a redelivered or retried request returns its first outcome;
+//! 3. nothing acknowledged is lost: the API answers success only once the request is durable;
+//! 4. FIFO fairness: the waitlist is served before new requests;
+//! 5. side effects after commit, from the outbox written in the decision's transaction.
+//!
+//! Routes: `POST /api/events/book`, `DELETE /api/events/book`,
+//! `GET /api/bookings/requests/{requestId}`, `GET|DELETE /api/events/{id}/waitlist/me`.
+//! Reads `[booking]` and `[queue]`.
 
+pub mod domain;
+pub mod engine;
+pub mod outcomes;
+pub mod queue;
+pub mod routes;
+pub mod worker;
+
+use actix_web::middleware::from_fn;
+use actix_web::web;
 use tokio_util::sync::CancellationToken;
 
+use crate::bookings::domain::BookingRequest;
+use crate::bookings::queue::MemoryQueue;
+use crate::config::{QueueKind, Settings};
+use crate::error::ApiError;
+use crate::http::{rate_limit, resource};
 use crate::state::AppState;
 
-/// The `work-bookings` role. Until the engine lands it only waits for shutdown.
-pub async fn run_worker(_state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
-    tracing::warn!("booking worker: the booking engine is not built yet; idling until shutdown");
-    shutdown.cancelled().await;
-    Ok(())
+/// The transport of booking requests, chosen by `queue.kind`.
+pub enum BookingQueue {
+    /// In-process channels (single node).
+    Memory(MemoryQueue),
 }
 
-/// Called after an event's capacity was raised or its waitlist reopened (committed). The
-/// waitlist is served by the booking engine (issue #5); until then there is nothing to serve.
-pub async fn after_capacity_change(_state: &AppState, event_id: i64) {
-    tracing::debug!(
-        event.id = event_id,
-        "capacity changed; waitlist serving arrives with the booking engine"
+impl BookingQueue {
+    /// Builds the configured transport.
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        let b = &settings.booking;
+        match settings.queue.kind {
+            QueueKind::Memory => Ok(Self::Memory(MemoryQueue::new(b.shards, b.queue_capacity))),
+            QueueKind::Kafka => {
+                anyhow::bail!("queue.kind = \"kafka\" is not available in this build")
+            }
+        }
+    }
+
+    /// The in-process queue, when that is the transport.
+    pub fn memory(&self) -> Option<&MemoryQueue> {
+        match self {
+            Self::Memory(q) => Some(q),
+        }
+    }
+
+    /// Publishes durably (Kafka transport). The in-process transport is driven by the handler.
+    pub async fn publish(
+        &self,
+        _state: &AppState,
+        _request: &BookingRequest,
+    ) -> Result<(), ApiError> {
+        match self {
+            Self::Memory(_) => Err(ApiError::Internal(anyhow::anyhow!(
+                "publish is for the Kafka transport"
+            ))),
+        }
+    }
+
+    /// The owner of a request accepted by this process and not decided yet.
+    pub fn pending_owner(&self, _request: uuid::Uuid) -> Option<i64> {
+        match self {
+            // In-process requests are decided before the API answers.
+            Self::Memory(_) => None,
+        }
+    }
+}
+
+/// Registers the booking routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/api/events/book")
+            .wrap(from_fn(rate_limit::booking))
+            .post(routes::book)
+            .delete(routes::cancel),
+    )
+    .service(
+        resource("/api/bookings/requests/{requestId}")
+            .wrap(from_fn(rate_limit::read))
+            .get(routes::request_status),
+    )
+    .service(
+        resource("/api/events/{id}/waitlist/me")
+            .wrap(from_fn(rate_limit::booking))
+            .get(routes::my_waitlist)
+            .delete(routes::leave_waitlist),
     );
+}
+
+/// The `work-bookings` role for the configured transport.
+pub async fn run_worker(state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
+    match state.booking_queue() {
+        BookingQueue::Memory(_) => worker::run_memory(state, shutdown).await,
+    }
+}
+
+/// After an event's capacity was raised or its waitlist reopened (committed): serve the
+/// waitlist now rather than at the next sweep.
+pub async fn after_capacity_change(state: &AppState, event_id: i64) {
+    if let Err(e) = worker::decide_group(state, event_id, &[]).await {
+        tracing::warn!(event.id = event_id, error = %e, "serving the waitlist failed; the reconciliation sweep will retry");
+    }
+}
+
+/// The reconciliation sweep: serve every waitlist that has free seats. Returns how many events
+/// were served.
+pub async fn sweep_waitlists(state: &AppState) -> anyhow::Result<usize> {
+    let ids = {
+        let mut conn = state.db().get().await?;
+        engine::events_with_serveable_waitlists(&mut conn).await?
+    };
+    for id in &ids {
+        worker::decide_group(state, *id, &[]).await?;
+    }
+    Ok(ids.len())
 }

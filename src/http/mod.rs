@@ -42,6 +42,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/ready").get(health::ready))
         .service(resource("/metrics").get(metrics::render))
         .configure(crate::users::configure)
+        .configure(crate::bookings::configure)
         .configure(crate::events::configure)
         .configure(crate::admin::configure);
 }

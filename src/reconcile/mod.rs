@@ -45,6 +45,8 @@ pub struct Report {
     pub cache_written: usize,
     /// Stale cache entries removed.
     pub cache_removed: usize,
+    /// Events whose waitlist got freed seats in this pass.
+    pub waitlists_served: usize,
 }
 
 /// One reconciliation pass.
@@ -52,6 +54,9 @@ pub struct Report {
 pub async fn run_once(state: &AppState) -> anyhow::Result<Report> {
     let mut conn = state.db().get().await?;
     let (cache_written, cache_removed) = rebuild_cache(state, &mut conn).await?;
+    drop(conn);
+    let waitlists_served = crate::bookings::sweep_waitlists(state).await?;
+    let mut conn = state.db().get().await?;
     let drift: Vec<Drift> = diesel::sql_query(
         "SELECT e.id AS event_id, e.reserved_seats, \
                 COALESCE(SUM(b.seats) FILTER (WHERE b.status = 'confirmed'), 0)::BIGINT AS confirmed_seats \
@@ -75,12 +80,14 @@ pub async fn run_once(state: &AppState) -> anyhow::Result<Report> {
         drift.events = drift.len(),
         cache.written = cache_written,
         cache.removed = cache_removed,
+        waitlists.served = waitlists_served,
         "reconciliation pass finished"
     );
     Ok(Report {
         drift,
         cache_written,
         cache_removed,
+        waitlists_served,
     })
 }
 

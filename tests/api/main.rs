@@ -9,6 +9,7 @@
 
 mod helpers;
 
+mod bookings;
 mod cache;
 mod cli;
 mod config;

@@ -63,6 +63,7 @@ pub struct TestApp {
     /// A client without cookies or redirects.
     pub client: reqwest::Client,
     server: Option<JoinHandle<anyhow::Result<()>>>,
+    worker: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
 /// Builds a [`TestApp`] with overrides.
@@ -104,6 +105,10 @@ impl TestAppBuilder {
         let address = format!("http://127.0.0.1:{}", app.port());
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        let worker = tokio::spawn(atomicseats::bookings::run_worker(
+            state.clone(),
+            shutdown.clone(),
+        ));
         TestApp {
             address,
             db,
@@ -114,6 +119,7 @@ impl TestAppBuilder {
                 .build()
                 .expect("client"),
             server: Some(server),
+            worker: Some(worker),
         }
     }
 }
@@ -134,9 +140,12 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
-    /// Stops the server and waits for it to finish.
+    /// Stops the server and the worker and waits for both to finish.
     pub async fn stop(&mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();
+        if let Some(handle) = self.worker.take() {
+            handle.await??;
+        }
         match self.server.take() {
             Some(handle) => handle.await?,
             None => Ok(()),

@@ -1,0 +1,85 @@
+//! The booking queue: one interface, two transports chosen by `queue.kind`.
+//!
+//! - **In-process** (`memory`): bounded tokio channels, one per shard; a request goes to shard
+//!   `event_id mod shards`, so one task is the only writer of each event. The sender waits for
+//!   the decision (the reply channel): the API answers only once the decision is committed.
+//! - **Kafka** (`kafka`): see [`super::kafka`].
+//!
+//! A full queue is reported at once ([`SendError::Full`]): the API answers 503 with
+//! `Retry-After` instead of letting latency grow without bound.
+
+use std::sync::Mutex;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::bookings::domain::{BookingRequest, Outcome};
+
+/// What the worker sends back: the outcome, or why it could not decide.
+pub type Reply = Result<Outcome, String>;
+
+/// A queued request and where its outcome goes.
+#[derive(Debug)]
+pub struct Envelope {
+    /// The request.
+    pub request: BookingRequest,
+    /// The waiting API handler (none for redeliveries and sweeps).
+    pub reply: Option<oneshot::Sender<Reply>>,
+}
+
+/// Why a request could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The queue is at capacity: back off.
+    #[error("the booking queue is full")]
+    Full,
+    /// The worker has stopped (shutting down).
+    #[error("the booking worker is not running")]
+    Closed,
+}
+
+/// The in-process transport.
+pub struct MemoryQueue {
+    senders: Vec<mpsc::Sender<Envelope>>,
+    receivers: Mutex<Option<Vec<mpsc::Receiver<Envelope>>>>,
+}
+
+impl MemoryQueue {
+    /// `shards` channels of `capacity` requests each.
+    pub fn new(shards: usize, capacity: usize) -> Self {
+        let (senders, receivers) = (0..shards.max(1))
+            .map(|_| mpsc::channel(capacity.max(1)))
+            .unzip();
+        Self {
+            senders,
+            receivers: Mutex::new(Some(receivers)),
+        }
+    }
+
+    /// The shard of an event.
+    pub fn shard_of(&self, event_id: i64) -> usize {
+        let n = self.senders.len() as i64;
+        usize::try_from(event_id.rem_euclid(n)).unwrap_or(0)
+    }
+
+    /// Queues a request without waiting for room.
+    pub fn try_send(&self, envelope: Envelope) -> Result<(), SendError> {
+        let shard = self.shard_of(envelope.request.event_id);
+        self.senders[shard].try_send(envelope).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SendError::Full,
+            mpsc::error::TrySendError::Closed(_) => SendError::Closed,
+        })
+    }
+
+    /// The receiving ends, once (the worker takes them).
+    pub fn take_receivers(&self) -> Option<Vec<mpsc::Receiver<Envelope>>> {
+        self.receivers.lock().ok()?.take()
+    }
+
+    /// Requests waiting in all shards.
+    pub fn depth(&self) -> usize {
+        self.senders
+            .iter()
+            .map(|s| s.max_capacity() - s.capacity())
+            .sum()
+    }
+}

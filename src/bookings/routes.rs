@@ -1,0 +1,626 @@
+//! Booking handlers: book (the accept path), request status, cancel, waitlist.
+//!
+//! The accept path does no database I/O in the common case: verify the token (extractor),
+//! check the rate limit (middleware), validate, look the event up in the cache, queue.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::bookings::domain::{BookingRequest, Outcome, Reason, SEATS_RANGE, Status};
+use crate::bookings::engine::{self, StoredRequest};
+use crate::bookings::queue::{Envelope, SendError};
+use crate::cache::Lookup;
+use crate::db::schema::{booking_requests, bookings, events, outbox, waitlist};
+use crate::error::{ApiError, ApiResult, FieldError, error_response};
+use crate::events::model::{Closed, Event};
+use crate::http::auth::AuthUser;
+use crate::http::extract::{ApiJson, parse_json};
+use crate::http::response;
+use crate::state::AppState;
+use crate::users::domain::Role;
+
+/// Namespace of idempotency-derived request ids (UUIDv5 of `"<user id>:<key>"`).
+const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x6a0d_6f1e_8f2b_4c3a_9e51_1d2c_3b4a_5f60);
+/// Longest `Prefer: wait`.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// `POST /api/events/book` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BookBody {
+    event_id: Option<i64>,
+    number_of_seats: Option<i64>,
+    allow_partial: Option<bool>,
+    join_waitlist: Option<bool>,
+}
+
+/// The request id of an idempotent request: the same user and key always give the same id.
+pub fn request_id_for(user_id: i64, key: &str) -> Uuid {
+    Uuid::new_v5(
+        &IDEMPOTENCY_NAMESPACE,
+        format!("{user_id}:{key}").as_bytes(),
+    )
+}
+
+fn idempotency_key(req: &HttpRequest) -> ApiResult<Option<String>> {
+    let raw = req
+        .headers()
+        .get("idempotency-key")
+        .or_else(|| req.headers().get("x-idempotency-key"));
+    let Some(raw) = raw else { return Ok(None) };
+    let key = raw
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| (1..=255).contains(&k.len()) && k.chars().all(|c| c.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::field(
+                "Idempotency-Key",
+                "must be 1 to 255 visible ASCII characters",
+            )
+        })?;
+    Ok(Some(key.to_owned()))
+}
+
+/// `Prefer: wait=N` (seconds, at most 30).
+fn prefer_wait(req: &HttpRequest) -> Option<Duration> {
+    let header = req.headers().get("prefer")?.to_str().ok()?;
+    header.split([',', ';']).find_map(|part| {
+        let (k, v) = part.trim().split_once('=')?;
+        if !k.trim().eq_ignore_ascii_case("wait") {
+            return None;
+        }
+        let secs: f64 = v.trim().trim_matches('"').parse().ok()?;
+        (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs).min(MAX_WAIT))
+    })
+}
+
+fn validate(body: &BookBody) -> ApiResult<(i64, i32)> {
+    let mut errors = Vec::new();
+    let event_id = match body.event_id {
+        Some(id) if id > 0 => Some(id),
+        Some(_) => {
+            errors.push(FieldError::new("eventId", "must be a positive integer"));
+            None
+        }
+        None => {
+            errors.push(FieldError::new("eventId", "is required"));
+            None
+        }
+    };
+    let seats = match body.number_of_seats {
+        Some(n) if i32::try_from(n).is_ok_and(|n| SEATS_RANGE.contains(&n)) => {
+            i32::try_from(n).ok()
+        }
+        Some(_) => {
+            errors.push(FieldError::new(
+                "numberOfSeats",
+                "must be an integer from 1 to 10",
+            ));
+            None
+        }
+        None => {
+            errors.push(FieldError::new("numberOfSeats", "is required"));
+            None
+        }
+    };
+    match (event_id, seats) {
+        (Some(e), Some(s)) => Ok((e, s)),
+        _ => Err(ApiError::fields(errors)),
+    }
+}
+
+/// The event for the accept path: cache first, PostgreSQL on a miss.
+async fn lookup_event(state: &AppState, id: i64) -> ApiResult<Event> {
+    // A tombstone does not say whether the event was deleted (404) or cancelled (409): ask
+    // PostgreSQL, as on a miss.
+    if let Lookup::Hit(e) = state.event_cache().get(id).await {
+        return Ok((*e).clone());
+    }
+    let mut conn = state.db().get().await?;
+    let event = Event::find(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no event with id {id}")))?;
+    if !event.is_cancelled() {
+        state.event_cache().put(&event).await;
+    }
+    Ok(event)
+}
+
+fn rejected_code(reason: Reason) -> &'static str {
+    reason.as_str()
+}
+
+/// The answer for a known outcome.
+fn outcome_response(o: &Outcome, waited: bool) -> HttpResponse {
+    let status_url = format!("/api/bookings/requests/{}", o.request_id);
+    let data = json!({
+        "requestId": o.request_id,
+        "messageId": o.request_id,
+        "status": o.status,
+        "statusUrl": status_url,
+        "eventId": o.event_id,
+        "seatsRequested": o.seats_requested,
+        "seats": o.seats_confirmed,
+        "seatsWaitlisted": o.seats_waitlisted,
+        "bookingId": o.booking_id,
+        "cost": o.cost,
+        "position": o.position,
+        "reason": o.reason,
+    });
+    if !waited {
+        return response::respond(StatusCode::ACCEPTED, data, "Booking request received");
+    }
+    match o.status {
+        Status::Confirmed => response::created(data, "Booking confirmed"),
+        Status::Partial if o.seats_waitlisted == 0 => {
+            response::created(data, "Booking partially confirmed")
+        }
+        Status::Partial => response::respond(
+            StatusCode::ACCEPTED,
+            data,
+            "Booking partially confirmed; the rest is waitlisted",
+        ),
+        Status::Waitlisted => response::respond(StatusCode::ACCEPTED, data, "Waitlisted"),
+        Status::Pending => {
+            response::respond(StatusCode::ACCEPTED, data, "Booking request received")
+        }
+        Status::Rejected => {
+            let reason = o.reason.unwrap_or(Reason::SoldOut);
+            let mut resp = error_response(
+                StatusCode::CONFLICT,
+                rejected_code(reason),
+                &format!("booking rejected: {}", reason.describe()),
+                &[],
+            );
+            // Keep the request id visible to the client.
+            if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&o.request_id.to_string())
+            {
+                resp.headers_mut().insert(
+                    actix_web::http::header::HeaderName::from_static("x-booking-request-id"),
+                    v,
+                );
+            }
+            resp
+        }
+    }
+}
+
+fn rejection(reason: Reason) -> HttpResponse {
+    error_response(
+        StatusCode::CONFLICT,
+        rejected_code(reason),
+        &format!("booking rejected: {}", reason.describe()),
+        &[],
+    )
+}
+
+/// `POST /api/events/book`: queue a booking request. Answers once it is durable: in-process,
+/// once decided and committed (the answer carries the outcome); with Kafka, once the broker has
+/// acknowledged it. `Prefer: wait=N` waits for the decision (201 / 202 / 409).
+#[tracing::instrument(name = "book", skip_all, fields(user.id = caller.id, event.id = tracing::field::Empty, request.id = tracing::field::Empty))]
+pub async fn book(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    req: HttpRequest,
+    body: ApiJson<BookBody>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner();
+    let (event_id, seats) = validate(&body)?;
+    let key = idempotency_key(&req)?;
+    let wait = prefer_wait(&req);
+    let span = tracing::Span::current();
+    span.record("event.id", event_id);
+    let event = lookup_event(&state, event_id).await?;
+    let allow_partial = body.allow_partial.unwrap_or(false);
+    let join_waitlist = body.join_waitlist.unwrap_or(true);
+    let now = Utc::now();
+    if let Some(closed) = event.closed_at(now) {
+        metrics::counter!("booking_fast_path_total", "reason" => "event_closed").increment(1);
+        return Ok(match closed {
+            Closed::Cancelled | Closed::Started => rejection(Reason::EventClosed),
+        });
+    }
+    // Sold out and no waitlist for this buyer: answered from the cache without queueing. Not
+    // for idempotent retries, which must get their first outcome back from the engine.
+    if key.is_none() && event.available_seats() == 0 && !(event.waitlist_open && join_waitlist) {
+        metrics::counter!("booking_fast_path_total", "reason" => "sold_out").increment(1);
+        return Ok(rejection(if join_waitlist {
+            Reason::WaitlistClosed
+        } else {
+            Reason::SoldOut
+        }));
+    }
+    let request = BookingRequest {
+        request_id: key
+            .as_deref()
+            .map_or_else(Uuid::now_v7, |k| request_id_for(caller.id, k)),
+        user_id: caller.id,
+        event_id,
+        seats,
+        allow_partial,
+        join_waitlist,
+        idempotency_key: key,
+        requested_at: now,
+    };
+    span.record("request.id", tracing::field::display(request.request_id));
+
+    let queue = state.booking_queue();
+    if let Some(memory) = queue.memory() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        match memory.try_send(Envelope {
+            request: request.clone(),
+            reply: Some(tx),
+        }) {
+            Ok(()) => {}
+            Err(SendError::Full) => {
+                metrics::counter!("booking_backpressure_total").increment(1);
+                return Err(ApiError::Unavailable {
+                    message: "too many bookings in flight, retry shortly".to_owned(),
+                    retry_after_secs: 1,
+                });
+            }
+            Err(SendError::Closed) => {
+                return Err(ApiError::Unavailable {
+                    message: "the booking service is restarting, retry shortly".to_owned(),
+                    retry_after_secs: 2,
+                });
+            }
+        }
+        let timeout = Duration::from_secs(state.settings().booking.decision_timeout_secs);
+        let outcome = match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(Ok(o))) => o,
+            Ok(Ok(Err(message))) => {
+                return Err(ApiError::Unavailable {
+                    message,
+                    retry_after_secs: 1,
+                });
+            }
+            // The worker stopped before deciding (shutdown) or took too long: not durable, so
+            // not acknowledged; a retry with the same Idempotency-Key is safe.
+            Ok(Err(_)) | Err(_) => {
+                return Err(ApiError::Unavailable {
+                    message:
+                        "the booking was not decided in time; retry with the same Idempotency-Key"
+                            .to_owned(),
+                    retry_after_secs: 1,
+                });
+            }
+        };
+        if !outcome.matches(&request) {
+            return Err(idempotency_mismatch());
+        }
+        return Ok(outcome_response(&outcome, wait.is_some()));
+    }
+
+    // Kafka: durable once the broker acknowledges (acks=all).
+    queue.publish(&state, &request).await?;
+    if let Some(wait) = wait
+        && let Some(o) =
+            crate::bookings::outcomes::wait_for(&state, request.request_id, wait).await?
+    {
+        if !o.matches(&request) {
+            return Err(idempotency_mismatch());
+        }
+        return Ok(outcome_response(&o, true));
+    }
+    Ok(response::respond(
+        StatusCode::ACCEPTED,
+        json!({
+            "requestId": request.request_id,
+            "messageId": request.request_id,
+            "status": Status::Pending,
+            "statusUrl": format!("/api/bookings/requests/{}", request.request_id),
+        }),
+        "Booking request received and is being processed.",
+    ))
+}
+
+fn idempotency_mismatch() -> ApiError {
+    ApiError::Unprocessable {
+        code: "idempotency_key_reused",
+        message: "this Idempotency-Key was already used with a different request body".to_owned(),
+    }
+}
+
+/// The stored outcome of a request, if decided.
+pub async fn load_outcome(state: &AppState, request: Uuid) -> anyhow::Result<Option<Outcome>> {
+    let mut conn = state.db().get().await?;
+    let row: Option<StoredRequest> = booking_requests::table
+        .find(request)
+        .select(StoredRequest::as_select())
+        .first(&mut conn)
+        .await
+        .optional()?;
+    match row {
+        Some(r) => Ok(Some(engine::stored_outcome(&mut conn, &r).await?)),
+        None => Ok(None),
+    }
+}
+
+/// `GET /api/bookings/requests/{requestId}`: the request's status and outcome (its owner or an
+/// admin; anyone else gets 404, as for an unknown id).
+pub async fn request_status(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id: Uuid = path
+        .parse()
+        .map_err(|_| ApiError::field("requestId", "must be a UUID"))?;
+    let not_found = || ApiError::NotFound(format!("no booking request {id}"));
+    match load_outcome(&state, id).await? {
+        Some(o) if o.user_id == caller.id || caller.role == Role::Admin => {
+            Ok(response::ok(outcome_json(&o), "Booking request status"))
+        }
+        Some(_) => Err(not_found()),
+        None => match state.booking_queue().pending_owner(id) {
+            Some(owner) if owner == caller.id || caller.role == Role::Admin => Ok(response::ok(
+                json!({ "requestId": id, "status": Status::Pending }),
+                "Booking request status",
+            )),
+            _ => Err(not_found()),
+        },
+    }
+}
+
+fn outcome_json(o: &Outcome) -> serde_json::Value {
+    json!({
+        "requestId": o.request_id,
+        "eventId": o.event_id,
+        "status": o.status,
+        "seatsRequested": o.seats_requested,
+        "seats": o.seats_confirmed,
+        "seatsWaitlisted": o.seats_waitlisted,
+        "bookingId": o.booking_id,
+        "cost": o.cost,
+        "position": o.position,
+        "reason": o.reason,
+    })
+}
+
+/// `DELETE /api/events/book` body (also accepted as query parameters, as the seed did).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CancelBody {
+    event_id: Option<i64>,
+    booking_id: Option<i64>,
+    cancel_all: Option<bool>,
+}
+
+fn cancel_params(query: &HashMap<String, String>, bytes: &[u8]) -> ApiResult<CancelBody> {
+    let mut body: CancelBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+        CancelBody::default()
+    } else {
+        parse_json(bytes)?
+    };
+    let mut errors = Vec::new();
+    for (k, v) in query {
+        match k.as_str() {
+            "eventId" => match v.parse() {
+                Ok(n) => body.event_id = body.event_id.or(Some(n)),
+                Err(_) => errors.push(FieldError::new("eventId", "must be a positive integer")),
+            },
+            "bookingId" => match v.parse() {
+                Ok(n) => body.booking_id = body.booking_id.or(Some(n)),
+                Err(_) => errors.push(FieldError::new("bookingId", "must be a positive integer")),
+            },
+            "cancelAll" => match v.as_str() {
+                "true" => body.cancel_all = body.cancel_all.or(Some(true)),
+                "false" => body.cancel_all = body.cancel_all.or(Some(false)),
+                _ => errors.push(FieldError::new("cancelAll", "must be true or false")),
+            },
+            other => errors.push(FieldError::new(other, "unknown query parameter")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::fields(errors));
+    }
+    Ok(body)
+}
+
+/// `DELETE /api/events/book { eventId, bookingId?, cancelAll? }`: cancels the caller's
+/// **confirmed** bookings (one by id, all with `cancelAll`, else the latest). Repeating it frees
+/// nothing twice. The freed seats go to the waitlist first, in the same transaction.
+#[tracing::instrument(name = "cancel_booking", skip_all, fields(user.id = caller.id))]
+pub async fn cancel(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    query: web::Query<HashMap<String, String>>,
+    bytes: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let body = cancel_params(&query, &bytes)?;
+    let event_id = body
+        .event_id
+        .filter(|e| *e > 0)
+        .ok_or_else(|| ApiError::field("eventId", "is required and must be a positive integer"))?;
+    if body.booking_id.is_some_and(|b| b <= 0) {
+        return Err(ApiError::field("bookingId", "must be a positive integer"));
+    }
+    let user = caller.id;
+    let mut conn = state.db().get().await?;
+    let (freed, cancelled, decided) = conn
+        .transaction(async |conn| {
+            // The lock serialises this cancellation with the booking worker and other writers.
+            let _locked = Event::lock(conn, event_id)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("no event with id {event_id}")))?;
+            let mut q = bookings::table
+                .filter(bookings::event_id.eq(event_id))
+                .filter(bookings::user_id.eq(user))
+                .filter(bookings::status.eq("confirmed"))
+                .select((
+                    bookings::id,
+                    bookings::request_id,
+                    bookings::seats,
+                    bookings::cost,
+                ))
+                .order(bookings::id.desc())
+                // No row locks needed: every writer of an event's bookings holds the event row.
+                .into_boxed();
+            if let Some(b) = body.booking_id {
+                q = q.filter(bookings::id.eq(b));
+            } else if !body.cancel_all.unwrap_or(false) {
+                q = q.limit(1);
+            }
+            let targets: Vec<(i64, Uuid, i32, i64)> = q.load(conn).await?;
+            if targets.is_empty() {
+                return Err(ApiError::NotFound(
+                    "no confirmed booking of yours to cancel for this event".to_owned(),
+                ));
+            }
+            let ids: Vec<i64> = targets.iter().map(|t| t.0).collect();
+            let freed: i32 = targets.iter().map(|t| t.2).sum();
+            diesel::update(bookings::table.filter(bookings::id.eq_any(&ids)))
+                .set((
+                    bookings::status.eq("cancelled"),
+                    bookings::cancelled_at.eq(Utc::now()),
+                ))
+                .execute(conn)
+                .await?;
+            let event: Event = diesel::update(events::table.find(event_id))
+                .set((
+                    events::reserved_seats.eq(events::reserved_seats - freed),
+                    events::version.eq(events::version + 1),
+                ))
+                .returning(Event::as_returning())
+                .get_result(conn)
+                .await?;
+            let rows: Vec<_> = targets
+                .iter()
+                .map(|(id, request, seats, cost)| {
+                    (
+                        outbox::kind.eq("booking_cancelled"),
+                        outbox::user_id.eq(Some(user)),
+                        outbox::event_id.eq(Some(event_id)),
+                        outbox::payload.eq(json!({
+                            "eventId": event.id, "eventName": event.name, "venue": event.venue,
+                            "startsAt": event.starts_at, "bookingId": id, "requestId": request,
+                            "seats": seats, "cost": cost,
+                        })),
+                    )
+                })
+                .collect();
+            diesel::insert_into(outbox::table)
+                .values(&rows)
+                .execute(conn)
+                .await?;
+            // Freed seats go to the waitlist first (FIFO), before any new request.
+            let decided = engine::decide_locked(conn, event, &[])
+                .await
+                .map_err(ApiError::Internal)?;
+            Ok::<_, ApiError>((freed, targets.len(), decided))
+        })
+        .await?;
+    if let Some(e) = &decided.event {
+        state.event_cache().put(e).await;
+    }
+    crate::notifications::wake(&state);
+    tracing::info!(
+        seats.freed = freed,
+        bookings.cancelled = cancelled,
+        waitlist.served = decided.served.len(),
+        "bookings cancelled"
+    );
+    Ok(response::ok(
+        json!({
+            "eventId": event_id,
+            "seatsFreed": freed,
+            "bookingsCancelled": cancelled,
+            "waitlistServed": decided.served.len(),
+        }),
+        "Booking cancelled successfully",
+    ))
+}
+
+/// `GET /api/events/{id}/waitlist/me`: the caller's place(s) in the event's waitlist.
+pub async fn my_waitlist(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let event_id = crate::events::routes::path_id(&path)?;
+    let mut conn = state.db().get().await?;
+    let mine: Vec<(i64, Uuid, i32)> = waitlist::table
+        .filter(waitlist::event_id.eq(event_id))
+        .filter(waitlist::user_id.eq(caller.id))
+        .order(waitlist::id.asc())
+        .select((waitlist::id, waitlist::request_id, waitlist::seats))
+        .load(&mut conn)
+        .await?;
+    if mine.is_empty() {
+        return Err(ApiError::NotFound(
+            "you are not on this event's waitlist".to_owned(),
+        ));
+    }
+    let mut entries = Vec::with_capacity(mine.len());
+    for (id, request, seats) in mine {
+        let position: i64 = waitlist::table
+            .filter(waitlist::event_id.eq(event_id))
+            .filter(waitlist::id.le(id))
+            .count()
+            .get_result(&mut conn)
+            .await?;
+        entries.push(json!({ "requestId": request, "position": position, "seatsWanted": seats }));
+    }
+    Ok(response::ok(
+        json!({ "eventId": event_id, "position": entries[0]["position"], "seatsWanted": entries[0]["seatsWanted"], "entries": entries }),
+        "Waitlist position",
+    ))
+}
+
+/// `DELETE /api/events/{id}/waitlist/me`: leave the waitlist.
+pub async fn leave_waitlist(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let event_id = crate::events::routes::path_id(&path)?;
+    let user = caller.id;
+    let mut conn = state.db().get().await?;
+    let left = conn
+        .transaction(async |conn| {
+            let removed: Vec<Uuid> = diesel::delete(
+                waitlist::table
+                    .filter(waitlist::event_id.eq(event_id))
+                    .filter(waitlist::user_id.eq(user)),
+            )
+            .returning(waitlist::request_id)
+            .get_results(conn)
+            .await?;
+            diesel::update(booking_requests::table.filter(booking_requests::id.eq_any(&removed)))
+                .set((
+                    booking_requests::seats_waitlisted.eq(0),
+                    booking_requests::status.eq(diesel::dsl::sql::<diesel::sql_types::Text>(
+                        "CASE WHEN seats_confirmed > 0 THEN 'partial' ELSE 'rejected' END",
+                    )),
+                    booking_requests::reject_reason.eq(diesel::dsl::sql::<
+                        diesel::sql_types::Nullable<diesel::sql_types::Text>,
+                    >(
+                        "CASE WHEN seats_confirmed > 0 THEN NULL ELSE 'withdrawn' END",
+                    )),
+                ))
+                .execute(conn)
+                .await?;
+            Ok::<_, ApiError>(removed.len())
+        })
+        .await?;
+    if left == 0 {
+        return Err(ApiError::NotFound(
+            "you are not on this event's waitlist".to_owned(),
+        ));
+    }
+    Ok(response::ok(
+        json!({ "eventId": event_id, "entriesRemoved": left }),
+        "Left the waitlist",
+    ))
+}
