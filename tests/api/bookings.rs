@@ -163,7 +163,7 @@ async fn prefer_wait_answers_201_202_or_409() {
 
     let confirmed =
         json_with_status(app.book(&buyer, &book_body(event, 2), &wait).await, 201).await;
-    assert_eq!(confirmed["data"]["bookingId"].as_i64().is_some(), true);
+    assert!(confirmed["data"]["bookingId"].as_i64().is_some());
     let waitlisted =
         json_with_status(app.book(&buyer, &book_body(event, 2), &wait).await, 202).await;
     assert_eq!(waitlisted["data"]["status"], "waitlisted");
@@ -386,9 +386,13 @@ async fn a_redelivered_request_changes_nothing() {
     )
     .await
     .unwrap();
-    let later = atomicseats::bookings::worker::decide_group(&app.state, event, &[request.clone()])
-        .await
-        .unwrap();
+    let later = atomicseats::bookings::worker::decide_group(
+        &app.state,
+        event,
+        std::slice::from_ref(&request),
+    )
+    .await
+    .unwrap();
 
     assert_eq!(first[0], first[1]);
     assert_eq!(first[0], later[0]);
