@@ -219,6 +219,24 @@ pub struct QueueSettings {
 pub struct KafkaSettings {
     /// Bootstrap servers, comma separated (`KAFKA_BROKER`).
     pub brokers: String,
+    /// Topic of booking requests (the seed's name).
+    pub topic_bookings: String,
+    /// Dead-letter topic for undecodable booking messages.
+    pub topic_dead_letter: String,
+    /// Appended to every topic name (isolates test runs sharing one broker).
+    pub topic_suffix: String,
+    /// Consumer group of `work-bookings` (the seed's name).
+    pub group_id: String,
+    /// Partitions of the booking topic when it is created.
+    pub partitions: u32,
+    /// Create missing topics at start-up.
+    pub create_topics: bool,
+    /// Consumer session timeout.
+    pub session_timeout_ms: u64,
+    /// Consumer heartbeat interval.
+    pub heartbeat_interval_ms: u64,
+    /// How long a produce may wait for the broker's acknowledgement.
+    pub produce_timeout_ms: u64,
 }
 
 /// `[auth]`

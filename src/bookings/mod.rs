@@ -14,6 +14,7 @@
 
 pub mod domain;
 pub mod engine;
+pub mod kafka;
 pub mod outcomes;
 pub mod queue;
 pub mod routes;
@@ -34,6 +35,8 @@ use crate::state::AppState;
 pub enum BookingQueue {
     /// In-process channels (single node).
     Memory(MemoryQueue),
+    /// Kafka topics (scale-out).
+    Kafka(kafka::KafkaQueue),
 }
 
 impl BookingQueue {
@@ -42,9 +45,7 @@ impl BookingQueue {
         let b = &settings.booking;
         match settings.queue.kind {
             QueueKind::Memory => Ok(Self::Memory(MemoryQueue::new(b.shards, b.queue_capacity))),
-            QueueKind::Kafka => {
-                anyhow::bail!("queue.kind = \"kafka\" is not available in this build")
-            }
+            QueueKind::Kafka => Ok(Self::Kafka(kafka::KafkaQueue::new(&settings.kafka)?)),
         }
     }
 
@@ -52,6 +53,7 @@ impl BookingQueue {
     pub fn memory(&self) -> Option<&MemoryQueue> {
         match self {
             Self::Memory(q) => Some(q),
+            Self::Kafka(_) => None,
         }
     }
 
@@ -59,20 +61,37 @@ impl BookingQueue {
     pub async fn publish(
         &self,
         _state: &AppState,
-        _request: &BookingRequest,
+        request: &BookingRequest,
     ) -> Result<(), ApiError> {
         match self {
             Self::Memory(_) => Err(ApiError::Internal(anyhow::anyhow!(
                 "publish is for the Kafka transport"
             ))),
+            Self::Kafka(k) => k.publish(request).await.map_err(|e| {
+                tracing::warn!(error = %e, "booking request not acknowledged by Kafka");
+                metrics::counter!("booking_publish_failures_total").increment(1);
+                ApiError::Unavailable {
+                    message: "the booking queue is unavailable, retry shortly".to_owned(),
+                    retry_after_secs: 2,
+                }
+            }),
         }
     }
 
     /// The owner of a request accepted by this process and not decided yet.
-    pub fn pending_owner(&self, _request: uuid::Uuid) -> Option<i64> {
+    pub fn pending_owner(&self, request: uuid::Uuid) -> Option<i64> {
         match self {
             // In-process requests are decided before the API answers.
             Self::Memory(_) => None,
+            Self::Kafka(k) => k.pending_owner(request),
+        }
+    }
+
+    /// Readiness of the transport (`None` when there is nothing external to check).
+    pub async fn ping(&self) -> Option<anyhow::Result<()>> {
+        match self {
+            Self::Memory(_) => None,
+            Self::Kafka(k) => Some(k.ping().await),
         }
     }
 }
@@ -102,6 +121,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub async fn run_worker(state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
     match state.booking_queue() {
         BookingQueue::Memory(_) => worker::run_memory(state, shutdown).await,
+        BookingQueue::Kafka(_) => kafka::run_consumer(state, shutdown).await,
     }
 }
 

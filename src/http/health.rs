@@ -7,7 +7,6 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use crate::config::QueueKind;
 use crate::error::{FieldError, error_response};
 use crate::state::AppState;
 
@@ -50,13 +49,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
                 None => None,
             }
         },
-        async {
-            if state.settings().queue.kind == QueueKind::Kafka {
-                Some(kafka_reachable(&state.settings().kafka.brokers).await)
-            } else {
-                None
-            }
-        }
+        state.booking_queue().ping()
     );
     record("postgres", Some(pg));
     record("redis", redis);
@@ -73,17 +66,4 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
             &failed,
         )
     }
-}
-
-/// A TCP connect to any bootstrap broker.
-async fn kafka_reachable(brokers: &str) -> anyhow::Result<()> {
-    let mut last = anyhow::anyhow!("no brokers configured");
-    for broker in brokers.split(',').map(str::trim).filter(|b| !b.is_empty()) {
-        match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(broker)).await {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(e)) => last = anyhow::anyhow!("{broker}: {e}"),
-            Err(_) => last = anyhow::anyhow!("{broker}: timed out"),
-        }
-    }
-    Err(last)
 }

@@ -1,0 +1,470 @@
+//! Flash-sale benchmark: one event, many buyers, the real `atomicseats all` binary.
+//!
+//! ```text
+//! cargo bench --bench flash_sale -- [--requests 100000] [--users 20000] [--capacity 50000]
+//!     [--seats 2] [--connections 256] [--transport memory|kafka] [--runs batched,unbatched]
+//! ```
+//!
+//! Each run: a fresh database, 20,000 buyers, one event; the server started with rate limits off
+//! (batched: `booking.batch_max` default; unbatched: `batch_max = 1`, one transaction per
+//! request, the baseline); 256 keep-alive connections send every request as fast as the server
+//! answers. It prints accepted/s, decided/s end-to-end (first request sent → last decision
+//! committed), p50/p99 accept latency, p99 decision latency, checks the invariants in
+//! PostgreSQL, and finally the batched ÷ unbatched ratio. Loopback only.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use atomicseats::config::Settings;
+use atomicseats::http::auth::TokenKeys;
+use atomicseats::users::domain::Role;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const SECRET: &str = "benchmark-secret-benchmark-secret-0123";
+
+#[derive(Debug, Clone)]
+struct Args {
+    requests: usize,
+    users: usize,
+    capacity: i32,
+    seats: i32,
+    connections: usize,
+    transport: String,
+    runs: Vec<String>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        requests: 100_000,
+        users: 20_000,
+        capacity: 50_000,
+        seats: 2,
+        connections: 256,
+        transport: "memory".to_owned(),
+        runs: vec!["batched".to_owned(), "unbatched".to_owned()],
+    };
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < raw.len() {
+        let v = raw.get(i + 1).cloned().unwrap_or_default();
+        match raw[i].as_str() {
+            "--requests" => a.requests = v.parse().expect("--requests N"),
+            "--users" => a.users = v.parse().expect("--users N"),
+            "--capacity" => a.capacity = v.parse().expect("--capacity N"),
+            "--seats" => a.seats = v.parse().expect("--seats N"),
+            "--connections" => a.connections = v.parse().expect("--connections N"),
+            "--transport" => a.transport = v,
+            "--runs" => a.runs = v.split(',').map(str::to_owned).collect(),
+            // `cargo bench` passes --bench; ignore anything we do not know.
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+fn admin_url() -> String {
+    std::env::var("ATOMICSEATS_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn db_url(name: &str) -> String {
+    let mut u = url::Url::parse(&admin_url()).expect("database URL");
+    u.set_path(&format!("/{name}"));
+    u.to_string()
+}
+
+async fn pg(url: &str) -> tokio_postgres::Client {
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL");
+    tokio::spawn(conn);
+    c
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(bin: &str, envs: &[(String, String)]) -> Server {
+    let mut cmd = Command::new(bin);
+    cmd.arg("all")
+        .env(
+            "ATOMICSEATS_CONFIG_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    Server(cmd.spawn().expect("start atomicseats"))
+}
+
+async fn wait_ready(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)).await {
+            let _ = s
+                .write_all(b"GET /ready HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+                .await;
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf).await;
+            if buf.starts_with(b"HTTP/1.1 200") {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "server did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Reads one HTTP/1.1 response (status and body length from Content-Length) off a keep-alive
+/// connection; returns the status.
+async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<u16> {
+    buf.clear();
+    let mut tmp = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..end]).unwrap_or("");
+            let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            while buf.len() < end + 4 + len {
+                let n = s.read(&mut tmp).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                buf.extend_from_slice(&tmp[..n]);
+            }
+            return Ok(status);
+        }
+        let n = s.read(&mut tmp).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+struct RunResult {
+    decided_per_sec: f64,
+}
+
+async fn run(a: &Args, label: &str, batch_max: usize) -> RunResult {
+    let bin = env!("CARGO_BIN_EXE_atomicseats");
+    let db = format!("atomicseats_bench_{}", std::process::id());
+    let admin = pg(&admin_url()).await;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .unwrap();
+    let url = db_url(&db);
+    let status = Command::new(bin)
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .env(
+            "ATOMICSEATS_CONFIG_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
+        )
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "migrate failed");
+
+    // Buyers, a host and the event, straight into PostgreSQL.
+    let c = pg(&url).await;
+    c.batch_execute(&format!(
+        "INSERT INTO users (username, name, email, password_hash, role) \
+         SELECT 'buyer' || g, 'Buyer', 'buyer' || g || '@bench.local', 'x', 'guest' FROM generate_series(1, {}) g; \
+         INSERT INTO users (username, name, email, password_hash, role) VALUES ('host', 'Host', 'host@bench.local', 'x', 'host');",
+        a.users
+    ))
+    .await
+    .unwrap();
+    let event: i64 = c
+        .query_one(
+            "INSERT INTO events (host_id, name, description, venue, starts_at, ends_at, capacity, price) \
+             SELECT id, 'Flash sale', 'bench', 'Arena', now() + interval '1 day', now() + interval '2 days', $1, 5000 \
+             FROM users WHERE username = 'host' RETURNING id",
+            &[&a.capacity],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let user_ids: Vec<i64> = c
+        .query("SELECT id FROM users WHERE role = 'guest' ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+
+    let port = free_port();
+    let mut envs: Vec<(String, String)> = vec![
+        ("DATABASE_URL".into(), url.clone()),
+        ("PORT".into(), port.to_string()),
+        ("ACCESS_TOKEN_SECRET".into(), SECRET.into()),
+        ("ATOMICSEATS__RATE_LIMIT__ENABLED".into(), "false".into()),
+        (
+            "ATOMICSEATS__BOOKING__BATCH_MAX".into(),
+            batch_max.to_string(),
+        ),
+        ("ATOMICSEATS__DATABASE__POOL_SIZE".into(), "16".into()),
+        ("ATOMICSEATS__LOG__LEVEL".into(), "warn".into()),
+        ("ATOMICSEATS__MAIL__TRANSPORT".into(), "log".into()),
+    ];
+    if a.transport == "kafka" {
+        envs.push(("ATOMICSEATS__QUEUE__KIND".into(), "kafka".into()));
+        envs.push((
+            "KAFKA_BROKER".into(),
+            std::env::var("KAFKA_BROKER").unwrap_or_else(|_| "127.0.0.1:9092".into()),
+        ));
+        envs.push((
+            "ATOMICSEATS__KAFKA__TOPIC_SUFFIX".into(),
+            format!(".bench{}{label}", std::process::id()),
+        ));
+    }
+    let server = start(bin, &envs);
+    wait_ready(port).await;
+
+    // Requests: buyer i % users, each with its own token.
+    let env_map: HashMap<String, String> =
+        [("ACCESS_TOKEN_SECRET".to_owned(), SECRET.to_owned())].into();
+    let settings = Settings::load(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config")),
+        &env_map,
+    )
+    .unwrap();
+    let keys = TokenKeys::from_settings(&settings.auth, settings.environment).unwrap();
+    let tokens: Vec<String> = user_ids
+        .iter()
+        .map(|id| keys.issue_access(*id, Role::Guest).unwrap().token)
+        .collect();
+    let body = format!(r#"{{"eventId":{event},"numberOfSeats":{}}}"#, a.seats);
+    let requests: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..a.requests)
+            .map(|i| {
+                format!(
+                    "POST /api/events/book HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+                    tokens[i % tokens.len()],
+                    body.len(),
+                    body
+                )
+                .into_bytes()
+            })
+            .collect(),
+    );
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..a.connections {
+        let next = next.clone();
+        let requests = requests.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut statuses: HashMap<u16, usize> = HashMap::new();
+            let mut stream = TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect");
+            stream.set_nodelay(true).ok();
+            let mut buf = Vec::with_capacity(4096);
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= requests.len() {
+                    break;
+                }
+                let t = Instant::now();
+                let mut result = async {
+                    stream.write_all(&requests[i]).await?;
+                    read_response(&mut stream, &mut buf).await
+                }
+                .await;
+                if result.is_err() {
+                    // Reconnect once (the server closed an idle connection).
+                    stream = TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .expect("reconnect");
+                    stream.set_nodelay(true).ok();
+                    result = async {
+                        stream.write_all(&requests[i]).await?;
+                        read_response(&mut stream, &mut buf).await
+                    }
+                    .await;
+                }
+                let status = result.unwrap_or(0);
+                latencies.push(t.elapsed());
+                *statuses.entry(status).or_default() += 1;
+            }
+            (latencies, statuses)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(a.requests);
+    let mut statuses: HashMap<u16, usize> = HashMap::new();
+    for t in tasks {
+        let (l, s) = t.await.unwrap();
+        latencies.extend(l);
+        for (k, v) in s {
+            *statuses.entry(k).or_default() += v;
+        }
+    }
+    let send_elapsed = started.elapsed();
+    let accepted =
+        statuses.get(&202).copied().unwrap_or(0) + statuses.get(&201).copied().unwrap_or(0);
+
+    // Wait until every accepted request is decided (immediate in memory mode).
+    let decided_at = loop {
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM booking_requests", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if n as usize >= accepted {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < send_elapsed + Duration::from_secs(600),
+            "decisions stalled at {n}/{accepted}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    latencies.sort();
+    let row = c
+        .query_one(
+            "SELECT count(*), COUNT(DISTINCT id), \
+                    COALESCE(percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM decided_at - requested_at)), 0)::float8, \
+                    (SELECT reserved_seats FROM events WHERE id = $1), \
+                    (SELECT COALESCE(SUM(seats), 0)::INT FROM bookings WHERE event_id = $1 AND status = 'confirmed'), \
+                    (SELECT capacity FROM events WHERE id = $1), \
+                    (SELECT count(*) FROM waitlist) \
+             FROM booking_requests",
+            &[&event],
+        )
+        .await
+        .unwrap();
+    let (stored, distinct, p99_decision, reserved, confirmed, capacity, waiting): (
+        i64,
+        i64,
+        f64,
+        i32,
+        i32,
+        i32,
+        i64,
+    ) = (
+        row.get(0),
+        row.get(1),
+        row.get(2),
+        row.get(3),
+        row.get(4),
+        row.get(5),
+        row.get(6),
+    );
+    drop(server);
+
+    let accepted_per_sec = accepted as f64 / send_elapsed.as_secs_f64();
+    let decided_per_sec = stored as f64 / decided_at.as_secs_f64();
+    println!(
+        "{label:>9} [{transport}, batch_max={batch_max}]: {n} requests, {conns} connections | accepted {accepted} ({accepted_per_sec:.0}/s) | decided {stored} in {dt:.2}s = {decided_per_sec:.0}/s | accept latency p50 {p50:.1} ms, p99 {p99:.1} ms | decision latency p99 {pd:.1} ms | statuses {statuses:?}",
+        transport = a.transport,
+        n = a.requests,
+        conns = a.connections,
+        dt = decided_at.as_secs_f64(),
+        p50 = percentile(&latencies, 0.50).as_secs_f64() * 1e3,
+        p99 = percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        pd = p99_decision * 1e3,
+    );
+    let oversold = (reserved - capacity).max(0);
+    let lost = accepted as i64 - stored;
+    let duplicated = stored - distinct;
+    println!(
+        "{label:>9} invariants: oversold {oversold}, lost {lost}, duplicated {duplicated}, reserved {reserved} = confirmed {confirmed} ({}), capacity {capacity}, waitlist entries {waiting}",
+        if reserved == confirmed {
+            "ok"
+        } else {
+            "MISMATCH"
+        }
+    );
+    assert!(
+        oversold == 0 && lost == 0 && duplicated == 0 && reserved == confirmed,
+        "invariant broken"
+    );
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .await
+        .unwrap();
+    RunResult { decided_per_sec }
+}
+
+fn main() {
+    let a = args();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        println!(
+            "flash sale: {} requests of {} seats from {} buyers, capacity {}, {} connections, transport {}, {} cores",
+            a.requests,
+            a.seats,
+            a.users,
+            a.capacity,
+            a.connections,
+            a.transport,
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        let mut results = HashMap::new();
+        for r in &a.runs {
+            let batch_max = if r == "unbatched" { 1 } else { 1000 };
+            results.insert(r.clone(), run(&a, r, batch_max).await);
+        }
+        if let (Some(b), Some(u)) = (results.get("batched"), results.get("unbatched")) {
+            println!(
+                "batched ÷ unbatched decided/s: {:.1}× ({:.0} vs {:.0})",
+                b.decided_per_sec / u.decided_per_sec,
+                b.decided_per_sec,
+                u.decided_per_sec
+            );
+        }
+    });
+}

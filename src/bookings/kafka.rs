@@ -1,0 +1,304 @@
+//! The Kafka transport (rdkafka, librdkafka built from source).
+//!
+//! - Producer: `acks=all` and idempotence; a request is keyed by its event id, so each event
+//!   lives in one partition and is decided by one consumer at a time. The API answers only once
+//!   the broker has acknowledged the record (invariant 3).
+//! - Consumer (`work-bookings`): one consumer group; takes what is buffered (up to
+//!   `booking.batch_max`), decides it per event, and commits offsets only after the decision
+//!   committed in PostgreSQL. A crash between the two redelivers the batch, which the engine
+//!   recognises by request id (invariant 2). A message that cannot be decoded goes to the
+//!   dead-letter topic and its offset is committed: it never blocks its partition. A batch that
+//!   cannot be decided (PostgreSQL down) is retried until it can, never skipped.
+//!
+//! Reads `[kafka]`: `brokers`, topic names (the seed's by default), `group_id`, `partitions`,
+//! `create_topics`, `session_timeout_ms`, `heartbeat_interval_ms`, `produce_timeout_ms`,
+//! `topic_suffix`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use rdkafka::Message;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::bookings::domain::BookingRequest;
+use crate::config::KafkaSettings;
+use crate::state::AppState;
+
+/// Pending requests remembered for the status endpoint (per process).
+const PENDING_REMEMBERED: usize = 100_000;
+
+/// Topic names after the suffix.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    /// Booking requests.
+    pub bookings: String,
+    /// Undecodable booking messages.
+    pub dead_letter: String,
+}
+
+impl Topics {
+    /// From configuration.
+    pub fn from_settings(k: &KafkaSettings) -> Self {
+        Self {
+            bookings: format!("{}{}", k.topic_bookings, k.topic_suffix),
+            dead_letter: format!("{}{}", k.topic_dead_letter, k.topic_suffix),
+        }
+    }
+}
+
+/// The producing side, held by the API.
+pub struct KafkaQueue {
+    producer: FutureProducer,
+    topics: Topics,
+    timeout: Duration,
+    pending: Mutex<(HashMap<Uuid, i64>, VecDeque<Uuid>)>,
+}
+
+fn base_config(k: &KafkaSettings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers)
+        .set("client.id", "atomicseats")
+        .set("socket.keepalive.enable", "true")
+        .set("log_level", "4");
+    c
+}
+
+impl KafkaQueue {
+    /// Builds the producer (connections open lazily).
+    pub fn new(k: &KafkaSettings) -> anyhow::Result<Self> {
+        let producer: FutureProducer = base_config(k)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "2")
+            .set("message.timeout.ms", k.produce_timeout_ms.to_string())
+            .create()
+            .map_err(|e| anyhow::anyhow!("creating the Kafka producer: {e}"))?;
+        Ok(Self {
+            producer,
+            topics: Topics::from_settings(k),
+            timeout: Duration::from_millis(k.produce_timeout_ms),
+            pending: Mutex::new((HashMap::new(), VecDeque::new())),
+        })
+    }
+
+    /// Produces `request` and waits for the broker's acknowledgement.
+    pub async fn publish(&self, request: &BookingRequest) -> anyhow::Result<()> {
+        let payload = serde_json::to_vec(request)?;
+        let key = request.event_id.to_string();
+        self.producer
+            .send(
+                FutureRecord::to(&self.topics.bookings)
+                    .key(&key)
+                    .payload(&payload),
+                self.timeout,
+            )
+            .await
+            .map_err(|(e, _)| anyhow::anyhow!("Kafka did not acknowledge the request: {e}"))?;
+        if let Ok(mut p) = self.pending.lock() {
+            let (map, order) = &mut *p;
+            map.insert(request.request_id, request.user_id);
+            order.push_back(request.request_id);
+            while order.len() > PENDING_REMEMBERED {
+                if let Some(old) = order.pop_front() {
+                    map.remove(&old);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The owner of a request this process published (for the status endpoint).
+    pub fn pending_owner(&self, request: Uuid) -> Option<i64> {
+        self.pending.lock().ok()?.0.get(&request).copied()
+    }
+
+    /// Asks a broker for metadata (readiness).
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        let producer = self.producer.clone();
+        let timeout = self.timeout.min(Duration::from_secs(2));
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, timeout)
+                .map(drop)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        })
+        .await?
+    }
+}
+
+/// Creates the topics if they do not exist (idempotent).
+pub async fn ensure_topics(k: &KafkaSettings) -> anyhow::Result<()> {
+    if !k.create_topics {
+        return Ok(());
+    }
+    let topics = Topics::from_settings(k);
+    let admin: AdminClient<DefaultClientContext> = base_config(k)
+        .create()
+        .map_err(|e| anyhow::anyhow!("creating the Kafka admin client: {e}"))?;
+    let partitions = i32::try_from(k.partitions).unwrap_or(1).max(1);
+    let new = [
+        NewTopic::new(&topics.bookings, partitions, TopicReplication::Fixed(1)),
+        NewTopic::new(&topics.dead_letter, 1, TopicReplication::Fixed(1)),
+    ];
+    let results = admin
+        .create_topics(
+            &new,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("creating Kafka topics: {e}"))?;
+    for r in results {
+        match r {
+            Ok(_) => {}
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, e)) => anyhow::bail!("creating Kafka topic {topic}: {e}"),
+        }
+    }
+    Ok(())
+}
+
+fn consumer(k: &KafkaSettings) -> anyhow::Result<StreamConsumer> {
+    let c: StreamConsumer = base_config(k)
+        .set("group.id", &k.group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", k.session_timeout_ms.to_string())
+        .set("heartbeat.interval.ms", k.heartbeat_interval_ms.to_string())
+        .set("enable.partition.eof", "false")
+        .create()
+        .map_err(|e| anyhow::anyhow!("creating the Kafka consumer: {e}"))?;
+    Ok(c)
+}
+
+/// Offsets to commit: the next offset of every partition seen.
+fn offsets(messages: &[OwnedMessage]) -> anyhow::Result<TopicPartitionList> {
+    let mut next: HashMap<(String, i32), i64> = HashMap::new();
+    for m in messages {
+        let e = next
+            .entry((m.topic().to_owned(), m.partition()))
+            .or_insert(0);
+        *e = (*e).max(m.offset() + 1);
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in next {
+        tpl.add_partition_offset(&topic, partition, Offset::Offset(offset))
+            .map_err(|e| anyhow::anyhow!("offset list: {e}"))?;
+    }
+    Ok(tpl)
+}
+
+/// The `work-bookings` role on Kafka.
+pub async fn run_consumer(state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let k = state.settings().kafka.clone();
+    ensure_topics(&k).await?;
+    let topics = Topics::from_settings(&k);
+    let consumer = Arc::new(consumer(&k)?);
+    consumer
+        .subscribe(&[&topics.bookings])
+        .map_err(|e| anyhow::anyhow!("subscribing to {}: {e}", topics.bookings))?;
+    let dlq: FutureProducer = base_config(&k)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .create()
+        .map_err(|e| anyhow::anyhow!("creating the dead-letter producer: {e}"))?;
+    let batch_max = state.settings().booking.batch_max.max(1);
+    tracing::info!(topic = %topics.bookings, group = %k.group_id, "booking worker running (Kafka)");
+
+    loop {
+        let first = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            m = consumer.recv() => match m {
+                Ok(m) => m.detach(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Kafka receive failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
+        };
+        let mut messages = vec![first];
+        while messages.len() < batch_max {
+            match consumer.recv().now_or_never() {
+                Some(Ok(m)) => messages.push(m.detach()),
+                _ => break,
+            }
+        }
+        metrics::gauge!("booking_queue_depth").set(0.0);
+
+        let mut requests = Vec::with_capacity(messages.len());
+        for m in &messages {
+            match m.payload().map(serde_json::from_slice::<BookingRequest>) {
+                Some(Ok(r)) => requests.push(r),
+                other => {
+                    let why = match other {
+                        Some(Err(e)) => e.to_string(),
+                        _ => "empty payload".to_owned(),
+                    };
+                    tracing::error!(kafka.partition = m.partition(), kafka.offset = m.offset(), error = %why, "undecodable booking message; sent to the dead-letter topic");
+                    metrics::counter!("booking_dead_letters_total").increment(1);
+                    let payload = m.payload().unwrap_or_default();
+                    let key = m.key().unwrap_or_default();
+                    // Keep trying: dropping it silently would lose the evidence.
+                    while let Err((e, _)) = dlq
+                        .send(
+                            FutureRecord::<[u8], [u8]>::to(&topics.dead_letter)
+                                .payload(payload)
+                                .key(key),
+                            Duration::from_secs(5),
+                        )
+                        .await
+                    {
+                        tracing::warn!(error = %e, "dead-letter produce failed; retrying");
+                        if shutdown.is_cancelled() {
+                            return Ok(());
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        }
+        metrics::histogram!("booking_batch_size").record(requests.len() as f64);
+        for (event_id, group) in super::worker::group_by_event(requests) {
+            // Acknowledged requests must be decided: retry until it works (or we stop, leaving
+            // the offsets uncommitted so another consumer takes over).
+            loop {
+                match super::worker::decide_group(&state, event_id, &group).await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::error!(event.id = event_id, error = ?e, "deciding a Kafka batch failed; retrying");
+                        if shutdown.is_cancelled() {
+                            return Ok(());
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }
+        let tpl = offsets(&messages)?;
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            // A lost commit means a redelivery, which the engine recognises.
+            tracing::warn!(error = %e, "offset commit failed; the batch will be redelivered and deduplicated");
+        }
+    }
+    // Flush our last commits before leaving the group.
+    let c = consumer.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Ok(tpl) = c.position() {
+            let _ = c.commit(&tpl, CommitMode::Sync);
+        }
+    })
+    .await;
+    Ok(())
+}
