@@ -12,6 +12,12 @@
 //! committed), p50/p99 accept latency, p99 decision latency, checks the invariants in
 //! PostgreSQL, and finally the batched ÷ unbatched ratio. Loopback only.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark fails loudly on a broken set-up"
+)]
+
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
