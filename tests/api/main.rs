@@ -13,6 +13,7 @@ mod bookings;
 mod cache;
 mod cli;
 mod config;
+mod crash;
 mod errors;
 mod events;
 mod health;
