@@ -131,6 +131,8 @@ pub struct Settings {
     pub events: EventSettings,
     /// The booking engine.
     pub booking: BookingSettings,
+    /// Notification delivery.
+    pub notify: NotifySettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -223,6 +225,10 @@ pub struct KafkaSettings {
     pub topic_bookings: String,
     /// Dead-letter topic for undecodable booking messages.
     pub topic_dead_letter: String,
+    /// Topic of notifications (the seed's name).
+    pub topic_notifications: String,
+    /// Consumer group of `work-notify` (the seed's name).
+    pub notify_group_id: String,
     /// Appended to every topic name (isolates test runs sharing one broker).
     pub topic_suffix: String,
     /// Consumer group of `work-bookings` (the seed's name).
@@ -273,6 +279,22 @@ pub struct BookingSettings {
     pub queue_capacity: usize,
     /// How long the API waits for an in-process decision before answering 503.
     pub decision_timeout_secs: u64,
+}
+
+/// `[notify]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySettings {
+    /// Delivery attempts before a notification is dead-lettered.
+    pub max_attempts: i32,
+    /// First retry delay; doubles per attempt.
+    pub backoff_base_ms: u64,
+    /// Longest retry delay.
+    pub backoff_max_ms: u64,
+    /// A published but unsent notification is published again after this long.
+    pub republish_after_secs: u64,
+    /// Notifications sent at the same time by one worker.
+    pub concurrency: usize,
 }
 
 /// `[events]`

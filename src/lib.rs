@@ -20,7 +20,8 @@
 //! | [`events`] | hosting and listing events |
 //! | [`cache`] | the event cache (Redis or in-process) |
 //! | [`bookings`] | booking engine and worker |
-//! | [`notifications`] | email worker |
+//! | [`notifications`] | outbox relay, email worker, templates |
+//! | [`mail`] | SMTP (lettre) or log transport |
 //! | [`reconcile`] | reconciliation passes and their schedule |
 
 pub mod admin;
@@ -32,6 +33,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod mail;
 pub mod notifications;
 pub mod reconcile;
 pub mod redis;

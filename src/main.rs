@@ -83,18 +83,32 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
                 vec![
                     Role::new("serve", http::run, &state, &token),
                     Role::new("reconcile", atomicseats::reconcile::run, &state, &token),
+                    Role::new(
+                        "outbox-relay",
+                        atomicseats::notifications::worker::run_relay,
+                        &state,
+                        &token,
+                    ),
                 ]
             };
             roles::run_all(roles, token, drain).await?;
         }
         Command::WorkBookings => {
             roles::run_all(
-                vec![Role::new(
-                    "work-bookings",
-                    atomicseats::bookings::run_worker,
-                    &state,
-                    &token,
-                )],
+                vec![
+                    Role::new(
+                        "work-bookings",
+                        atomicseats::bookings::run_worker,
+                        &state,
+                        &token,
+                    ),
+                    Role::new(
+                        "outbox-relay",
+                        atomicseats::notifications::worker::run_relay,
+                        &state,
+                        &token,
+                    ),
+                ],
                 token,
                 drain,
             )
@@ -104,7 +118,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             roles::run_all(
                 vec![Role::new(
                     "work-notify",
-                    atomicseats::notifications::run_worker,
+                    atomicseats::notifications::worker::run,
                     &state,
                     &token,
                 )],

@@ -40,8 +40,8 @@ impl Role {
     }
 }
 
-/// The roles of the single-node install: HTTP API, reconciliation schedule, booking worker and
-/// notification worker.
+/// The roles of the single-node install: HTTP API, reconciliation schedule, booking worker,
+/// notification worker and the outbox relay.
 pub fn single_node(state: &AppState, token: &CancellationToken) -> Vec<Role> {
     vec![
         Role::new("serve", crate::http::run, state, token),
@@ -49,7 +49,13 @@ pub fn single_node(state: &AppState, token: &CancellationToken) -> Vec<Role> {
         Role::new("work-bookings", crate::bookings::run_worker, state, token),
         Role::new(
             "work-notify",
-            crate::notifications::run_worker,
+            crate::notifications::worker::run,
+            state,
+            token,
+        ),
+        Role::new(
+            "outbox-relay",
+            crate::notifications::worker::run_relay,
             state,
             token,
         ),

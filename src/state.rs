@@ -25,6 +25,9 @@ struct Inner {
     event_cache: EventCache,
     booking_queue: BookingQueue,
     outcomes: OutcomeHub,
+    mailer: crate::mail::Mailer,
+    notification_queue: crate::notifications::NotificationQueue,
+    outbox_signal: tokio::sync::Notify,
 }
 
 impl AppState {
@@ -48,6 +51,8 @@ impl AppState {
             (None, QueueKind::Kafka) => EventCache::none(),
         };
         let booking_queue = BookingQueue::from_settings(&settings)?;
+        let mailer = crate::mail::Mailer::from_settings(&settings.mail)?;
+        let notification_queue = crate::notifications::NotificationQueue::from_settings(&settings)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 settings,
@@ -58,6 +63,9 @@ impl AppState {
                 event_cache,
                 booking_queue,
                 outcomes: OutcomeHub::default(),
+                mailer,
+                notification_queue,
+                outbox_signal: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -90,6 +98,21 @@ impl AppState {
     /// The booking queue.
     pub fn booking_queue(&self) -> &BookingQueue {
         &self.inner.booking_queue
+    }
+
+    /// The mail sender.
+    pub fn mailer(&self) -> &crate::mail::Mailer {
+        &self.inner.mailer
+    }
+
+    /// Where notification ids go.
+    pub fn notification_queue(&self) -> &crate::notifications::NotificationQueue {
+        &self.inner.notification_queue
+    }
+
+    /// Signalled after commits that wrote outbox rows.
+    pub fn outbox_signal(&self) -> &tokio::sync::Notify {
+        &self.inner.outbox_signal
     }
 
     /// Waiters for booking outcomes in this process.

@@ -131,6 +131,8 @@ CREATE TABLE outbox (
     created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
     published_at    TIMESTAMPTZ,
     next_attempt_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- Held by one delivery attempt until then (a replay cannot send it twice concurrently).
+    claimed_until   TIMESTAMPTZ,
     sent_at         TIMESTAMPTZ
 );
 CREATE INDEX outbox_undelivered_idx ON outbox (next_attempt_at, id) WHERE status = 'pending';

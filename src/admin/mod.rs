@@ -3,8 +3,11 @@
 //!
 //! Users: `PATCH /api/admin/users/{id} { role }` promotes or demotes a user.
 //! Events: `GET`, `POST`, `PATCH`, `DELETE /api/admin/events`.
+//! Notifications: `GET /api/admin/notifications?status=failed`,
+//! `POST /api/admin/notifications/{id}/retry`.
 
 pub mod events;
+pub mod notifications;
 pub mod routes;
 
 use actix_web::middleware::from_fn;
@@ -28,6 +31,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .post(events::create)
                     .patch(events::update)
                     .delete(events::delete),
+            )
+            .service(
+                resource("/notifications")
+                    .wrap(from_fn(rate_limit::read))
+                    .get(notifications::list),
+            )
+            .service(
+                resource("/notifications/{id}/retry")
+                    .wrap(from_fn(rate_limit::write))
+                    .post(notifications::retry),
             ),
     );
 }

@@ -253,6 +253,13 @@ pub async fn decide_locked(
     requests: &[BookingRequest],
 ) -> anyhow::Result<Decided> {
     let now = Utc::now();
+    // During a flash sale these tables grow from nothing to 100k rows within a minute, faster
+    // than autovacuum refreshes their statistics; with stale statistics the planner picks a
+    // sequential scan for `id = ANY($1)` (O(rows × batch)). Every statement below has an index
+    // path, so take sequential scans off the table for this transaction only.
+    diesel::sql_query("SET LOCAL enable_seqscan = off")
+        .execute(conn)
+        .await?;
     // 1. Redelivered or retried requests: answer from what is stored, change nothing.
     let ids: Vec<Uuid> = requests.iter().map(|r| r.request_id).collect();
     let existing: Vec<StoredRequest> = if ids.is_empty() {

@@ -147,9 +147,11 @@ pub async fn ensure_topics(k: &KafkaSettings) -> anyhow::Result<()> {
         .create()
         .map_err(|e| anyhow::anyhow!("creating the Kafka admin client: {e}"))?;
     let partitions = i32::try_from(k.partitions).unwrap_or(1).max(1);
+    let notifications = crate::notifications::topic(k);
     let new = [
         NewTopic::new(&topics.bookings, partitions, TopicReplication::Fixed(1)),
         NewTopic::new(&topics.dead_letter, 1, TopicReplication::Fixed(1)),
+        NewTopic::new(&notifications, partitions, TopicReplication::Fixed(1)),
     ];
     let results = admin
         .create_topics(

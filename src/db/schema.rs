@@ -69,6 +69,7 @@ diesel::table! {
         created_at -> Timestamptz,
         published_at -> Nullable<Timestamptz>,
         next_attempt_at -> Timestamptz,
+        claimed_until -> Nullable<Timestamptz>,
         sent_at -> Nullable<Timestamptz>,
     }
 }

@@ -1,19 +1,98 @@
-//! Notifications: email for every booking outcome, sent from the outbox exactly once.
+//! Notifications: an email for every decision that concerns a user, exactly once in effect.
 //!
-//! Status: the worker role exists so that `work-notify` and `all` have their final shape; the
-//! sender itself is issue #6.
+//! Decisions write outbox rows in their own transaction (invariant 5). The **relay** (running in
+//! every process that writes them) hands due rows to the notification queue — in-process, or the
+//! Kafka topic `notify-user` — right after commit ([`wake`]) and on a one-second tick;
+//! reconciliation re-publishes rows whose message was lost. **`work-notify`** consumes the queue:
+//! claims the row, renders its template, sends it over SMTP and marks it sent. A redelivered id
+//! for a sent row is skipped. Transient SMTP failures retry with exponential backoff; after
+//! `notify.max_attempts` (or a permanent failure) the row is dead-lettered (`failed`): counted in
+//! `notifications_failed_total`, listed by `GET /api/admin/notifications?status=failed`, and
+//! retryable with `POST /api/admin/notifications/{id}/retry`. A bad message never blocks the
+//! queue. The one window left: a crash after the SMTP server accepted a message and before it
+//! was marked sent resends it once the claim expires (at-least-once at the SMTP boundary).
+//!
+//! Reads `[notify]` and `[mail]`.
 
-use tokio_util::sync::CancellationToken;
+pub mod outbox;
+pub mod render;
+pub mod worker;
 
+use std::sync::Mutex;
+
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::mpsc;
+
+use crate::config::{KafkaSettings, QueueKind, Settings};
 use crate::state::AppState;
 
-/// The `work-notify` role. Until notifications land it only waits for shutdown.
-pub async fn run_worker(_state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
-    tracing::warn!("notification worker: not built yet; idling until shutdown");
-    shutdown.cancelled().await;
-    Ok(())
+/// How notification ids travel from the relay to `work-notify`.
+pub enum NotificationQueue {
+    /// In-process channel.
+    Memory {
+        /// Sending side.
+        tx: mpsc::Sender<i64>,
+        /// Receiving side, taken once by the worker.
+        rx: Mutex<Option<mpsc::Receiver<i64>>>,
+    },
+    /// Kafka topic.
+    Kafka {
+        /// Producer.
+        producer: FutureProducer,
+        /// Topic name (with suffix).
+        topic: String,
+    },
 }
 
-/// Called after a transaction wrote outbox rows: tells the notification sender to look. The
-/// sender arrives with issue #6; until then rows wait in the outbox (nothing is lost).
-pub fn wake(_state: &AppState) {}
+/// The notification topic name after the suffix.
+pub fn topic(k: &KafkaSettings) -> String {
+    format!("{}{}", k.topic_notifications, k.topic_suffix)
+}
+
+impl NotificationQueue {
+    /// The configured transport.
+    pub fn from_settings(s: &Settings) -> anyhow::Result<Self> {
+        Ok(match s.queue.kind {
+            QueueKind::Memory => {
+                let (tx, rx) = mpsc::channel(100_000);
+                Self::Memory {
+                    tx,
+                    rx: Mutex::new(Some(rx)),
+                }
+            }
+            QueueKind::Kafka => Self::Kafka {
+                producer: rdkafka::config::ClientConfig::new()
+                    .set("bootstrap.servers", &s.kafka.brokers)
+                    .set("acks", "all")
+                    .set("enable.idempotence", "true")
+                    .set("message.timeout.ms", s.kafka.produce_timeout_ms.to_string())
+                    .create()
+                    .map_err(|e| anyhow::anyhow!("creating the notification producer: {e}"))?,
+                topic: topic(&s.kafka),
+            },
+        })
+    }
+
+    /// Hands one id to the queue. `false` if it could not (it will be re-published).
+    pub async fn publish(&self, id: i64, user_id: Option<i64>) -> bool {
+        match self {
+            Self::Memory { tx, .. } => tx.try_send(id).is_ok(),
+            Self::Kafka { producer, topic } => {
+                let payload = serde_json::json!({ "outboxId": id }).to_string();
+                let key = user_id.unwrap_or(0).to_string();
+                producer
+                    .send(
+                        FutureRecord::to(topic).key(&key).payload(&payload),
+                        std::time::Duration::from_secs(5),
+                    )
+                    .await
+                    .is_ok()
+            }
+        }
+    }
+}
+
+/// Tells the relay that outbox rows were committed (call after the commit).
+pub fn wake(state: &AppState) {
+    state.outbox_signal().notify_one();
+}

@@ -8,8 +8,10 @@
 //!    bookings) and reports drift as a log line, the `reconcile_drift_events` gauge and a
 //!    non-zero exit of `atomicseats reconcile`.
 //!
-//! The waitlist sweep and outbox re-publishing join the pass with the booking engine and
-//! notifications.
+//! 3. serves every waitlist that has free seats;
+//! 4. re-publishes notifications that were not delivered in time, and counts dead letters
+//!    (`notifications_dead_letters`).
+//!
 //! [`run`] loops on the cron schedule from `reconcile.schedule` (empty disables it); a failed
 //! pass is logged and the loop goes on.
 
@@ -47,6 +49,8 @@ pub struct Report {
     pub cache_removed: usize,
     /// Events whose waitlist got freed seats in this pass.
     pub waitlists_served: usize,
+    /// Undelivered notifications handed to the queue again.
+    pub notifications_republished: usize,
 }
 
 /// One reconciliation pass.
@@ -56,6 +60,7 @@ pub async fn run_once(state: &AppState) -> anyhow::Result<Report> {
     let (cache_written, cache_removed) = rebuild_cache(state, &mut conn).await?;
     drop(conn);
     let waitlists_served = crate::bookings::sweep_waitlists(state).await?;
+    let notifications_republished = crate::notifications::worker::publish_due(state).await?;
     let mut conn = state.db().get().await?;
     let drift: Vec<Drift> = diesel::sql_query(
         "SELECT e.id AS event_id, e.reserved_seats, \
@@ -81,13 +86,24 @@ pub async fn run_once(state: &AppState) -> anyhow::Result<Report> {
         cache.written = cache_written,
         cache.removed = cache_removed,
         waitlists.served = waitlists_served,
+        notifications.republished = notifications_republished,
         "reconciliation pass finished"
     );
+    let failed: i64 = {
+        use diesel::{ExpressionMethods, QueryDsl};
+        crate::db::schema::outbox::table
+            .filter(crate::db::schema::outbox::status.eq("failed"))
+            .count()
+            .get_result(&mut conn)
+            .await?
+    };
+    metrics::gauge!("notifications_dead_letters").set(failed as f64);
     Ok(Report {
         drift,
         cache_written,
         cache_removed,
         waitlists_served,
+        notifications_republished,
     })
 }
 

@@ -108,12 +108,18 @@ pub enum Transport {
 
 /// A test app on `transport` (Kafka: the loopback Tansu broker, topics and group of its own).
 pub async fn app_on(transport: Transport) -> TestApp {
-    let builder = TestApp::builder();
     match transport {
-        Transport::Memory => builder.spawn().await,
-        Transport::Kafka => {
+        Transport::Memory => TestApp::builder().spawn().await,
+        Transport::Kafka => kafka_builder().spawn().await,
+    }
+}
+
+/// A builder for an app on the loopback Kafka broker with topics and groups of its own.
+pub fn kafka_builder() -> crate::helpers::TestAppBuilder {
+    {
+        {
             let tag = uuid::Uuid::new_v4().simple().to_string();
-            builder
+            TestApp::builder()
                 .env("ATOMICSEATS__QUEUE__KIND", "kafka")
                 .env(
                     "KAFKA_BROKER",
@@ -122,8 +128,10 @@ pub async fn app_on(transport: Transport) -> TestApp {
                 .env("ATOMICSEATS__KAFKA__TOPIC_SUFFIX", &format!(".t{tag}"))
                 .env("ATOMICSEATS__KAFKA__GROUP_ID", &format!("booking-{tag}"))
                 .env("ATOMICSEATS__KAFKA__PARTITIONS", "3")
-                .spawn()
-                .await
+                .env(
+                    "ATOMICSEATS__KAFKA__NOTIFY_GROUP_ID",
+                    &format!("notify-{tag}"),
+                )
         }
     }
 }

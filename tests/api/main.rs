@@ -18,6 +18,7 @@ mod errors;
 mod events;
 mod health;
 mod migrations;
+mod notifications;
 mod rate_limit;
 mod schema;
 mod shutdown;

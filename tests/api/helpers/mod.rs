@@ -64,6 +64,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     worker: Option<JoinHandle<anyhow::Result<()>>>,
+    background: Vec<JoinHandle<anyhow::Result<()>>>,
 }
 
 /// Builds a [`TestApp`] with overrides.
@@ -71,6 +72,7 @@ pub struct TestApp {
 pub struct TestAppBuilder {
     env: Vec<(String, String)>,
     extra_routes: Option<ExtraRoutes>,
+    without_relay: bool,
 }
 
 impl TestAppBuilder {
@@ -86,6 +88,12 @@ impl TestAppBuilder {
         f: impl Fn(&mut actix_web::web::ServiceConfig) + Send + Sync + 'static,
     ) -> Self {
         self.extra_routes = Some(Arc::new(f));
+        self
+    }
+
+    /// Does not run the outbox relay (to show what reconciliation delivers on its own).
+    pub fn without_relay(mut self) -> Self {
+        self.without_relay = true;
         self
     }
 
@@ -109,6 +117,16 @@ impl TestAppBuilder {
             state.clone(),
             shutdown.clone(),
         ));
+        let mut background = vec![tokio::spawn(atomicseats::notifications::worker::run(
+            state.clone(),
+            shutdown.clone(),
+        ))];
+        if !self.without_relay {
+            background.push(tokio::spawn(atomicseats::notifications::worker::run_relay(
+                state.clone(),
+                shutdown.clone(),
+            )));
+        }
         TestApp {
             address,
             db,
@@ -120,6 +138,7 @@ impl TestAppBuilder {
                 .expect("client"),
             server: Some(server),
             worker: Some(worker),
+            background,
         }
     }
 }
@@ -144,6 +163,9 @@ impl TestApp {
     pub async fn stop(&mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         if let Some(handle) = self.worker.take() {
+            handle.await??;
+        }
+        for handle in self.background.drain(..) {
             handle.await??;
         }
         match self.server.take() {

@@ -1,0 +1,183 @@
+//! The outbox table as a delivery ledger: claim, mark sent, schedule a retry, dead-letter.
+//!
+//! A row is `pending` until the SMTP server accepted it (`sent`) or it failed for good
+//! (`failed`). Claiming sets `claimed_until`, so two deliveries of the same id (a Kafka replay, a
+//! re-publish) never send twice at the same time, and a sent row is never claimed again.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::Serialize;
+
+use crate::db::schema::outbox;
+
+/// How long a claim holds before another delivery may try (a crashed sender's claim expires).
+pub const CLAIM_SECS: i64 = 60;
+
+/// An outbox row.
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = outbox)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxRow {
+    /// Id.
+    pub id: i64,
+    /// Notification kind (template).
+    pub kind: String,
+    /// Recipient user.
+    pub user_id: Option<i64>,
+    /// Event it is about.
+    pub event_id: Option<i64>,
+    /// Facts for the template.
+    pub payload: serde_json::Value,
+    /// `pending`, `sent` or `failed`.
+    pub status: String,
+    /// Delivery attempts so far.
+    pub attempts: i32,
+    /// Last failure.
+    pub last_error: Option<String>,
+    /// Written at.
+    pub created_at: DateTime<Utc>,
+    /// Last handed to the queue.
+    pub published_at: Option<DateTime<Utc>>,
+    /// Not to be tried before.
+    pub next_attempt_at: DateTime<Utc>,
+    /// Accepted by the SMTP server at.
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// Claims a due, pending row for one delivery attempt. `None`: already sent or failed, not due
+/// yet, claimed by another delivery, or unknown.
+pub async fn claim(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<OutboxRow>> {
+    let now = Utc::now();
+    diesel::update(
+        outbox::table
+            .find(id)
+            .filter(outbox::status.eq("pending"))
+            .filter(outbox::next_attempt_at.le(now))
+            .filter(
+                outbox::claimed_until
+                    .is_null()
+                    .or(outbox::claimed_until.lt(now)),
+            ),
+    )
+    .set((
+        outbox::attempts.eq(outbox::attempts + 1),
+        outbox::claimed_until.eq(now + chrono::Duration::seconds(CLAIM_SECS)),
+    ))
+    .returning(OutboxRow::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// The SMTP server accepted it.
+pub async fn mark_sent(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<()> {
+    diesel::update(outbox::table.find(id))
+        .set((
+            outbox::status.eq("sent"),
+            outbox::sent_at.eq(Utc::now()),
+            outbox::claimed_until.eq(None::<DateTime<Utc>>),
+            outbox::last_error.eq(None::<String>),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// A transient failure: try again at `next`, through the relay.
+pub async fn schedule_retry(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    next: DateTime<Utc>,
+    error: &str,
+) -> QueryResult<()> {
+    diesel::update(outbox::table.find(id))
+        .set((
+            outbox::next_attempt_at.eq(next),
+            outbox::published_at.eq(None::<DateTime<Utc>>),
+            outbox::claimed_until.eq(None::<DateTime<Utc>>),
+            outbox::last_error.eq(Some(error)),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Given up: the row is dead-lettered (listed by the admin API, retryable from there).
+pub async fn mark_failed(conn: &mut AsyncPgConnection, id: i64, error: &str) -> QueryResult<()> {
+    diesel::update(outbox::table.find(id))
+        .set((
+            outbox::status.eq("failed"),
+            outbox::claimed_until.eq(None::<DateTime<Utc>>),
+            outbox::last_error.eq(Some(error)),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Pending rows due for (re-)publication: never published, or published before `stale`
+/// without being sent (a lost queue message). Marks them published.
+pub async fn take_due(
+    conn: &mut AsyncPgConnection,
+    stale: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<Vec<i64>> {
+    let now = Utc::now();
+    let ids: Vec<i64> = outbox::table
+        .filter(outbox::status.eq("pending"))
+        .filter(outbox::next_attempt_at.le(now))
+        .filter(
+            outbox::published_at
+                .is_null()
+                .or(outbox::published_at.lt(stale)),
+        )
+        .order(outbox::id.asc())
+        .limit(limit)
+        .select(outbox::id)
+        .for_update()
+        .skip_locked()
+        .load(conn)
+        .await?;
+    if !ids.is_empty() {
+        diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
+            .set(outbox::published_at.eq(now))
+            .execute(conn)
+            .await?;
+    }
+    Ok(ids)
+}
+
+/// Rows of a status, newest first, after `before` (keyset on id).
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    status: &str,
+    before: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<OutboxRow>> {
+    let mut q = outbox::table
+        .filter(outbox::status.eq(status.to_owned()))
+        .select(OutboxRow::as_select())
+        .order(outbox::id.desc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(b) = before {
+        q = q.filter(outbox::id.lt(b));
+    }
+    q.load(conn).await
+}
+
+/// Puts a failed row back in line (admin retry).
+pub async fn retry(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<bool> {
+    let n = diesel::update(outbox::table.find(id).filter(outbox::status.eq("failed")))
+        .set((
+            outbox::status.eq("pending"),
+            outbox::attempts.eq(0),
+            outbox::next_attempt_at.eq(Utc::now()),
+            outbox::published_at.eq(None::<DateTime<Utc>>),
+            outbox::claimed_until.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(n == 1)
+}

@@ -1,0 +1,549 @@
+//! Notifications against a real SMTP server (aiosmtpd on loopback): every kind arrives with the
+//! right recipient, subject and facts; retries after an outage; exactly one copy on redelivery;
+//! reconciliation delivers what was never published; dead letters and the admin API.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use atomicseats::users::domain::Role;
+use serde_json::json;
+
+use crate::bookings::{Transport, app_on};
+use crate::events::event_body;
+use crate::helpers::{TestApp, TestAppBuilder, json_with_status};
+
+/// An SMTP server of this test's own.
+pub struct SmtpSink {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl SmtpSink {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("atomicseats-smtp-{}", uuid::Uuid::new_v4()));
+        let mut s = Self {
+            port,
+            dir,
+            child: None,
+        };
+        s.resume();
+        s
+    }
+
+    /// Starts (again) on the same port and directory.
+    pub fn resume(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_sink.py");
+        let mut child = Command::new("python3")
+            .args([script, &self.port.to_string(), self.dir.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 with aiosmtpd (scripts/test installs it)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "the SMTP sink did not start");
+        self.child = Some(child);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Every accepted message as (recipients line, raw text).
+    pub fn messages(&self) -> Vec<String> {
+        let mut files: Vec<_> = std::fs::read_dir(&self.dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
+    }
+
+    pub async fn wait_for(&self, n: usize, secs: u64) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let m = self.messages();
+            if m.len() >= n {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "expected {n} emails, got {}",
+                m.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn with_smtp(builder: TestAppBuilder, port: u16) -> TestAppBuilder {
+    builder
+        .env("ATOMICSEATS__MAIL__TRANSPORT", "smtp")
+        .env("ATOMICSEATS__MAIL__SMTP_HOST", "127.0.0.1")
+        .env("ATOMICSEATS__MAIL__SMTP_PORT", &port.to_string())
+        .env("ATOMICSEATS__MAIL__SMTP_TLS", "none")
+        .env(
+            "ATOMICSEATS__MAIL__FROM",
+            "AtomicSeats <tickets@atomicseats.test>",
+        )
+}
+
+/// Decodes quoted-printable soft breaks enough to search the text.
+fn plain(message: &str) -> String {
+    message
+        .replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=")
+}
+
+/// A buyer with a known email.
+async fn buyer(app: &TestApp, email: &str) -> String {
+    let username = email.split('@').next().unwrap().replace('.', "_");
+    let user = atomicseats::users::create_from_cli(
+        &app.state,
+        &username,
+        email,
+        Some("Ada Buyer"),
+        Role::Guest,
+        "correct horse battery".to_owned(),
+    )
+    .await
+    .unwrap();
+    app.state
+        .tokens()
+        .issue_access(user.id, Role::Guest)
+        .unwrap()
+        .token
+}
+
+const WAIT: [(&str, &str); 1] = [("prefer", "wait=20")];
+
+async fn every_kind_arrives_with_its_facts(transport: Transport) {
+    let sink = SmtpSink::start();
+    let base = match transport {
+        Transport::Memory => TestApp::builder(),
+        Transport::Kafka => crate::bookings::kafka_builder(),
+    };
+    let app = with_smtp(base, sink.port).spawn().await;
+    let host = app.user_unlimited(Role::Host).await;
+    let mut body = event_body("Jazz <Night> & Co", 3, 3);
+    body["maxPerUser"] = json!(4);
+    let event = app.create_event(&host, &body).await;
+    let ada = buyer(&app, "ada@example.com").await;
+    let bob = buyer(&app, "bob@example.com").await;
+
+    // confirmed (2 seats, 24.00), partial (1 of 3, rest waitlisted), rejected (cap), cancelled,
+    // waitlist confirmed (bob gets the freed seats), event cancelled.
+    json_with_status(
+        app.book(
+            &ada,
+            &json!({ "eventId": event, "numberOfSeats": 2 }),
+            &WAIT,
+        )
+        .await,
+        201,
+    )
+    .await;
+    json_with_status(
+        app.book(
+            &bob,
+            &json!({ "eventId": event, "numberOfSeats": 3, "allowPartial": true }),
+            &WAIT,
+        )
+        .await,
+        202,
+    )
+    .await;
+    json_with_status(
+        app.book(
+            &ada,
+            &json!({ "eventId": event, "numberOfSeats": 3 }),
+            &WAIT,
+        )
+        .await,
+        409,
+    )
+    .await;
+    json_with_status(
+        app.cancel_booking(&ada, &json!({ "eventId": event })).await,
+        200,
+    )
+    .await;
+    json_with_status(
+        app.post_as("/api/events/delete", &host, &json!({ "id": event }))
+            .await,
+        200,
+    )
+    .await;
+
+    let messages = sink.wait_for(6, 30).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let messages: Vec<String> = if sink.messages().len() > messages.len() {
+        sink.messages()
+    } else {
+        messages
+    };
+    let find = |rcpt: &str, subject: &str| -> String {
+        messages
+            .iter()
+            .find(|m| m.starts_with(&format!("RCPT: {rcpt}")) && plain(m).contains(subject))
+            .unwrap_or_else(|| panic!("no email to {rcpt} with `{subject}` in {messages:#?}"))
+            .clone()
+    };
+    let confirmed = plain(&find("ada@example.com", "Subject: Booking confirmed"));
+    assert!(
+        confirmed.contains("Seats:     2")
+            && confirmed.contains("24.00")
+            && confirmed.contains("Arena"),
+        "{confirmed}"
+    );
+    assert!(
+        confirmed.contains("Jazz &lt;Night&gt; &amp; Co"),
+        "HTML is escaped: {confirmed}"
+    );
+    assert!(
+        confirmed.contains("From: AtomicSeats <tickets@atomicseats.test>"),
+        "{confirmed}"
+    );
+    let partial = plain(&find("bob@example.com", "Partly confirmed"));
+    assert!(
+        partial.contains("The other 2 seats stay on the waitlist"),
+        "{partial}"
+    );
+    let rejected = plain(&find("ada@example.com", "Booking not possible"));
+    assert!(rejected.contains("limit of seats per buyer"), "{rejected}");
+    let cancelled = plain(&find("ada@example.com", "Booking cancelled"));
+    assert!(cancelled.contains("is cancelled, as you"), "{cancelled}");
+    let served = plain(&find(
+        "bob@example.com",
+        "Seats confirmed from the waitlist",
+    ));
+    assert!(
+        served.contains("2 seats from your waitlist place"),
+        "{served}"
+    );
+    find("bob@example.com", "Event cancelled");
+    // Exactly one email per outbox row.
+    let rows: i64 = app
+        .db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM outbox", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sink.messages().len() as i64, rows);
+    let unsent: i64 = app
+        .db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM outbox WHERE status <> 'sent'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(unsent, 0);
+}
+
+#[tokio::test]
+async fn every_kind_arrives_with_its_facts_memory() {
+    every_kind_arrives_with_its_facts(Transport::Memory).await;
+}
+
+#[tokio::test]
+async fn every_kind_arrives_with_its_facts_kafka() {
+    every_kind_arrives_with_its_facts(Transport::Kafka).await;
+}
+
+#[tokio::test]
+async fn smtp_down_then_back_delivers_exactly_one_copy() {
+    let mut sink = SmtpSink::start();
+    sink.stop();
+    let app = with_smtp(TestApp::builder(), sink.port).spawn().await;
+    let host = app.user_unlimited(Role::Host).await;
+    let event = app.create_event(&host, &event_body("Outage", 3, 10)).await;
+    let ada = buyer(&app, "ada@example.com").await;
+    json_with_status(
+        app.book(
+            &ada,
+            &json!({ "eventId": event, "numberOfSeats": 1 }),
+            &WAIT,
+        )
+        .await,
+        201,
+    )
+    .await;
+
+    // It fails and is retried while the server is down...
+    let c = app.db.client().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let attempts: i32 = c
+            .query_one("SELECT attempts FROM outbox", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if attempts >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no retries happened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status: String = c
+        .query_one("SELECT status FROM outbox", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "pending");
+
+    // ...and delivered once it is back.
+    sink.resume();
+    let messages = sink.wait_for(1, 30).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sink.messages().len(), 1, "{messages:?}");
+    let status: String = c
+        .query_one("SELECT status FROM outbox", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "sent");
+}
+
+#[tokio::test]
+async fn redelivering_a_sent_notification_sends_nothing() {
+    let sink = SmtpSink::start();
+    let app = with_smtp(crate::bookings::kafka_builder(), sink.port)
+        .spawn()
+        .await;
+    let host = app.user_unlimited(Role::Host).await;
+    let event = app.create_event(&host, &event_body("Replay", 3, 10)).await;
+    let ada = buyer(&app, "ada@example.com").await;
+    json_with_status(
+        app.book(
+            &ada,
+            &json!({ "eventId": event, "numberOfSeats": 1 }),
+            &WAIT,
+        )
+        .await,
+        201,
+    )
+    .await;
+    sink.wait_for(1, 30).await;
+    let id: i64 = app
+        .db
+        .client()
+        .await
+        .query_one("SELECT id FROM outbox", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    // Kafka replays the message (and a re-publish races it).
+    for _ in 0..3 {
+        assert!(app.state.notification_queue().publish(id, None).await);
+    }
+    atomicseats::notifications::worker::deliver(&app.state, id)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    assert_eq!(sink.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn reconciliation_delivers_a_notification_that_was_never_published() {
+    let sink = SmtpSink::start();
+    let app = with_smtp(TestApp::builder().without_relay(), sink.port)
+        .spawn()
+        .await;
+    let host = app.user_unlimited(Role::Host).await;
+    let event = app.create_event(&host, &event_body("Crashed", 3, 10)).await;
+    let ada = buyer(&app, "ada@example.com").await;
+    // The decision commits, then the process "dies" before publishing: no relay runs here.
+    json_with_status(
+        app.book(
+            &ada,
+            &json!({ "eventId": event, "numberOfSeats": 2 }),
+            &WAIT,
+        )
+        .await,
+        201,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(sink.messages().is_empty());
+
+    let report = atomicseats::reconcile::run_once(&app.state).await.unwrap();
+
+    assert_eq!(report.notifications_republished, 1);
+    let m = sink.wait_for(1, 20).await;
+    assert!(
+        plain(&m[0]).contains("Booking confirmed: Crashed"),
+        "{}",
+        m[0]
+    );
+}
+
+#[tokio::test]
+async fn a_permanent_failure_is_dead_lettered_and_an_admin_can_retry_it() {
+    let sink = SmtpSink::start();
+    let app = with_smtp(TestApp::builder(), sink.port).spawn().await;
+    let admin = app.user_unlimited(Role::Admin).await;
+    let guest = app.user_unlimited(Role::Guest).await;
+    let host = app.user_unlimited(Role::Host).await;
+    let event = app
+        .create_event(&host, &event_body("Dead letters", 3, 10))
+        .await;
+    let ada = buyer(&app, "ada@example.com").await;
+    // An outbox row of a kind without a template cannot be rendered: dead-lettered at once.
+    let c = app.db.client().await;
+    let ada_id = app.state.tokens().verify_access(&ada).unwrap().id;
+    let id: i64 = c
+        .query_one(
+            "INSERT INTO outbox (kind, user_id, event_id, payload) VALUES ('mystery', $1, $2, '{}') RETURNING id",
+            &[&ada_id, &event],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    atomicseats::notifications::worker::deliver(&app.state, id)
+        .await
+        .unwrap();
+    atomicseats::notifications::worker::deliver(&app.state, id)
+        .await
+        .unwrap();
+
+    let failed = json_with_status(
+        app.get_as("/api/admin/notifications?status=failed", &admin)
+            .await,
+        200,
+    )
+    .await;
+    let items = failed["data"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["id"], id);
+    assert!(
+        items[0]["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("no template")
+    );
+    assert!(
+        !failed.to_string().contains("ada@example.com"),
+        "no emails in the admin listing"
+    );
+    json_with_status(
+        app.get_as("/api/admin/notifications?status=failed", &guest)
+            .await,
+        403,
+    )
+    .await;
+    json_with_status(
+        app.get_as("/api/admin/notifications?status=bogus", &admin)
+            .await,
+        400,
+    )
+    .await;
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("notifications_failed_total"), "{metrics}");
+
+    // Fix the cause (here: make it a known kind) and retry from the admin API.
+    c.execute(
+        "UPDATE outbox SET kind = 'booking_rejected', payload = '{\"eventName\":\"Dead letters\",\"seatsRequested\":1,\"reason\":\"sold_out\"}' WHERE id = $1",
+        &[&id],
+    )
+    .await
+    .unwrap();
+    let retried = app
+        .client
+        .post(app.url(&format!("/api/admin/notifications/{id}/retry")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    json_with_status(retried, 200).await;
+    let m = sink.wait_for(1, 20).await;
+    assert!(
+        plain(&m[0]).contains("Booking not possible: Dead letters"),
+        "{}",
+        m[0]
+    );
+    let again = app
+        .client
+        .post(app.url(&format!("/api/admin/notifications/{id}/retry")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    json_with_status(again, 409).await;
+}
+
+#[tokio::test]
+async fn in_process_transport_also_sends() {
+    // The same pipeline on the in-process queue, through `app_on` (no SMTP overrides: log only).
+    let app = app_on(Transport::Memory).await;
+    let host = app.user_unlimited(Role::Host).await;
+    let event = app.create_event(&host, &event_body("Logged", 3, 10)).await;
+    let ada = buyer(&app, "ada@example.com").await;
+    json_with_status(
+        app.book(
+            &ada,
+            &json!({ "eventId": event, "numberOfSeats": 1 }),
+            &WAIT,
+        )
+        .await,
+        201,
+    )
+    .await;
+    let c = app.db.client().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status: String = c
+            .query_one("SELECT status FROM outbox", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if status == "sent" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the log transport never marked it sent"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
