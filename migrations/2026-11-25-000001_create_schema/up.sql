@@ -135,5 +135,8 @@ CREATE TABLE outbox (
     claimed_until   TIMESTAMPTZ,
     sent_at         TIMESTAMPTZ
 );
-CREATE INDEX outbox_undelivered_idx ON outbox (next_attempt_at, id) WHERE status = 'pending';
+-- The relay's two questions: what was never handed over, and what was handed over long ago
+-- without being sent (a lost message). Both stay small however large the outbox grows.
+CREATE INDEX outbox_unpublished_idx ON outbox (id) WHERE status = 'pending' AND published_at IS NULL;
+CREATE INDEX outbox_published_pending_idx ON outbox (published_at) WHERE status = 'pending' AND published_at IS NOT NULL;
 CREATE INDEX outbox_status_idx ON outbox (status, id);

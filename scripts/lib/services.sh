@@ -119,6 +119,19 @@ ensure_smtp() {
     wait_port 2525 aiosmtpd
 }
 
+# What the build needs beyond Rust: librdkafka is compiled from source (make, perl, a C
+# compiler); lettre's TLS links the system OpenSSL (pkg-config, libssl-dev); diesel_cli links libpq.
+ensure_build_deps() {
+    local missing=()
+    for pkg in build-essential perl pkg-config libssl-dev; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing build dependencies: ${missing[*]}"
+        apt_install "${missing[@]}"
+    fi
+}
+
 ensure_all_services() {
     ensure_postgres
     ensure_redis

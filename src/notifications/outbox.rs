@@ -45,34 +45,32 @@ pub struct OutboxRow {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
-/// Claims a due, pending row for one delivery attempt. `None`: already sent or failed, not due
-/// yet, claimed by another delivery, or unknown.
-pub async fn claim(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<OutboxRow>> {
+/// Claims due, pending rows for one delivery attempt each. Rows already sent or failed, not due
+/// yet, claimed by another delivery, or unknown are left out.
+pub async fn claim(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<Vec<OutboxRow>> {
     let now = Utc::now();
     diesel::update(
         outbox::table
-            .find(id)
+            .filter(outbox::id.eq_any(ids))
             .filter(outbox::status.eq("pending"))
             .filter(outbox::next_attempt_at.le(now))
-            .filter(
-                outbox::claimed_until
-                    .is_null()
-                    .or(outbox::claimed_until.lt(now)),
-            ),
+            .filter(outbox::claimed_until.is_null().or(outbox::claimed_until.lt(now))),
     )
     .set((
         outbox::attempts.eq(outbox::attempts + 1),
         outbox::claimed_until.eq(now + chrono::Duration::seconds(CLAIM_SECS)),
     ))
     .returning(OutboxRow::as_returning())
-    .get_result(conn)
+    .get_results(conn)
     .await
-    .optional()
 }
 
-/// The SMTP server accepted it.
-pub async fn mark_sent(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<()> {
-    diesel::update(outbox::table.find(id))
+/// The SMTP server accepted these.
+pub async fn mark_sent(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    diesel::update(outbox::table.filter(outbox::id.eq_any(ids)))
         .set((
             outbox::status.eq("sent"),
             outbox::sent_at.eq(Utc::now()),
@@ -117,21 +115,18 @@ pub async fn mark_failed(conn: &mut AsyncPgConnection, id: i64, error: &str) -> 
 }
 
 /// Pending rows due for (re-)publication: never published, or published before `stale`
-/// without being sent (a lost queue message). Marks them published.
+/// without being sent (a lost queue message). Marks them published. Each half is one range
+/// scan of a small partial index.
 pub async fn take_due(
     conn: &mut AsyncPgConnection,
     stale: DateTime<Utc>,
     limit: i64,
 ) -> QueryResult<Vec<i64>> {
     let now = Utc::now();
-    let ids: Vec<i64> = outbox::table
+    let mut ids: Vec<i64> = outbox::table
         .filter(outbox::status.eq("pending"))
+        .filter(outbox::published_at.is_null())
         .filter(outbox::next_attempt_at.le(now))
-        .filter(
-            outbox::published_at
-                .is_null()
-                .or(outbox::published_at.lt(stale)),
-        )
         .order(outbox::id.asc())
         .limit(limit)
         .select(outbox::id)
@@ -139,6 +134,21 @@ pub async fn take_due(
         .skip_locked()
         .load(conn)
         .await?;
+    let room = limit - ids.len() as i64;
+    if room > 0 {
+        let lost: Vec<i64> = outbox::table
+            .filter(outbox::status.eq("pending"))
+            .filter(outbox::published_at.lt(stale))
+            .filter(outbox::next_attempt_at.le(now))
+            .order(outbox::published_at.asc())
+            .limit(room)
+            .select(outbox::id)
+            .for_update()
+            .skip_locked()
+            .load(conn)
+            .await?;
+        ids.extend(lost);
+    }
     if !ids.is_empty() {
         diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
             .set(outbox::published_at.eq(now))

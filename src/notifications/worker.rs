@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use tokio_util::sync::CancellationToken;
@@ -28,75 +28,94 @@ pub enum Delivery {
     Failed,
 }
 
-/// Delivers outbox row `id` once: claim, render, send, record. Safe to call for any id, any
-/// number of times.
-#[tracing::instrument(name = "deliver", skip(state), fields(notification.kind = tracing::field::Empty))]
+/// Delivers outbox row `id` once (see [`deliver_batch`]).
 pub async fn deliver(state: &AppState, id: i64) -> anyhow::Result<Delivery> {
+    let outcomes = deliver_batch(state, &[id]).await?;
+    Ok(outcomes.into_iter().next().map_or(Delivery::Skipped, |(_, d)| d))
+}
+
+/// Delivers outbox rows once each: one claim for the batch, one recipient lookup, the emails
+/// sent concurrently (`notify.concurrency`), one update for everything sent. Safe to call for
+/// any ids, any number of times: ids already sent, failed, not due or claimed elsewhere are
+/// skipped.
+pub async fn deliver_batch(state: &AppState, ids: &[i64]) -> anyhow::Result<Vec<(i64, Delivery)>> {
     let mut conn = state.db().get().await?;
-    let Some(row) = outbox::claim(&mut conn, id).await? else {
-        metrics::counter!("notifications_skipped_total").increment(1);
-        return Ok(Delivery::Skipped);
-    };
-    tracing::Span::current().record("notification.kind", row.kind.as_str());
-    let recipient: Option<(String, String)> = match row.user_id {
-        Some(uid) => users::table
-            .find(uid)
-            .select((users::email, users::name))
-            .first(&mut conn)
-            .await
-            .optional()?,
-        None => None,
-    };
-    let Some((email, name)) = recipient else {
-        outbox::mark_failed(&mut conn, id, "the recipient no longer exists").await?;
-        metrics::counter!("notifications_failed_total").increment(1);
-        return Ok(Delivery::Failed);
-    };
-    let Some(mail) = render::render(&row.kind, &row.payload, &name) else {
-        outbox::mark_failed(
-            &mut conn,
-            id,
-            &format!("no template for kind `{}`", row.kind),
-        )
-        .await?;
-        metrics::counter!("notifications_failed_total").increment(1);
-        return Ok(Delivery::Failed);
-    };
-    // Not inside a transaction: the claim holds the row while SMTP talks.
+    let rows = outbox::claim(&mut conn, ids).await?;
+    let skipped = ids.len() - rows.len();
+    if skipped > 0 {
+        metrics::counter!("notifications_skipped_total").increment(skipped as u64);
+    }
+    let user_ids: Vec<i64> = rows.iter().filter_map(|r| r.user_id).collect();
+    let recipients: std::collections::HashMap<i64, (String, String)> = users::table
+        .filter(users::id.eq_any(&user_ids))
+        .select((users::id, users::email, users::name))
+        .load::<(i64, String, String)>(&mut conn)
+        .await?
+        .into_iter()
+        .map(|(id, email, name)| (id, (email, name)))
+        .collect();
+    // Not inside a transaction: the claims hold the rows while SMTP talks.
     drop(conn);
-    let result = state.mailer().send(&email, &row.kind, &mail).await;
+    let concurrency = state.settings().notify.concurrency.max(1);
+    let results: Vec<(outbox::OutboxRow, Result<(), SendError>)> = futures_util::stream::iter(rows)
+        .map(|row| {
+            let recipient = row.user_id.and_then(|u| recipients.get(&u)).cloned();
+            async move {
+                let result = match recipient {
+                    None => Err(SendError::Permanent("the recipient no longer exists".to_owned())),
+                    Some((email, name)) => match render::render(&row.kind, &row.payload, &name) {
+                        None => Err(SendError::Permanent(format!("no template for kind `{}`", row.kind))),
+                        Some(mail) => state.mailer().send(&email, &row.kind, &mail).await,
+                    },
+                };
+                (row, result)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+
     let mut conn = state.db().get().await?;
     let settings = &state.settings().notify;
-    match result {
-        Ok(()) => {
-            outbox::mark_sent(&mut conn, id).await?;
-            metrics::counter!("notifications_sent_total", "kind" => row.kind.clone()).increment(1);
-            tracing::info!(notification.id = id, "notification sent");
-            Ok(Delivery::Sent)
-        }
-        Err(SendError::Transient(e)) if row.attempts < settings.max_attempts => {
-            let exp = u32::try_from(row.attempts.saturating_sub(1))
-                .unwrap_or(0)
-                .min(16);
-            let delay_ms = settings
-                .backoff_base_ms
-                .saturating_mul(1u64 << exp)
-                .min(settings.backoff_max_ms);
-            let next = Utc::now()
-                + chrono::Duration::milliseconds(i64::try_from(delay_ms).unwrap_or(i64::MAX));
-            outbox::schedule_retry(&mut conn, id, next, &e).await?;
-            metrics::counter!("notifications_retried_total").increment(1);
-            tracing::warn!(notification.id = id, attempts = row.attempts, retry_in_ms = delay_ms, error = %e, "sending failed; will retry");
-            state.outbox_signal().notify_one();
-            Ok(Delivery::Retrying)
-        }
-        Err(e) => {
-            outbox::mark_failed(&mut conn, id, &e.to_string()).await?;
-            metrics::counter!("notifications_failed_total").increment(1);
-            tracing::error!(notification.id = id, attempts = row.attempts, error = %e, "notification dead-lettered");
-            Ok(Delivery::Failed)
+    let mut outcomes = Vec::with_capacity(results.len());
+    let sent: Vec<i64> = results.iter().filter(|(_, r)| r.is_ok()).map(|(row, _)| row.id).collect();
+    outbox::mark_sent(&mut conn, &sent).await?;
+    for (row, result) in results {
+        match result {
+            Ok(()) => {
+                metrics::counter!("notifications_sent_total", "kind" => row.kind.clone()).increment(1);
+                tracing::debug!(notification.id = row.id, notification.kind = %row.kind, "notification sent");
+                outcomes.push((row.id, Delivery::Sent));
+            }
+            Err(SendError::Transient(e)) if row.attempts < settings.max_attempts => {
+                let exp = u32::try_from(row.attempts.saturating_sub(1)).unwrap_or(0).min(16);
+                let delay_ms = settings
+                    .backoff_base_ms
+                    .saturating_mul(1u64 << exp)
+                    .min(settings.backoff_max_ms);
+                let next = Utc::now() + chrono::Duration::milliseconds(i64::try_from(delay_ms).unwrap_or(i64::MAX));
+                outbox::schedule_retry(&mut conn, row.id, next, &e).await?;
+                metrics::counter!("notifications_retried_total").increment(1);
+                tracing::warn!(notification.id = row.id, attempts = row.attempts, retry_in_ms = delay_ms, error = %e, "sending failed; will retry");
+                outcomes.push((row.id, Delivery::Retrying));
+            }
+            Err(e) => {
+                outbox::mark_failed(&mut conn, row.id, &e.to_string()).await?;
+                metrics::counter!("notifications_failed_total").increment(1);
+                tracing::error!(notification.id = row.id, notification.kind = %row.kind, attempts = row.attempts, error = %e, "notification dead-lettered");
+                outcomes.push((row.id, Delivery::Failed));
+            }
         }
     }
+    if outcomes.iter().any(|(_, d)| *d == Delivery::Retrying) {
+        state.outbox_signal().notify_one();
+    }
+    for id in ids {
+        if !outcomes.iter().any(|(o, _)| o == id) {
+            outcomes.push((*id, Delivery::Skipped));
+        }
+    }
+    Ok(outcomes)
 }
 
 /// Publishes due outbox rows to the notification queue; returns how many.
@@ -161,10 +180,13 @@ pub async fn run_relay(state: AppState, shutdown: CancellationToken) -> anyhow::
     Ok(())
 }
 
-async fn handle(state: &AppState, id: i64) {
-    if let Err(e) = deliver(state, id).await {
-        // The row stays pending and unclaimed after its claim expires: re-published later.
-        tracing::warn!(notification.id = id, error = %e, "delivery attempt failed");
+/// Most notifications one delivery round takes.
+const BATCH: usize = 200;
+
+async fn handle(state: &AppState, ids: &[i64]) {
+    if let Err(e) = deliver_batch(state, ids).await {
+        // The rows stay pending; once their claims expire they are re-published.
+        tracing::warn!(notifications = ids.len(), error = %e, "delivery round failed");
     }
 }
 
@@ -173,25 +195,29 @@ pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result
     let concurrency = state.settings().notify.concurrency.max(1);
     match state.notification_queue() {
         NotificationQueue::Memory { rx, .. } => {
-            let rx = rx.lock().ok().and_then(|mut r| r.take()).ok_or_else(|| {
-                anyhow::anyhow!("the in-process notification worker is already running")
-            })?;
+            let mut rx = rx
+                .lock()
+                .ok()
+                .and_then(|mut r| r.take())
+                .ok_or_else(|| anyhow::anyhow!("the in-process notification worker is already running"))?;
             tracing::info!("notification worker running (in-process queue)");
-            // The receiver as a stream that ends at shutdown.
-            let stream =
-                futures_util::stream::unfold((rx, shutdown.clone()), |(mut rx, stop)| async move {
-                    tokio::select! {
-                        () = stop.cancelled() => None,
-                        id = rx.recv() => id.map(|id| (id, (rx, stop))),
+            loop {
+                let first = tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    id = rx.recv() => match id {
+                        Some(id) => id,
+                        None => return Ok(()),
+                    },
+                };
+                let mut batch = vec![first];
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(id) => batch.push(id),
+                        Err(_) => break,
                     }
-                });
-            stream
-                .for_each_concurrent(concurrency, |id| {
-                    let state = state.clone();
-                    async move { handle(&state, id).await }
-                })
-                .await;
-            Ok(())
+                }
+                handle(&state, &batch).await;
+            }
         }
         NotificationQueue::Kafka { .. } => run_kafka(state, shutdown, concurrency).await,
     }
@@ -219,34 +245,61 @@ async fn run_kafka(
         .map_err(|e| anyhow::anyhow!("subscribing to {topic}: {e}"))?;
     tracing::info!(topic = %topic, "notification worker running (Kafka)");
     loop {
-        let msg = tokio::select! {
+        let first = tokio::select! {
             () = shutdown.cancelled() => break,
             m = consumer.recv() => m,
         };
-        let msg = match msg {
-            Ok(m) => m,
+        let first = match first {
+            Ok(m) => m.detach(),
             Err(e) => {
                 tracing::warn!(error = %e, "Kafka receive failed");
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
         };
-        let id = msg
-            .payload()
-            .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
-            .and_then(|v| v.get("outboxId").and_then(serde_json::Value::as_i64));
-        match id {
-            Some(id) => handle(&state, id).await,
-            // A bad message never blocks the partition: log it and move on.
-            None => tracing::error!(
-                kafka.offset = msg.offset(),
-                "undecodable notification message skipped"
-            ),
+        let mut messages = vec![first];
+        while messages.len() < BATCH {
+            match consumer.recv().now_or_never() {
+                Some(Ok(m)) => messages.push(m.detach()),
+                _ => break,
+            }
         }
-        if let Err(e) = consumer.commit_message(&msg, CommitMode::Async) {
+        let ids: Vec<i64> = messages
+            .iter()
+            .filter_map(|m| {
+                let id = m
+                    .payload()
+                    .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
+                    .and_then(|v| v.get("outboxId").and_then(serde_json::Value::as_i64));
+                if id.is_none() {
+                    // A bad message never blocks the partition: log it and move on.
+                    tracing::error!(kafka.offset = m.offset(), "undecodable notification message skipped");
+                }
+                id
+            })
+            .collect();
+        handle(&state, &ids).await;
+        if let Some(last) = messages.last()
+            && let Err(e) = consumer.commit(&offsets(&messages), CommitMode::Async)
+        {
+            let _ = last;
             tracing::warn!(error = %e, "notification offset commit failed (redelivery is harmless)");
         }
     }
     let _ = concurrency;
     Ok(())
+}
+
+/// The next offset of every partition seen.
+fn offsets(messages: &[rdkafka::message::OwnedMessage]) -> rdkafka::TopicPartitionList {
+    let mut next: std::collections::HashMap<(String, i32), i64> = std::collections::HashMap::new();
+    for m in messages {
+        let e = next.entry((m.topic().to_owned(), m.partition())).or_insert(0);
+        *e = (*e).max(m.offset() + 1);
+    }
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for ((topic, partition), offset) in next {
+        let _ = tpl.add_partition_offset(&topic, partition, rdkafka::Offset::Offset(offset));
+    }
+    tpl
 }
