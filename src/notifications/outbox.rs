@@ -114,6 +114,12 @@ pub async fn mark_failed(conn: &mut AsyncPgConnection, id: i64, error: &str) -> 
         .map(drop)
 }
 
+/// `status = 'pending'` as a literal: the relay's indexes are partial on it, and a bound
+/// parameter would let a generic prepared plan ignore them (and scan the whole outbox).
+fn pending() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+    diesel::dsl::sql::<diesel::sql_types::Bool>("outbox.status = 'pending'")
+}
+
 /// Pending rows due for (re-)publication: never published, or published before `stale`
 /// without being sent (a lost queue message). Marks them published. Each half is one range
 /// scan of a small partial index.
@@ -124,7 +130,7 @@ pub async fn take_due(
 ) -> QueryResult<Vec<i64>> {
     let now = Utc::now();
     let mut ids: Vec<i64> = outbox::table
-        .filter(outbox::status.eq("pending"))
+        .filter(pending())
         .filter(outbox::published_at.is_null())
         .filter(outbox::next_attempt_at.le(now))
         .order(outbox::id.asc())
@@ -137,7 +143,7 @@ pub async fn take_due(
     let room = limit - ids.len() as i64;
     if room > 0 {
         let lost: Vec<i64> = outbox::table
-            .filter(outbox::status.eq("pending"))
+            .filter(pending())
             .filter(outbox::published_at.lt(stale))
             .filter(outbox::next_attempt_at.le(now))
             .order(outbox::published_at.asc())
