@@ -476,30 +476,9 @@ pub async fn decide_locked(
             });
         }
     }
-    // Postgres takes at most 65,535 bind parameters per statement: chunk the inserts.
-    for chunk in rows.chunks(4000) {
-        diesel::insert_into(booking_requests::table)
-            .values(chunk)
-            .execute(conn)
-            .await?;
-    }
-    let mut booking_ids: HashMap<Uuid, i64> = HashMap::new();
-    for chunk in new_bookings.chunks(10_000) {
-        let ids: Vec<(i64, Uuid)> = diesel::insert_into(bookings::table)
-            .values(chunk)
-            .returning((bookings::id, bookings::request_id))
-            .get_results(conn)
-            .await?;
-        for (id, req) in ids {
-            booking_ids.insert(req, id);
-        }
-    }
-    for chunk in wait_rows.chunks(10_000) {
-        diesel::insert_into(waitlist::table)
-            .values(chunk)
-            .execute(conn)
-            .await?;
-    }
+    insert_requests(conn, &rows).await?;
+    let booking_ids = insert_bookings(conn, &new_bookings).await?;
+    insert_waitlist(conn, &wait_rows).await?;
 
     // 5. One counter update for the whole group.
     let updated: Event = diesel::update(events::table.find(event.id))
@@ -576,12 +555,7 @@ pub async fn decide_locked(
         served.push(row.outcome(booking_id, None));
     }
     let notifications = outbox_rows.len();
-    for chunk in outbox_rows.chunks(10_000) {
-        diesel::insert_into(outbox::table)
-            .values(chunk)
-            .execute(conn)
-            .await?;
-    }
+    insert_outbox(conn, &outbox_rows).await?;
 
     let outcomes = requests
         .iter()
@@ -598,6 +572,115 @@ pub async fn decide_locked(
         event: Some(updated),
         notifications,
     })
+}
+
+// Bulk inserts as `INSERT … SELECT FROM UNNEST(arrays)`: one fixed statement text whatever the
+// batch size, so PostgreSQL prepares it once. Multi-row `VALUES` lists change text with every row
+// count and were re-parsed and re-planned (up to thousands of parameters) for every batch.
+
+async fn insert_requests(
+    conn: &mut AsyncPgConnection,
+    rows: &[NewRequestRow<'_>],
+) -> QueryResult<()> {
+    use diesel::sql_types::{
+        Array, Bool, Int4, Int8, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+    };
+    if rows.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query(
+        "INSERT INTO booking_requests (id, user_id, event_id, seats, allow_partial, join_waitlist, \
+           idempotency_key, status, seats_confirmed, seats_waitlisted, reject_reason, cost, requested_at) \
+         SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::int4[], $5::bool[], $6::bool[], \
+           $7::text[], $8::text[], $9::int4[], $10::int4[], $11::text[], $12::int8[], $13::timestamptz[])",
+    )
+    .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+    .bind::<Array<Int8>, _>(rows.iter().map(|r| r.user_id).collect::<Vec<_>>())
+    .bind::<Array<Int8>, _>(rows.iter().map(|r| r.event_id).collect::<Vec<_>>())
+    .bind::<Array<Int4>, _>(rows.iter().map(|r| r.seats).collect::<Vec<_>>())
+    .bind::<Array<Bool>, _>(rows.iter().map(|r| r.allow_partial).collect::<Vec<_>>())
+    .bind::<Array<Bool>, _>(rows.iter().map(|r| r.join_waitlist).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.idempotency_key).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.status).collect::<Vec<_>>())
+    .bind::<Array<Int4>, _>(rows.iter().map(|r| r.seats_confirmed).collect::<Vec<_>>())
+    .bind::<Array<Int4>, _>(rows.iter().map(|r| r.seats_waitlisted).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.reject_reason).collect::<Vec<_>>())
+    .bind::<Array<Int8>, _>(rows.iter().map(|r| r.cost).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(rows.iter().map(|r| r.requested_at).collect::<Vec<_>>())
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+#[derive(QueryableByName)]
+struct InsertedBooking {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    request_id: Uuid,
+}
+
+async fn insert_bookings(
+    conn: &mut AsyncPgConnection,
+    rows: &[NewBookingRow],
+) -> QueryResult<HashMap<Uuid, i64>> {
+    use diesel::sql_types::{Array, Int4, Int8, Uuid as SqlUuid};
+    if rows.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let inserted: Vec<InsertedBooking> = diesel::sql_query(
+        "INSERT INTO bookings (request_id, user_id, event_id, seats, cost) \
+         SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::int4[], $5::int8[]) \
+         RETURNING id, request_id",
+    )
+    .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.request_id).collect::<Vec<_>>())
+    .bind::<Array<Int8>, _>(rows.iter().map(|r| r.user_id).collect::<Vec<_>>())
+    .bind::<Array<Int8>, _>(rows.iter().map(|r| r.event_id).collect::<Vec<_>>())
+    .bind::<Array<Int4>, _>(rows.iter().map(|r| r.seats).collect::<Vec<_>>())
+    .bind::<Array<Int8>, _>(rows.iter().map(|r| r.cost).collect::<Vec<_>>())
+    .load(conn)
+    .await?;
+    Ok(inserted.into_iter().map(|b| (b.request_id, b.id)).collect())
+}
+
+async fn insert_waitlist(conn: &mut AsyncPgConnection, rows: &[NewWaitRow]) -> QueryResult<()> {
+    use diesel::sql_types::{Array, Bool, Int4, Int8, Uuid as SqlUuid};
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // WITH ORDINALITY keeps arrival order in the identity ids (the FIFO order).
+    diesel::sql_query(
+        "INSERT INTO waitlist (request_id, user_id, event_id, seats, allow_partial) \
+         SELECT r, u, e, s, p FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::int4[], $5::bool[]) \
+           WITH ORDINALITY AS t(r, u, e, s, p, n) ORDER BY n",
+    )
+    .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.request_id).collect::<Vec<_>>())
+    .bind::<Array<Int8>, _>(rows.iter().map(|r| r.user_id).collect::<Vec<_>>())
+    .bind::<Array<Int8>, _>(rows.iter().map(|r| r.event_id).collect::<Vec<_>>())
+    .bind::<Array<Int4>, _>(rows.iter().map(|r| r.seats).collect::<Vec<_>>())
+    .bind::<Array<Bool>, _>(rows.iter().map(|r| r.allow_partial).collect::<Vec<_>>())
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+async fn insert_outbox(conn: &mut AsyncPgConnection, rows: &[NewOutboxRow]) -> QueryResult<()> {
+    use diesel::sql_types::{Array, Int8, Jsonb, Nullable, Text};
+    if rows.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query(
+        "INSERT INTO outbox (kind, user_id, event_id, payload) \
+         SELECT k, u, e, p FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::jsonb[]) \
+           WITH ORDINALITY AS t(k, u, e, p, n) ORDER BY n",
+    )
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Int8>>, _>(rows.iter().map(|r| r.user_id).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Int8>>, _>(rows.iter().map(|r| r.event_id).collect::<Vec<_>>())
+    .bind::<Array<Jsonb>, _>(rows.iter().map(|r| r.payload.clone()).collect::<Vec<_>>())
+    .execute(conn)
+    .await
+    .map(drop)
 }
 
 /// Serves the waitlist of `event_id` (after a cancellation committed elsewhere, a capacity raise,

@@ -294,13 +294,14 @@ pub async fn run_consumer(state: AppState, shutdown: CancellationToken) -> anyho
             tracing::warn!(error = %e, "offset commit failed; the batch will be redelivered and deduplicated");
         }
     }
-    // Flush our last commits before leaving the group.
+    // Flush our last commits before leaving the group (bounded: an uncommitted offset only
+    // means a redelivery, which the engine recognises).
     let c = consumer.clone();
-    let _ = tokio::task::spawn_blocking(move || {
+    let flush = tokio::task::spawn_blocking(move || {
         if let Ok(tpl) = c.position() {
             let _ = c.commit(&tpl, CommitMode::Sync);
         }
-    })
-    .await;
+    });
+    let _ = tokio::time::timeout(Duration::from_secs(3), flush).await;
     Ok(())
 }

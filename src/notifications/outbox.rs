@@ -54,7 +54,11 @@ pub async fn claim(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<Vec
             .filter(outbox::id.eq_any(ids))
             .filter(outbox::status.eq("pending"))
             .filter(outbox::next_attempt_at.le(now))
-            .filter(outbox::claimed_until.is_null().or(outbox::claimed_until.lt(now))),
+            .filter(
+                outbox::claimed_until
+                    .is_null()
+                    .or(outbox::claimed_until.lt(now)),
+            ),
     )
     .set((
         outbox::attempts.eq(outbox::attempts + 1),

@@ -31,7 +31,10 @@ pub enum Delivery {
 /// Delivers outbox row `id` once (see [`deliver_batch`]).
 pub async fn deliver(state: &AppState, id: i64) -> anyhow::Result<Delivery> {
     let outcomes = deliver_batch(state, &[id]).await?;
-    Ok(outcomes.into_iter().next().map_or(Delivery::Skipped, |(_, d)| d))
+    Ok(outcomes
+        .into_iter()
+        .next()
+        .map_or(Delivery::Skipped, |(_, d)| d))
 }
 
 /// Delivers outbox rows once each: one claim for the batch, one recipient lookup, the emails
@@ -62,9 +65,14 @@ pub async fn deliver_batch(state: &AppState, ids: &[i64]) -> anyhow::Result<Vec<
             let recipient = row.user_id.and_then(|u| recipients.get(&u)).cloned();
             async move {
                 let result = match recipient {
-                    None => Err(SendError::Permanent("the recipient no longer exists".to_owned())),
+                    None => Err(SendError::Permanent(
+                        "the recipient no longer exists".to_owned(),
+                    )),
                     Some((email, name)) => match render::render(&row.kind, &row.payload, &name) {
-                        None => Err(SendError::Permanent(format!("no template for kind `{}`", row.kind))),
+                        None => Err(SendError::Permanent(format!(
+                            "no template for kind `{}`",
+                            row.kind
+                        ))),
                         Some(mail) => state.mailer().send(&email, &row.kind, &mail).await,
                     },
                 };
@@ -78,22 +86,30 @@ pub async fn deliver_batch(state: &AppState, ids: &[i64]) -> anyhow::Result<Vec<
     let mut conn = state.db().get().await?;
     let settings = &state.settings().notify;
     let mut outcomes = Vec::with_capacity(results.len());
-    let sent: Vec<i64> = results.iter().filter(|(_, r)| r.is_ok()).map(|(row, _)| row.id).collect();
+    let sent: Vec<i64> = results
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(row, _)| row.id)
+        .collect();
     outbox::mark_sent(&mut conn, &sent).await?;
     for (row, result) in results {
         match result {
             Ok(()) => {
-                metrics::counter!("notifications_sent_total", "kind" => row.kind.clone()).increment(1);
+                metrics::counter!("notifications_sent_total", "kind" => row.kind.clone())
+                    .increment(1);
                 tracing::debug!(notification.id = row.id, notification.kind = %row.kind, "notification sent");
                 outcomes.push((row.id, Delivery::Sent));
             }
             Err(SendError::Transient(e)) if row.attempts < settings.max_attempts => {
-                let exp = u32::try_from(row.attempts.saturating_sub(1)).unwrap_or(0).min(16);
+                let exp = u32::try_from(row.attempts.saturating_sub(1))
+                    .unwrap_or(0)
+                    .min(16);
                 let delay_ms = settings
                     .backoff_base_ms
                     .saturating_mul(1u64 << exp)
                     .min(settings.backoff_max_ms);
-                let next = Utc::now() + chrono::Duration::milliseconds(i64::try_from(delay_ms).unwrap_or(i64::MAX));
+                let next = Utc::now()
+                    + chrono::Duration::milliseconds(i64::try_from(delay_ms).unwrap_or(i64::MAX));
                 outbox::schedule_retry(&mut conn, row.id, next, &e).await?;
                 metrics::counter!("notifications_retried_total").increment(1);
                 tracing::warn!(notification.id = row.id, attempts = row.attempts, retry_in_ms = delay_ms, error = %e, "sending failed; will retry");
@@ -175,8 +191,9 @@ pub async fn run_relay(state: AppState, shutdown: CancellationToken) -> anyhow::
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
-    // Hand over what the last batches wrote before leaving.
-    let _ = publish_due(&state).await;
+    // Hand over what the last batches wrote before leaving, within bounds: anything left is
+    // picked up by the next relay or reconciliation pass.
+    let _ = tokio::time::timeout(Duration::from_secs(3), publish_due(&state)).await;
     Ok(())
 }
 
@@ -195,11 +212,9 @@ pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result
     let concurrency = state.settings().notify.concurrency.max(1);
     match state.notification_queue() {
         NotificationQueue::Memory { rx, .. } => {
-            let mut rx = rx
-                .lock()
-                .ok()
-                .and_then(|mut r| r.take())
-                .ok_or_else(|| anyhow::anyhow!("the in-process notification worker is already running"))?;
+            let mut rx = rx.lock().ok().and_then(|mut r| r.take()).ok_or_else(|| {
+                anyhow::anyhow!("the in-process notification worker is already running")
+            })?;
             tracing::info!("notification worker running (in-process queue)");
             loop {
                 let first = tokio::select! {
@@ -273,7 +288,10 @@ async fn run_kafka(
                     .and_then(|v| v.get("outboxId").and_then(serde_json::Value::as_i64));
                 if id.is_none() {
                     // A bad message never blocks the partition: log it and move on.
-                    tracing::error!(kafka.offset = m.offset(), "undecodable notification message skipped");
+                    tracing::error!(
+                        kafka.offset = m.offset(),
+                        "undecodable notification message skipped"
+                    );
                 }
                 id
             })
@@ -294,7 +312,9 @@ async fn run_kafka(
 fn offsets(messages: &[rdkafka::message::OwnedMessage]) -> rdkafka::TopicPartitionList {
     let mut next: std::collections::HashMap<(String, i32), i64> = std::collections::HashMap::new();
     for m in messages {
-        let e = next.entry((m.topic().to_owned(), m.partition())).or_insert(0);
+        let e = next
+            .entry((m.topic().to_owned(), m.partition()))
+            .or_insert(0);
         *e = (*e).max(m.offset() + 1);
     }
     let mut tpl = rdkafka::TopicPartitionList::new();

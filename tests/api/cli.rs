@@ -106,9 +106,36 @@ fn free_port() -> u16 {
 
 #[tokio::test]
 async fn all_starts_answers_and_stops_cleanly_on_sigterm() {
+    all_stops_cleanly(&[]).await;
+}
+
+#[tokio::test]
+async fn all_on_kafka_stops_cleanly_on_sigterm() {
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    all_stops_cleanly(&[
+        ("ATOMICSEATS__QUEUE__KIND", "kafka".to_owned()),
+        (
+            "KAFKA_BROKER",
+            std::env::var("KAFKA_BROKER").unwrap_or_else(|_| "127.0.0.1:9092".to_owned()),
+        ),
+        ("ATOMICSEATS__KAFKA__TOPIC_SUFFIX", format!(".sig{tag}")),
+        ("ATOMICSEATS__KAFKA__GROUP_ID", format!("sig-{tag}")),
+        (
+            "ATOMICSEATS__KAFKA__NOTIFY_GROUP_ID",
+            format!("signotify-{tag}"),
+        ),
+    ])
+    .await;
+}
+
+async fn all_stops_cleanly(extra: &[(&str, String)]) {
     let db = TestDatabase::empty().await;
     let port = free_port();
-    let mut child = bin()
+    let mut cmd = bin();
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
         .arg("all")
         .env("DATABASE_URL", db.url())
         .env("PORT", port.to_string())
