@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::bookings::domain::{
     self, BookingRequest, EventSeats, Outcome, Plan, Reason, Status, WaitEntry,
 };
-use crate::db::schema::{booking_requests, bookings, events, outbox, waitlist};
+use crate::db::schema::{booking_requests, bookings, events, waitlist};
 use crate::events::model::Event;
 
 /// A stored request row.
@@ -49,8 +49,7 @@ pub struct StoredRequest {
     pub cost: i64,
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = booking_requests)]
+/// A row for the bulk insert below.
 struct NewRequestRow<'a> {
     id: Uuid,
     user_id: i64,
@@ -67,8 +66,7 @@ struct NewRequestRow<'a> {
     requested_at: chrono::DateTime<Utc>,
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = bookings)]
+/// A row for the bulk insert below.
 struct NewBookingRow {
     request_id: Uuid,
     user_id: i64,
@@ -77,8 +75,7 @@ struct NewBookingRow {
     cost: i64,
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = waitlist)]
+/// A row for the bulk insert below.
 struct NewWaitRow {
     request_id: Uuid,
     user_id: i64,
@@ -87,8 +84,7 @@ struct NewWaitRow {
     allow_partial: bool,
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = outbox)]
+/// A row for the bulk insert below.
 struct NewOutboxRow {
     kind: &'static str,
     user_id: Option<i64>,

@@ -183,8 +183,8 @@ fn consumer(k: &KafkaSettings) -> anyhow::Result<StreamConsumer> {
     Ok(c)
 }
 
-/// Offsets to commit: the next offset of every partition seen.
-fn offsets(messages: &[OwnedMessage]) -> anyhow::Result<TopicPartitionList> {
+/// Offsets to commit: the next offset of every partition seen (shared with `work-notify`).
+pub fn offsets(messages: &[OwnedMessage]) -> anyhow::Result<TopicPartitionList> {
     let mut next: HashMap<(String, i32), i64> = HashMap::new();
     for m in messages {
         let e = next

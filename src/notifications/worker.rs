@@ -297,29 +297,17 @@ async fn run_kafka(
             })
             .collect();
         handle(&state, &ids).await;
-        if let Some(last) = messages.last()
-            && let Err(e) = consumer.commit(&offsets(&messages), CommitMode::Async)
-        {
-            let _ = last;
-            tracing::warn!(error = %e, "notification offset commit failed (redelivery is harmless)");
+        match crate::bookings::kafka::offsets(&messages) {
+            Ok(tpl) => {
+                if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                    tracing::warn!(error = %e, "notification offset commit failed (redelivery is harmless)");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "notification offsets not committed (redelivery is harmless)")
+            }
         }
     }
     let _ = concurrency;
     Ok(())
-}
-
-/// The next offset of every partition seen.
-fn offsets(messages: &[rdkafka::message::OwnedMessage]) -> rdkafka::TopicPartitionList {
-    let mut next: std::collections::HashMap<(String, i32), i64> = std::collections::HashMap::new();
-    for m in messages {
-        let e = next
-            .entry((m.topic().to_owned(), m.partition()))
-            .or_insert(0);
-        *e = (*e).max(m.offset() + 1);
-    }
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for ((topic, partition), offset) in next {
-        let _ = tpl.add_partition_offset(&topic, partition, rdkafka::Offset::Offset(offset));
-    }
-    tpl
 }
