@@ -656,14 +656,6 @@ impl Settings {
         Ok(())
     }
 
-    /// The reconciliation schedule, or `None` when disabled.
-    pub fn reconcile_schedule(&self) -> Option<cron::Schedule> {
-        let raw = self.reconcile.schedule.trim();
-        (!raw.is_empty())
-            .then(|| cron::Schedule::from_str(raw).ok())
-            .flatten()
-    }
-
     /// The effective configuration as TOML, secrets redacted.
     pub fn to_redacted_toml(&self) -> String {
         // Serialising plain data to a TOML value cannot fail for this tree; fall back to Debug

@@ -28,11 +28,7 @@ pub async fn set_user_role(
     path: web::Path<String>,
     body: ApiJson<RoleBody>,
 ) -> ApiResult<HttpResponse> {
-    let id: i64 = path
-        .parse()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::field("id", "must be a positive integer"))?;
+    let id = crate::events::routes::path_id(&path)?;
     tracing::Span::current().record("user.id", id);
     let role = Role::parse(&body.into_inner().role).map_err(|e| ApiError::field("role", e))?;
     let mut conn = state.db().get().await?;

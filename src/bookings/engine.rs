@@ -679,15 +679,6 @@ async fn insert_outbox(conn: &mut AsyncPgConnection, rows: &[NewOutboxRow]) -> Q
     .map(drop)
 }
 
-/// Serves the waitlist of `event_id` (after a cancellation committed elsewhere, a capacity raise,
-/// or the reconciliation sweep).
-pub async fn serve_waitlist(
-    conn: &mut AsyncPgConnection,
-    event_id: i64,
-) -> anyhow::Result<Decided> {
-    decide(conn, event_id, &[]).await
-}
-
 /// Events that have free seats and a waitlist (the reconciliation sweep).
 pub async fn events_with_serveable_waitlists(
     conn: &mut AsyncPgConnection,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::bookings::domain::{BookingRequest, Outcome, Status};
+use crate::bookings::domain::{BookingRequest, Outcome};
 use crate::bookings::engine;
 use crate::bookings::queue::Envelope;
 use crate::state::AppState;
@@ -206,9 +206,4 @@ pub async fn run_memory(state: AppState, shutdown: CancellationToken) -> anyhow:
     }
     gauge.abort();
     Ok(())
-}
-
-/// Whether an outcome counts as a success for the buyer (some seats confirmed).
-pub fn is_confirmed(o: &Outcome) -> bool {
-    matches!(o.status, Status::Confirmed | Status::Partial) && o.seats_confirmed > 0
 }

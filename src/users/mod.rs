@@ -41,6 +41,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// Hashes the password (blocking pool) and inserts the user; validated fields only. A taken
+/// email or username (also under a concurrent registration) comes back as a value.
+pub async fn create(
+    state: &crate::state::AppState,
+    username: &str,
+    name: &str,
+    email: &str,
+    role: domain::Role,
+    password: String,
+) -> anyhow::Result<Result<model::User, model::Taken>> {
+    let hash = password::hash(password, state.settings().auth.bcrypt_cost).await?;
+    let mut conn = state.db().get().await?;
+    let new = model::NewUser {
+        username,
+        name,
+        email,
+        password_hash: &hash,
+        role: role.as_str(),
+    };
+    Ok(new.insert(&mut conn).await?)
+}
+
 /// `atomicseats users create`: creates a user of any role (the way to make the first admin).
 /// The password comes from `ATOMICSEATS_NEW_USER_PASSWORD` or the first line of stdin, never
 /// from the command line.
@@ -57,16 +79,7 @@ pub async fn create_from_cli(
     let name =
         domain::parse_name(name.unwrap_or(&username)).map_err(|e| anyhow::anyhow!("name {e}"))?;
     domain::check_password(&password).map_err(|e| anyhow::anyhow!("password {e}"))?;
-    let hash = password::hash(password, state.settings().auth.bcrypt_cost).await?;
-    let mut conn = state.db().get().await?;
-    let new = model::NewUser {
-        username: &username,
-        name: &name,
-        email: &email,
-        password_hash: &hash,
-        role: role.as_str(),
-    };
-    match new.insert(&mut conn).await? {
+    match create(state, &username, &name, &email, role, password).await? {
         Ok(user) => Ok(user),
         Err(model::Taken::Email) => anyhow::bail!("a user with this email already exists"),
         Err(model::Taken::Username) => anyhow::bail!("a user with this username already exists"),

@@ -14,7 +14,7 @@ use crate::http::extract::ApiJson;
 use crate::http::response;
 use crate::state::AppState;
 use crate::users::domain::{self, Role};
-use crate::users::model::{NewUser, PublicUser, RefreshToken, Taken, User};
+use crate::users::model::{PublicUser, RefreshToken, Taken, User};
 use crate::users::password;
 
 /// Path the refresh cookie is scoped to: only refresh and logout read it.
@@ -124,16 +124,7 @@ pub async fn register(
         ));
     }
     let password = body.password.unwrap_or_default();
-    let hash = password::hash(password, state.settings().auth.bcrypt_cost).await?;
-    let mut conn = state.db().get().await?;
-    let new = NewUser {
-        username: &username,
-        name: &name,
-        email: &email,
-        password_hash: &hash,
-        role: role.as_str(),
-    };
-    match new.insert(&mut conn).await? {
+    match crate::users::create(&state, &username, &name, &email, role, password).await? {
         Ok(user) => {
             tracing::Span::current().record("user.id", user.id);
             tracing::info!("user registered");
