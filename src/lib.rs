@@ -25,6 +25,7 @@
 //! | [`reconcile`] | reconciliation passes and their schedule |
 
 pub mod admin;
+pub mod analytics;
 pub mod bookings;
 pub mod cache;
 pub mod cli;

@@ -3,6 +3,7 @@
 //!
 //! Users: `PATCH /api/admin/users/{id} { role }` promotes or demotes a user.
 //! Events: `GET`, `POST`, `PATCH`, `DELETE /api/admin/events`.
+//! Analytics: `GET /api/admin/analytics` (in `crate::analytics`).
 //! Notifications: `GET /api/admin/notifications?status=failed`,
 //! `POST /api/admin/notifications/{id}/retry`.
 
@@ -31,6 +32,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .post(events::create)
                     .patch(events::update)
                     .delete(events::delete),
+            )
+            .service(
+                resource("/analytics")
+                    .wrap(from_fn(rate_limit::read))
+                    .get(crate::analytics::admin_analytics),
             )
             .service(
                 resource("/notifications")

@@ -14,6 +14,7 @@
 
 pub mod domain;
 pub mod engine;
+pub mod history;
 pub mod kafka;
 pub mod outcomes;
 pub mod queue;

@@ -38,6 +38,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .post(routes::delete_event),
     )
     .service(
+        resource("/api/events/{id}/stats")
+            .wrap(from_fn(rate_limit::read))
+            .get(crate::analytics::event_stats),
+    )
+    .service(
         resource("/api/events/{id}")
             .wrap(from_fn(rate_limit::read))
             .get(routes::get_event),

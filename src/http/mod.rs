@@ -10,6 +10,7 @@ pub mod auth;
 pub mod extract;
 pub mod health;
 pub mod metrics;
+pub mod query;
 pub mod rate_limit;
 pub mod response;
 

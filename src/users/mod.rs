@@ -2,7 +2,8 @@
 //! and the first admin (`atomicseats users create`).
 //!
 //! Routes under `/api/user` (seed paths): `GET /`, `POST /register`, `POST /login`,
-//! `POST /refresh`, `POST /logout`, `GET /me`. Register, login and refresh are in the `auth`
+//! `POST /refresh`, `POST /logout`, `GET /me`, `GET /bookings` (history, in
+//! `bookings::history`). Register, login and refresh are in the `auth`
 //! rate-limit class (per client IP). Reads `[auth]`.
 
 pub mod domain;
@@ -37,7 +38,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .post(routes::refresh),
             )
             .service(resource("/logout").post(routes::logout))
-            .service(resource("/me").get(routes::me)),
+            .service(resource("/me").get(routes::me))
+            .service(
+                resource("/bookings")
+                    .wrap(from_fn(rate_limit::read))
+                    .get(crate::bookings::history::list),
+            ),
     );
 }
 

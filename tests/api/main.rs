@@ -9,6 +9,7 @@
 
 mod helpers;
 
+mod analytics;
 mod bookings;
 mod cache;
 mod cli;
@@ -17,6 +18,7 @@ mod crash;
 mod errors;
 mod events;
 mod health;
+mod history;
 mod migrations;
 mod notifications;
 mod rate_limit;

@@ -1,0 +1,855 @@
+//! `GET /api/user/bookings`: the caller's booking history.
+//!
+//! A buyer sees everything they asked for, newest first: their bookings (`confirmed`,
+//! `cancelled`), the seats they still wait for (`waitlisted`) and the requests that were turned
+//! down (`rejected`). Each source is read on its own index (`bookings_user_history_idx`,
+//! `waitlist_user_history_idx`, `booking_requests_user_rejected_idx`), at most `limit + 1` rows
+//! after the cursor each, and the three are merged here.
+//!
+//! Order: `(createdAt DESC, source DESC, id DESC)` at full microsecond precision, where the
+//! source rank (booking 2, waitlist 1, rejected 0) only separates rows of different sources
+//! that share a timestamp. The cursor carries the whole key, so a page boundary inside a run of
+//! equal timestamps neither skips nor repeats a row (the seed's millisecond cursor did both).
+//!
+//! The summary view groups **all** matching rows by event (not one page of them) and pages
+//! over the groups, most recent activity first.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use actix_web::{HttpResponse, web};
+use base64ct::{Base64UrlUnpadded, Encoding};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::Serialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::db::schema::{booking_requests, bookings, events, waitlist};
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::http::auth::AuthUser;
+use crate::http::query::{self, Bound};
+use crate::http::response;
+use crate::state::AppState;
+
+const DEFAULT_LIMIT: usize = 20;
+const MAX_LIMIT: usize = 100;
+
+/// Which rows a `status` filter keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    /// Bookings holding seats.
+    Confirmed,
+    /// Bookings cancelled by the buyer or with their event.
+    Cancelled,
+    /// Waitlist entries still waiting.
+    Waitlisted,
+    /// Requests turned down (sold out, limit, closed, withdrawn from the waitlist).
+    Rejected,
+}
+
+impl StatusFilter {
+    fn wants(self, source: Source) -> bool {
+        match self {
+            Self::Confirmed | Self::Cancelled => source == Source::Booking,
+            Self::Waitlisted => source == Source::Waitlist,
+            Self::Rejected => source == Source::Rejected,
+        }
+    }
+
+    fn booking_status(self) -> Option<&'static str> {
+        match self {
+            Self::Confirmed => Some("confirmed"),
+            Self::Cancelled => Some("cancelled"),
+            Self::Waitlisted | Self::Rejected => None,
+        }
+    }
+}
+
+/// Where a history row comes from; the discriminant is its rank among equal timestamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Source {
+    /// `booking_requests` with status `rejected`.
+    Rejected = 0,
+    /// `waitlist`.
+    Waitlist = 1,
+    /// `bookings`.
+    Booking = 2,
+}
+
+impl Source {
+    fn from_rank(rank: u8) -> Option<Self> {
+        match rank {
+            0 => Some(Self::Rejected),
+            1 => Some(Self::Waitlist),
+            2 => Some(Self::Booking),
+            _ => None,
+        }
+    }
+}
+
+/// The id part of a row's sort key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RowId {
+    /// Booking or waitlist entry id.
+    Num(i64),
+    /// Request id (rejected requests).
+    Request(Uuid),
+}
+
+/// A row's position in the history; larger is newer (listed first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    /// Timestamp.
+    pub at: DateTime<Utc>,
+    /// Source.
+    pub source: Source,
+    /// Id within the source.
+    pub id: RowId,
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.at, self.source, self.id).cmp(&(other.at, other.source, other.id))
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The `tickets` view's cursor.
+pub fn encode_ticket_cursor(k: &Key) -> String {
+    let id = match k.id {
+        RowId::Num(n) => n.to_string(),
+        RowId::Request(u) => u.to_string(),
+    };
+    let raw = format!("t1:{}:{}:{id}", k.source as u8, k.at.timestamp_micros());
+    Base64UrlUnpadded::encode_string(raw.as_bytes())
+}
+
+/// Decodes a `tickets` cursor; any damage is `None`.
+pub fn decode_ticket_cursor(raw: &str) -> Option<Key> {
+    let text = String::from_utf8(Base64UrlUnpadded::decode_vec(raw).ok()?).ok()?;
+    let mut parts = text.split(':');
+    if parts.next()? != "t1" {
+        return None;
+    }
+    let source = Source::from_rank(parts.next()?.parse().ok()?)?;
+    let at = DateTime::from_timestamp_micros(parts.next()?.parse().ok()?)?;
+    let id_raw = parts.next()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    let id = match source {
+        Source::Rejected => RowId::Request(Uuid::parse_str(id_raw).ok()?),
+        Source::Booking | Source::Waitlist => {
+            RowId::Num(id_raw.parse::<i64>().ok().filter(|n| *n > 0)?)
+        }
+    };
+    Some(Key { at, source, id })
+}
+
+/// The `summary` view's cursor: the last group's latest activity and event id.
+pub fn encode_summary_cursor(at: DateTime<Utc>, event_id: i64) -> String {
+    Base64UrlUnpadded::encode_string(format!("s1:{}:{event_id}", at.timestamp_micros()).as_bytes())
+}
+
+/// Decodes a `summary` cursor.
+pub fn decode_summary_cursor(raw: &str) -> Option<(DateTime<Utc>, i64)> {
+    let text = String::from_utf8(Base64UrlUnpadded::decode_vec(raw).ok()?).ok()?;
+    let mut parts = text.split(':');
+    if parts.next()? != "s1" {
+        return None;
+    }
+    let at = DateTime::from_timestamp_micros(parts.next()?.parse().ok()?)?;
+    let id = parts.next()?.parse::<i64>().ok().filter(|n| *n > 0)?;
+    parts.next().is_none().then_some((at, id))
+}
+
+/// A parsed history request.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryQuery {
+    /// Page size.
+    pub limit: usize,
+    /// `view=summary`.
+    pub summary: bool,
+    /// Position after the previous `tickets` page.
+    pub ticket_cursor: Option<Key>,
+    /// Position after the previous `summary` page.
+    pub summary_cursor: Option<(DateTime<Utc>, i64)>,
+    /// Only this event.
+    pub event_id: Option<i64>,
+    /// Only this status.
+    pub status: Option<StatusFilter>,
+    /// Rows at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Rows at or before.
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl HistoryQuery {
+    fn wants(&self, source: Source) -> bool {
+        self.status.is_none_or(|s| s.wants(source))
+    }
+}
+
+/// Parses the query string; every bad or unknown parameter is named in one 400.
+pub fn parse_query(params: &HashMap<String, String>) -> ApiResult<HistoryQuery> {
+    let mut errors = Vec::new();
+    let mut q = HistoryQuery {
+        limit: DEFAULT_LIMIT,
+        ..HistoryQuery::default()
+    };
+    for (key, value) in params {
+        match key.as_str() {
+            "limit" => {
+                if let Some(n) = query::limit("limit", value, MAX_LIMIT, &mut errors) {
+                    q.limit = n;
+                }
+            }
+            "view" => match value.as_str() {
+                "tickets" => q.summary = false,
+                "summary" => q.summary = true,
+                _ => errors.push(FieldError::new("view", "must be tickets or summary")),
+            },
+            "eventId" => q.event_id = query::id("eventId", value, &mut errors),
+            "status" => {
+                q.status = match value.as_str() {
+                    "confirmed" => Some(StatusFilter::Confirmed),
+                    "cancelled" => Some(StatusFilter::Cancelled),
+                    "waitlisted" => Some(StatusFilter::Waitlisted),
+                    "rejected" => Some(StatusFilter::Rejected),
+                    _ => {
+                        errors.push(FieldError::new(
+                            "status",
+                            "must be confirmed, cancelled, waitlisted or rejected",
+                        ));
+                        None
+                    }
+                }
+            }
+            "from" => q.from = query::instant("from", value, Bound::Start, &mut errors),
+            "to" => q.to = query::instant("to", value, Bound::End, &mut errors),
+            "cursor" => {}
+            other => errors.push(FieldError::new(other, "unknown query parameter")),
+        }
+    }
+    query::check_range(q.from, q.to, &mut errors);
+    // The cursor belongs to a view: a tickets cursor is not a summary position.
+    if let Some(raw) = params.get("cursor") {
+        let ok = if q.summary {
+            q.summary_cursor = decode_summary_cursor(raw);
+            q.summary_cursor.is_some()
+        } else {
+            q.ticket_cursor = decode_ticket_cursor(raw);
+            q.ticket_cursor.is_some()
+        };
+        if !ok {
+            errors.push(FieldError::new(
+                "cursor",
+                "is not a cursor this endpoint issued for this view",
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(q)
+    } else {
+        Err(ApiError::fields(errors))
+    }
+}
+
+/// One history row before its event is attached.
+#[derive(Debug, Clone)]
+struct Row {
+    key: Key,
+    request_id: Uuid,
+    event_id: i64,
+    seats: i32,
+    cost: i64,
+    status: String,
+    cancelled_at: Option<DateTime<Utc>>,
+    reject_reason: Option<String>,
+}
+
+/// The event facts a history row shows.
+#[derive(Debug, Clone, Serialize, Queryable, Selectable)]
+#[diesel(table_name = events)]
+#[serde(rename_all = "camelCase")]
+pub struct EventBrief {
+    #[serde(skip)]
+    id: i64,
+    name: String,
+    venue: String,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    price: i64,
+    status: String,
+}
+
+/// `tickets` view element.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TicketItem<'a> {
+    /// Booking id (the id `DELETE /api/events/book` takes); `null` for waitlist entries and
+    /// rejected requests, which are not tickets.
+    id: Option<i64>,
+    kind: &'static str,
+    request_id: Uuid,
+    event_id: i64,
+    event: Option<&'a EventBrief>,
+    number_of_seats: i32,
+    cost: i64,
+    status: &'a str,
+    created_at: DateTime<Utc>,
+    cancelled_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reject_reason: Option<&'a str>,
+}
+
+type BookingRow = (
+    i64,
+    Uuid,
+    i64,
+    i32,
+    i64,
+    String,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+);
+
+async fn booking_rows(
+    conn: &mut AsyncPgConnection,
+    user: i64,
+    q: &HistoryQuery,
+    fetch: i64,
+) -> QueryResult<Vec<Row>> {
+    let mut sql = bookings::table
+        .filter(bookings::user_id.eq(user))
+        .into_boxed();
+    if let Some(e) = q.event_id {
+        sql = sql.filter(bookings::event_id.eq(e));
+    }
+    if let Some(s) = q.status.and_then(StatusFilter::booking_status) {
+        sql = sql.filter(bookings::status.eq(s));
+    }
+    if let Some(f) = q.from {
+        sql = sql.filter(bookings::created_at.ge(f));
+    }
+    if let Some(t) = q.to {
+        sql = sql.filter(bookings::created_at.le(t));
+    }
+    if let Some(c) = q.ticket_cursor {
+        // `created_at <= t` is always there so the index scan starts at the cursor.
+        sql = sql.filter(bookings::created_at.le(c.at));
+        match (Source::Booking.cmp(&c.source), c.id) {
+            (Ordering::Greater, _) => sql = sql.filter(bookings::created_at.lt(c.at)),
+            (Ordering::Equal, RowId::Num(id)) => {
+                sql = sql.filter(bookings::created_at.lt(c.at).or(bookings::id.lt(id)));
+            }
+            _ => {}
+        }
+    }
+    let rows: Vec<BookingRow> = sql
+        .order((bookings::created_at.desc(), bookings::id.desc()))
+        .limit(fetch)
+        .select((
+            bookings::id,
+            bookings::request_id,
+            bookings::event_id,
+            bookings::seats,
+            bookings::cost,
+            bookings::status,
+            bookings::created_at,
+            bookings::cancelled_at,
+        ))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, request_id, event_id, seats, cost, status, at, cancelled_at)| Row {
+                key: Key {
+                    at,
+                    source: Source::Booking,
+                    id: RowId::Num(id),
+                },
+                request_id,
+                event_id,
+                seats,
+                cost,
+                status,
+                cancelled_at,
+                reject_reason: None,
+            },
+        )
+        .collect())
+}
+
+async fn waitlist_rows(
+    conn: &mut AsyncPgConnection,
+    user: i64,
+    q: &HistoryQuery,
+    fetch: i64,
+) -> QueryResult<Vec<Row>> {
+    let mut sql = waitlist::table
+        .filter(waitlist::user_id.eq(user))
+        .into_boxed();
+    if let Some(e) = q.event_id {
+        sql = sql.filter(waitlist::event_id.eq(e));
+    }
+    if let Some(f) = q.from {
+        sql = sql.filter(waitlist::created_at.ge(f));
+    }
+    if let Some(t) = q.to {
+        sql = sql.filter(waitlist::created_at.le(t));
+    }
+    if let Some(c) = q.ticket_cursor {
+        sql = sql.filter(waitlist::created_at.le(c.at));
+        match (Source::Waitlist.cmp(&c.source), c.id) {
+            (Ordering::Greater, _) => sql = sql.filter(waitlist::created_at.lt(c.at)),
+            (Ordering::Equal, RowId::Num(id)) => {
+                sql = sql.filter(waitlist::created_at.lt(c.at).or(waitlist::id.lt(id)));
+            }
+            _ => {}
+        }
+    }
+    let rows: Vec<(i64, Uuid, i64, i32, DateTime<Utc>)> = sql
+        .order((waitlist::created_at.desc(), waitlist::id.desc()))
+        .limit(fetch)
+        .select((
+            waitlist::id,
+            waitlist::request_id,
+            waitlist::event_id,
+            waitlist::seats,
+            waitlist::created_at,
+        ))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, request_id, event_id, seats, at)| Row {
+            key: Key {
+                at,
+                source: Source::Waitlist,
+                id: RowId::Num(id),
+            },
+            request_id,
+            event_id,
+            seats,
+            cost: 0,
+            status: "waitlisted".to_owned(),
+            cancelled_at: None,
+            reject_reason: None,
+        })
+        .collect())
+}
+
+type RejectedRow = (Uuid, i64, i32, Option<String>, DateTime<Utc>);
+
+async fn rejected_rows(
+    conn: &mut AsyncPgConnection,
+    user: i64,
+    q: &HistoryQuery,
+    fetch: i64,
+) -> QueryResult<Vec<Row>> {
+    // A literal predicate, so the partial index applies also to a generic plan.
+    let mut sql = booking_requests::table
+        .filter(booking_requests::user_id.eq(user))
+        .filter(diesel::dsl::sql::<Bool>(
+            "booking_requests.status = 'rejected'",
+        ))
+        .into_boxed();
+    if let Some(e) = q.event_id {
+        sql = sql.filter(booking_requests::event_id.eq(e));
+    }
+    if let Some(f) = q.from {
+        sql = sql.filter(booking_requests::requested_at.ge(f));
+    }
+    if let Some(t) = q.to {
+        sql = sql.filter(booking_requests::requested_at.le(t));
+    }
+    if let Some(c) = q.ticket_cursor {
+        sql = sql.filter(booking_requests::requested_at.le(c.at));
+        match (Source::Rejected.cmp(&c.source), c.id) {
+            (Ordering::Greater, _) => sql = sql.filter(booking_requests::requested_at.lt(c.at)),
+            (Ordering::Equal, RowId::Request(id)) => {
+                sql = sql.filter(
+                    booking_requests::requested_at
+                        .lt(c.at)
+                        .or(booking_requests::id.lt(id)),
+                );
+            }
+            _ => {}
+        }
+    }
+    let rows: Vec<RejectedRow> = sql
+        .order((
+            booking_requests::requested_at.desc(),
+            booking_requests::id.desc(),
+        ))
+        .limit(fetch)
+        .select((
+            booking_requests::id,
+            booking_requests::event_id,
+            booking_requests::seats,
+            booking_requests::reject_reason,
+            booking_requests::requested_at,
+        ))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, event_id, seats, reason, at)| Row {
+            key: Key {
+                at,
+                source: Source::Rejected,
+                id: RowId::Request(id),
+            },
+            request_id: id,
+            event_id,
+            seats,
+            cost: 0,
+            status: "rejected".to_owned(),
+            cancelled_at: None,
+            reject_reason: reason,
+        })
+        .collect())
+}
+
+async fn event_briefs(
+    conn: &mut AsyncPgConnection,
+    ids: &[i64],
+) -> QueryResult<HashMap<i64, EventBrief>> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let briefs: Vec<EventBrief> = events::table
+        .filter(events::id.eq_any(&ids))
+        .select(EventBrief::as_select())
+        .load(conn)
+        .await?;
+    Ok(briefs.into_iter().map(|b| (b.id, b)).collect())
+}
+
+/// One `tickets` page: `{ items, pageInfo }`.
+pub async fn tickets_page(
+    conn: &mut AsyncPgConnection,
+    user: i64,
+    q: &HistoryQuery,
+) -> QueryResult<serde_json::Value> {
+    let fetch = i64::try_from(q.limit + 1).unwrap_or(i64::MAX);
+    let mut rows = Vec::new();
+    if q.wants(Source::Booking) {
+        rows.extend(booking_rows(conn, user, q, fetch).await?);
+    }
+    if q.wants(Source::Waitlist) {
+        rows.extend(waitlist_rows(conn, user, q, fetch).await?);
+    }
+    if q.wants(Source::Rejected) {
+        rows.extend(rejected_rows(conn, user, q, fetch).await?);
+    }
+    rows.sort_unstable_by_key(|r| std::cmp::Reverse(r.key));
+    let has_more = rows.len() > q.limit;
+    rows.truncate(q.limit);
+    let next_cursor = if has_more {
+        rows.last().map(|r| encode_ticket_cursor(&r.key))
+    } else {
+        None
+    };
+    let ids: Vec<i64> = rows.iter().map(|r| r.event_id).collect();
+    let briefs = event_briefs(conn, &ids).await?;
+    let items: Vec<TicketItem<'_>> = rows
+        .iter()
+        .map(|r| TicketItem {
+            id: match (r.key.source, r.key.id) {
+                (Source::Booking, RowId::Num(id)) => Some(id),
+                _ => None,
+            },
+            kind: match r.key.source {
+                Source::Booking => "booking",
+                Source::Waitlist => "waitlist",
+                Source::Rejected => "request",
+            },
+            request_id: r.request_id,
+            event_id: r.event_id,
+            event: briefs.get(&r.event_id),
+            number_of_seats: r.seats,
+            cost: r.cost,
+            status: &r.status,
+            created_at: r.key.at,
+            cancelled_at: r.cancelled_at,
+            reject_reason: r.reject_reason.as_deref(),
+        })
+        .collect();
+    Ok(json!({
+        "items": items,
+        "pageInfo": { "hasMore": has_more, "nextCursor": next_cursor },
+    }))
+}
+
+/// One event's totals over every matching row of the caller.
+#[derive(Debug, QueryableByName)]
+struct SummaryRow {
+    #[diesel(sql_type = BigInt)]
+    event_id: i64,
+    #[diesel(sql_type = BigInt)]
+    active_seats: i64,
+    #[diesel(sql_type = BigInt)]
+    cancelled_seats: i64,
+    #[diesel(sql_type = BigInt)]
+    waitlisted_seats: i64,
+    #[diesel(sql_type = BigInt)]
+    active_bookings: i64,
+    #[diesel(sql_type = BigInt)]
+    cancelled_bookings: i64,
+    #[diesel(sql_type = BigInt)]
+    rejected_requests: i64,
+    #[diesel(sql_type = BigInt)]
+    active_cost: i64,
+    #[diesel(sql_type = Timestamptz)]
+    first_at: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    last_at: DateTime<Utc>,
+}
+
+/// `summary` view element.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SummaryItem<'a> {
+    event_id: i64,
+    event: Option<&'a EventBrief>,
+    /// Seats held by confirmed bookings.
+    active_tickets: i64,
+    /// Seats of cancelled bookings.
+    cancelled_tickets: i64,
+    /// `activeTickets + cancelledTickets`.
+    total_tickets: i64,
+    /// Seats still waited for.
+    waitlisted_tickets: i64,
+    active_bookings: i64,
+    cancelled_bookings: i64,
+    rejected_requests: i64,
+    /// Cost of the active seats only (minor units).
+    total_cost: i64,
+    first_booked_at: DateTime<Utc>,
+    last_booked_at: DateTime<Utc>,
+}
+
+/// Builds `sql` with positional binds: each pushed value gets the next `$n`.
+struct Binds {
+    next: usize,
+}
+
+impl Binds {
+    fn take(&mut self) -> String {
+        self.next += 1;
+        format!("${}", self.next)
+    }
+}
+
+/// One `summary` page: the groups of all matching rows, most recent activity first.
+pub async fn summary_page(
+    conn: &mut AsyncPgConnection,
+    user: i64,
+    q: &HistoryQuery,
+) -> QueryResult<serde_json::Value> {
+    // $1 user; then the optional filters, each bound once and referenced by every branch.
+    let mut binds = Binds { next: 1 };
+    let event = q.event_id.map(|_| binds.take());
+    let from = q.from.map(|_| binds.take());
+    let to = q.to.map(|_| binds.take());
+    let cursor = q.summary_cursor.map(|_| (binds.take(), binds.take()));
+    let limit = binds.take();
+    let filters = |at: &str| {
+        let mut s = String::new();
+        if let Some(p) = &event {
+            s.push_str(&format!(" AND event_id = {p}"));
+        }
+        if let Some(p) = &from {
+            s.push_str(&format!(" AND {at} >= {p}"));
+        }
+        if let Some(p) = &to {
+            s.push_str(&format!(" AND {at} <= {p}"));
+        }
+        s
+    };
+    let mut branches = Vec::new();
+    if q.wants(Source::Booking) {
+        let status = match q.status.and_then(StatusFilter::booking_status) {
+            Some(s) => format!(" AND status = '{s}'"),
+            None => String::new(),
+        };
+        branches.push(format!(
+            "SELECT event_id,
+                    CASE WHEN status = 'confirmed' THEN seats ELSE 0 END AS active_seats,
+                    CASE WHEN status = 'cancelled' THEN seats ELSE 0 END AS cancelled_seats,
+                    0 AS waitlisted_seats,
+                    CASE WHEN status = 'confirmed' THEN 1 ELSE 0 END AS active_bookings,
+                    CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END AS cancelled_bookings,
+                    0 AS rejected_requests,
+                    CASE WHEN status = 'confirmed' THEN cost ELSE 0 END AS active_cost,
+                    created_at AS at
+               FROM bookings WHERE user_id = $1{status}{}",
+            filters("created_at")
+        ));
+    }
+    if q.wants(Source::Waitlist) {
+        branches.push(format!(
+            "SELECT event_id, 0, 0, seats, 0, 0, 0, 0, created_at
+               FROM waitlist WHERE user_id = $1{}",
+            filters("created_at")
+        ));
+    }
+    if q.wants(Source::Rejected) {
+        branches.push(format!(
+            "SELECT event_id, 0, 0, 0, 0, 0, 1, 0, requested_at
+               FROM booking_requests WHERE user_id = $1 AND status = 'rejected'{}",
+            filters("requested_at")
+        ));
+    }
+    let having = match &cursor {
+        Some((at, id)) => format!(" HAVING (max(at), event_id) < ({at}, {id})"),
+        None => String::new(),
+    };
+    let sql = format!(
+        "SELECT event_id,
+                sum(active_seats)::int8 AS active_seats,
+                sum(cancelled_seats)::int8 AS cancelled_seats,
+                sum(waitlisted_seats)::int8 AS waitlisted_seats,
+                sum(active_bookings)::int8 AS active_bookings,
+                sum(cancelled_bookings)::int8 AS cancelled_bookings,
+                sum(rejected_requests)::int8 AS rejected_requests,
+                sum(active_cost)::int8 AS active_cost,
+                min(at) AS first_at, max(at) AS last_at
+           FROM ({}) AS rows
+          GROUP BY event_id{having}
+          ORDER BY last_at DESC, event_id DESC
+          LIMIT {limit}",
+        branches.join(" UNION ALL ")
+    );
+    let mut query = diesel::sql_query(sql).into_boxed().bind::<BigInt, _>(user);
+    if let Some(e) = q.event_id {
+        query = query.bind::<BigInt, _>(e);
+    }
+    if let Some(f) = q.from {
+        query = query.bind::<Timestamptz, _>(f);
+    }
+    if let Some(t) = q.to {
+        query = query.bind::<Timestamptz, _>(t);
+    }
+    if let Some((at, id)) = q.summary_cursor {
+        query = query.bind::<Timestamptz, _>(at).bind::<BigInt, _>(id);
+    }
+    let fetch = i64::try_from(q.limit + 1).unwrap_or(i64::MAX);
+    let mut rows: Vec<SummaryRow> = query.bind::<BigInt, _>(fetch).load(conn).await?;
+    let has_more = rows.len() > q.limit;
+    rows.truncate(q.limit);
+    let next_cursor = if has_more {
+        rows.last()
+            .map(|r| encode_summary_cursor(r.last_at, r.event_id))
+    } else {
+        None
+    };
+    let ids: Vec<i64> = rows.iter().map(|r| r.event_id).collect();
+    let briefs = event_briefs(conn, &ids).await?;
+    let items: Vec<SummaryItem<'_>> = rows
+        .iter()
+        .map(|r| SummaryItem {
+            event_id: r.event_id,
+            event: briefs.get(&r.event_id),
+            active_tickets: r.active_seats,
+            cancelled_tickets: r.cancelled_seats,
+            total_tickets: r.active_seats + r.cancelled_seats,
+            waitlisted_tickets: r.waitlisted_seats,
+            active_bookings: r.active_bookings,
+            cancelled_bookings: r.cancelled_bookings,
+            rejected_requests: r.rejected_requests,
+            total_cost: r.active_cost,
+            first_booked_at: r.first_at,
+            last_booked_at: r.last_at,
+        })
+        .collect();
+    Ok(json!({
+        "items": items,
+        "pageInfo": { "hasMore": has_more, "nextCursor": next_cursor },
+    }))
+}
+
+/// `GET /api/user/bookings`.
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    params: web::Query<HashMap<String, String>>,
+) -> ApiResult<HttpResponse> {
+    let q = parse_query(&params)?;
+    let mut conn = state.db().get().await?;
+    if q.summary {
+        let page = summary_page(&mut conn, caller.id, &q).await?;
+        Ok(response::ok(page, "Booking history (summary)"))
+    } else {
+        let page = tickets_page(&mut conn, caller.id, &q).await?;
+        Ok(response::ok(page, "Booking history"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticket_cursors_round_trip_and_reject_damage() {
+        let at = DateTime::from_timestamp_micros(1_764_115_200_123_456).unwrap_or_default();
+        for key in [
+            Key {
+                at,
+                source: Source::Booking,
+                id: RowId::Num(42),
+            },
+            Key {
+                at,
+                source: Source::Rejected,
+                id: RowId::Request(Uuid::from_u128(7)),
+            },
+        ] {
+            assert_eq!(decode_ticket_cursor(&encode_ticket_cursor(&key)), Some(key));
+        }
+        let summary = encode_summary_cursor(at, 3);
+        assert_eq!(decode_summary_cursor(&summary), Some((at, 3)));
+        assert_eq!(decode_ticket_cursor(&summary), None, "views do not mix");
+        for bad in ["", "!!", "dDE6Mjox", "dDE6OTox"] {
+            assert_eq!(decode_ticket_cursor(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn keys_order_by_time_then_source_then_id() {
+        let at = DateTime::from_timestamp_micros(5).unwrap_or_default();
+        let later = DateTime::from_timestamp_micros(6).unwrap_or_default();
+        let k = |at, source, id| Key {
+            at,
+            source,
+            id: RowId::Num(id),
+        };
+        let mut keys = vec![
+            k(at, Source::Waitlist, 9),
+            k(at, Source::Booking, 1),
+            k(later, Source::Waitlist, 1),
+            k(at, Source::Booking, 2),
+        ];
+        keys.sort_unstable_by_key(|k| std::cmp::Reverse(*k));
+        assert_eq!(
+            keys,
+            vec![
+                k(later, Source::Waitlist, 1),
+                k(at, Source::Booking, 2),
+                k(at, Source::Booking, 1),
+                k(at, Source::Waitlist, 9),
+            ]
+        );
+    }
+}
