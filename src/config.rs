@@ -159,6 +159,20 @@ pub struct HttpSettings {
     pub client_request_timeout_ms: u64,
     /// Keep-alive of idle connections.
     pub keep_alive_secs: u64,
+    /// Time a request may take from its head to its answer (body upload included); past it 503
+    /// `timeout`.
+    pub request_timeout_ms: u64,
+    /// The same for `POST /api/events/book`, which may wait for its decision (`Prefer: wait`,
+    /// up to 30 s).
+    pub booking_timeout_ms: u64,
+    /// Origins allowed to call the API from a browser (CORS); empty: no cross-origin access.
+    pub cors_allowed_origins: Vec<String>,
+    /// How long browsers may cache a CORS preflight.
+    pub cors_max_age_secs: usize,
+    /// Largest request head: header names and values summed; larger → 431.
+    pub max_header_bytes: usize,
+    /// Longest request target (path and query); longer → 414.
+    pub max_uri_bytes: usize,
 }
 
 /// `[database]`
@@ -532,6 +546,7 @@ impl Settings {
             .try_parsing(true)
             .list_separator(",")
             .with_list_parse_key("rate_limit.trusted_proxies")
+            .with_list_parse_key("http.cors_allowed_origins")
             .source(Some(env.clone().into_iter().collect()));
         // `set_override` wins over sources, so apply the structured variables as overrides too,
         // after the seed names: `ATOMICSEATS__*` has the last word.
@@ -576,6 +591,8 @@ impl Settings {
             ("database.pool_size", self.database.pool_size),
             ("redis.pool_size", self.redis.pool_size),
             ("http.body_limit_bytes", self.http.body_limit_bytes),
+            ("http.max_header_bytes", self.http.max_header_bytes),
+            ("http.max_uri_bytes", self.http.max_uri_bytes),
             ("events.page_size_default", self.events.page_size_default),
             ("booking.batch_max", self.booking.batch_max),
             ("booking.shards", self.booking.shards),
@@ -614,6 +631,30 @@ impl Settings {
                     format!("`{ip}` is not an IP address"),
                 ));
             }
+        }
+        for origin in &self.http.cors_allowed_origins {
+            let ok = url::Url::parse(origin).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.path() == "/"
+                    && !origin.ends_with('/')
+                    && u.query().is_none()
+            });
+            if !ok {
+                return Err(ConfigError::invalid(
+                    "http.cors_allowed_origins",
+                    format!("`{origin}` is not an origin like https://shop.example.com"),
+                ));
+            }
+        }
+        if self.http.booking_timeout_ms < 31_000 || self.http.request_timeout_ms < 100 {
+            return Err(ConfigError::invalid(
+                if self.http.request_timeout_ms < 100 {
+                    "http.request_timeout_ms"
+                } else {
+                    "http.booking_timeout_ms"
+                },
+                "request_timeout_ms must be at least 100 and booking_timeout_ms at least 31000 (longer than the longest Prefer: wait)",
+            ));
         }
         if self.events.max_capacity <= 0 {
             return Err(ConfigError::invalid(

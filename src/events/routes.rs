@@ -104,6 +104,8 @@ pub fn parse_list_query(
                 let q = value.trim();
                 if q.chars().count() > 100 {
                     errors.push(FieldError::new("q", "must be at most 100 characters"));
+                } else if q.contains('\0') {
+                    errors.push(FieldError::new("q", "must not contain NUL characters"));
                 } else if !q.is_empty() {
                     req.filter.q = Some(q.to_owned());
                 }

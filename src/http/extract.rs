@@ -94,7 +94,46 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // Trailing garbage after the document is malformed JSON too.
     de.end()
         .map_err(|e| ApiError::MalformedJson(format!("malformed JSON: {e}")))?;
+    // PostgreSQL cannot store NUL in text: refuse it here, naming the field, rather than fail
+    // later. Only bodies that spell the escape are walked.
+    if bytes.windows(6).any(|w| w == br"\u0000")
+        && let Ok(raw) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && let Some(field) = nul_path(&raw, String::new())
+    {
+        return Err(ApiError::field(field, "must not contain NUL characters"));
+    }
     Ok(value)
+}
+
+/// The path of the first string (or key) holding a NUL character.
+fn nul_path(v: &serde_json::Value, path: String) -> Option<String> {
+    let here = || {
+        if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path.clone()
+        }
+    };
+    match v {
+        serde_json::Value::String(s) if s.contains('\0') => Some(here()),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_path(item, format!("{}[{i}]", here()))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, item)| {
+            let p = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if k.contains('\0') {
+                Some(p)
+            } else {
+                nul_path(item, p)
+            }
+        }),
+        _ => None,
+    }
 }
 
 impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
@@ -187,6 +226,22 @@ mod tests {
             parse_json::<Book>(br#"{"eventId":1,"numberOfSeats":2} trailing"#).unwrap_err(),
             ApiError::MalformedJson(_)
         ));
+    }
+
+    #[test]
+    fn nul_characters_are_refused_naming_the_field() {
+        #[derive(Debug, Deserialize)]
+        #[expect(dead_code, reason = "fields exist to be deserialised")]
+        struct Named {
+            name: String,
+            tags: Vec<String>,
+        }
+        let err = parse_json::<Named>(br#"{"name":"a\u0000b","tags":[]}"#).unwrap_err();
+        assert_eq!(field_of(err), "name");
+        let err = parse_json::<Named>(br#"{"name":"a","tags":["x","\u0000"]}"#).unwrap_err();
+        assert_eq!(field_of(err), "tags[1]");
+        // An escaped backslash before "u0000" is not a NUL.
+        assert!(parse_json::<Named>(br#"{"name":"a\\u0000","tags":[]}"#).is_ok());
     }
 
     #[test]

@@ -4,10 +4,12 @@
 //! `http.shutdown_timeout_secs`).
 //!
 //! Reads `[http]`: `host`, `port`, `workers`, `body_limit_bytes`, `shutdown_timeout_secs`,
-//! `client_request_timeout_ms`, `keep_alive_secs`.
+//! `client_request_timeout_ms`, `keep_alive_secs`, `request_timeout_ms`, `booking_timeout_ms`,
+//! `cors_allowed_origins`, `cors_max_age_secs` (see [`guard`]).
 
 pub mod auth;
 pub mod extract;
+pub mod guard;
 pub mod health;
 pub mod metrics;
 pub mod query;
@@ -20,7 +22,7 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::middleware::{ErrorHandlers, from_fn};
+use actix_web::middleware::{Condition, ErrorHandlers, from_fn};
 use actix_web::{App, HttpMessage, HttpServer, web};
 use tokio_util::sync::CancellationToken;
 use tracing_actix_web::{RequestId, TracingLogger};
@@ -32,9 +34,22 @@ use crate::state::AppState;
 pub type ExtraRoutes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 
 /// A resource whose unmatched methods answer a JSON 405 (without it actix falls through to
-/// the app's 404).
-pub fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(error::method_not_allowed))
+/// the app's 404), under the request deadline ([`guard::deadline`]; it runs after routing,
+/// where it may keep a handle on the request to answer in its place).
+pub fn resource(
+    path: &str,
+) -> actix_web::Resource<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    web::resource(path)
+        .default_service(web::to(error::method_not_allowed))
+        .wrap(from_fn(guard::deadline))
 }
 
 /// Registers every route of the API.
@@ -89,9 +104,17 @@ impl Application {
 
         let data = web::Data::new(state);
         let body_limit = http.body_limit_bytes;
+        let deadlines = guard::Deadlines::from_settings(&http);
+        let head_limits = guard::HeadLimits {
+            header_bytes: http.max_header_bytes,
+            uri_bytes: http.max_uri_bytes,
+        };
+        let cors_settings = http.clone();
         let mut server = HttpServer::new(move || {
             let extra = extra.clone();
             App::new()
+                .app_data(deadlines)
+                .app_data(head_limits)
                 .app_data(data.clone())
                 .app_data(extract::BodyLimit(body_limit))
                 .app_data(web::PayloadConfig::new(body_limit))
@@ -105,10 +128,17 @@ impl Application {
                     }
                 })
                 .default_service(web::to(error::not_found))
-                // Innermost first: JSON-ify actix's plain errors, then measure, then tag the
-                // response with the request id, all inside the request's tracing span.
+                // Innermost first (the request deadline is on each resource): CORS, JSON-ify actix's plain errors,
+                // measure, security headers, tag the response with the request id, all inside
+                // the request's tracing span.
+                .wrap(Condition::new(
+                    !cors_settings.cors_allowed_origins.is_empty(),
+                    guard::cors(&cors_settings),
+                ))
                 .wrap(ErrorHandlers::new().default_handler(error::jsonify_error))
+                .wrap(from_fn(guard::limit_head))
                 .wrap(from_fn(metrics::track))
+                .wrap(guard::security_headers())
                 .wrap(from_fn(request_id_header))
                 .wrap(TracingLogger::default())
         })

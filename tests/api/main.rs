@@ -19,6 +19,7 @@ mod errors;
 mod events;
 mod health;
 mod history;
+mod hostile;
 mod migrations;
 mod notifications;
 mod rate_limit;
