@@ -36,6 +36,7 @@ pub mod events;
 pub mod http;
 pub mod mail;
 pub mod notifications;
+pub mod openapi;
 pub mod reconcile;
 pub mod redis;
 pub mod roles;

@@ -86,8 +86,16 @@ impl Mailer {
         })
     }
 
-    /// Sends one message to `to`.
-    pub async fn send(&self, to: &str, kind: &str, mail: &Rendered) -> Result<(), SendError> {
+    /// Sends notification `id` to `to`. Its Message-ID is derived from the id, so a copy sent
+    /// again (the at-least-once window at the SMTP boundary) carries the same Message-ID and
+    /// receivers can recognise it.
+    pub async fn send(
+        &self,
+        to: &str,
+        id: i64,
+        kind: &str,
+        mail: &Rendered,
+    ) -> Result<(), SendError> {
         match self {
             Self::Log => {
                 tracing::info!(notification.kind = kind, mail.subject = %mail.subject, "mail (log transport, not sent)");
@@ -101,6 +109,7 @@ impl Mailer {
                     .from(from.clone())
                     .to(to)
                     .subject(mail.subject.clone())
+                    .message_id(Some(format!("<notification-{id}@atomicseats>")))
                     .multipart(MultiPart::alternative_plain_html(
                         mail.text.clone(),
                         mail.html.clone(),

@@ -19,34 +19,31 @@ use crate::http::{rate_limit, resource};
 /// Registers the `/api/admin` routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::scope("/api/admin")
-            .service(
-                resource("/users/{id}")
-                    .wrap(from_fn(rate_limit::write))
-                    .patch(routes::set_user_role),
-            )
-            .service(
-                resource("/events")
-                    .wrap(from_fn(rate_limit::write))
-                    .get(events::list)
-                    .post(events::create)
-                    .patch(events::update)
-                    .delete(events::delete),
-            )
-            .service(
-                resource("/analytics")
-                    .wrap(from_fn(rate_limit::read))
-                    .get(crate::analytics::admin_analytics),
-            )
-            .service(
-                resource("/notifications")
-                    .wrap(from_fn(rate_limit::read))
-                    .get(notifications::list),
-            )
-            .service(
-                resource("/notifications/{id}/retry")
-                    .wrap(from_fn(rate_limit::write))
-                    .post(notifications::retry),
-            ),
+        resource("/api/admin/users/{id}")
+            .wrap(from_fn(rate_limit::write))
+            .patch(routes::set_user_role),
+    )
+    .service(
+        resource("/api/admin/events")
+            .wrap(from_fn(rate_limit::write))
+            .get(events::list)
+            .post(events::create)
+            .patch(events::update)
+            .delete(events::delete),
+    )
+    .service(
+        resource("/api/admin/analytics")
+            .wrap(from_fn(rate_limit::read))
+            .get(crate::analytics::admin_analytics),
+    )
+    .service(
+        resource("/api/admin/notifications")
+            .wrap(from_fn(rate_limit::read))
+            .get(notifications::list),
+    )
+    .service(
+        resource("/api/admin/notifications/{id}/retry")
+            .wrap(from_fn(rate_limit::write))
+            .post(notifications::retry),
     );
 }

@@ -47,9 +47,32 @@ pub fn resource(
         InitError = (),
     >,
 > {
+    record_route(path);
     web::resource(path)
         .default_service(web::to(error::method_not_allowed))
         .wrap(from_fn(guard::deadline))
+}
+
+fn route_registry() -> &'static std::sync::Mutex<std::collections::BTreeSet<String>> {
+    static ROUTES: std::sync::OnceLock<std::sync::Mutex<std::collections::BTreeSet<String>>> =
+        std::sync::OnceLock::new();
+    ROUTES.get_or_init(Default::default)
+}
+
+fn record_route(path: &str) {
+    if let Ok(mut routes) = route_registry().lock() {
+        routes.insert(path.to_owned());
+    }
+}
+
+/// Every path registered through [`resource`] in this process (full paths: the API does not
+/// use scopes, so that this list is complete). The contract test compares it with the
+/// OpenAPI document.
+pub fn registered_paths() -> Vec<String> {
+    route_registry()
+        .lock()
+        .map(|routes| routes.iter().cloned().collect())
+        .unwrap_or_default()
 }
 
 /// Registers every route of the API.
@@ -60,7 +83,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(crate::users::configure)
         .configure(crate::bookings::configure)
         .configure(crate::events::configure)
-        .configure(crate::admin::configure);
+        .configure(crate::admin::configure)
+        .configure(crate::openapi::configure);
 }
 
 /// Query-string errors in the envelope, naming the problem.

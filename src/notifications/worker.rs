@@ -37,8 +37,35 @@ pub async fn deliver(state: &AppState, id: i64) -> anyhow::Result<Delivery> {
         .map_or(Delivery::Skipped, |(_, d)| d))
 }
 
+/// Marks `ids` sent, retrying through a database outage for most of the claim (one minute):
+/// the emails are out, and giving up here would send them again when the claim expires.
+async fn mark_sent_persistently(state: &AppState, ids: &[i64]) -> anyhow::Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(45);
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let attempt = async {
+            let mut conn = state.db().get().await?;
+            outbox::mark_sent(&mut conn, ids).await?;
+            anyhow::Ok(())
+        }
+        .await;
+        match attempt {
+            Ok(()) => return Ok(()),
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, notifications = ids.len(), "marking sent failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Delivers outbox rows once each: one claim for the batch, one recipient lookup, the emails
-/// sent concurrently (`notify.concurrency`), one update for everything sent. Safe to call for
+/// sent concurrently (`notify.concurrency`), each marked sent as soon as the server took it. Safe to call for
 /// any ids, any number of times: ids already sent, failed, not due or claimed elsewhere are
 /// skipped.
 pub async fn deliver_batch(state: &AppState, ids: &[i64]) -> anyhow::Result<Vec<(i64, Delivery)>> {
@@ -60,7 +87,7 @@ pub async fn deliver_batch(state: &AppState, ids: &[i64]) -> anyhow::Result<Vec<
     // Not inside a transaction: the claims hold the rows while SMTP talks.
     drop(conn);
     let concurrency = state.settings().notify.concurrency.max(1);
-    let results: Vec<(outbox::OutboxRow, Result<(), SendError>)> = futures_util::stream::iter(rows)
+    let mut sends = futures_util::stream::iter(rows)
         .map(|row| {
             let recipient = row.user_id.and_then(|u| recipients.get(&u)).cloned();
             async move {
@@ -73,25 +100,34 @@ pub async fn deliver_batch(state: &AppState, ids: &[i64]) -> anyhow::Result<Vec<
                             "no template for kind `{}`",
                             row.kind
                         ))),
-                        Some(mail) => state.mailer().send(&email, &row.kind, &mail).await,
+                        Some(mail) => state.mailer().send(&email, row.id, &row.kind, &mail).await,
                     },
                 };
                 (row, result)
             }
         })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
+        .buffer_unordered(concurrency);
+    // Each accepted email is marked sent right away (with whatever else finished at the same
+    // moment): a crash between the SMTP server's "250" and the mark resends it once the claim
+    // expires, so that window is kept to one UPDATE.
+    let mut results: Vec<(outbox::OutboxRow, Result<(), SendError>)> = Vec::new();
+    while let Some(first) = sends.next().await {
+        let mut ready = vec![first];
+        while let Some(Some(more)) = sends.next().now_or_never() {
+            ready.push(more);
+        }
+        let sent: Vec<i64> = ready
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(row, _)| row.id)
+            .collect();
+        mark_sent_persistently(state, &sent).await?;
+        results.extend(ready);
+    }
 
     let mut conn = state.db().get().await?;
     let settings = &state.settings().notify;
     let mut outcomes = Vec::with_capacity(results.len());
-    let sent: Vec<i64> = results
-        .iter()
-        .filter(|(_, r)| r.is_ok())
-        .map(|(row, _)| row.id)
-        .collect();
-    outbox::mark_sent(&mut conn, &sent).await?;
     for (row, result) in results {
         match result {
             Ok(()) => {

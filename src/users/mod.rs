@@ -18,33 +18,30 @@ use crate::http::{rate_limit, resource};
 
 /// Registers the `/api/user` routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/api/user")
-            .service(resource("").get(routes::api_info))
-            .service(resource("/").get(routes::api_info))
-            .service(
-                resource("/register")
-                    .wrap(from_fn(rate_limit::auth))
-                    .post(routes::register),
-            )
-            .service(
-                resource("/login")
-                    .wrap(from_fn(rate_limit::auth))
-                    .post(routes::login),
-            )
-            .service(
-                resource("/refresh")
-                    .wrap(from_fn(rate_limit::auth))
-                    .post(routes::refresh),
-            )
-            .service(resource("/logout").post(routes::logout))
-            .service(resource("/me").get(routes::me))
-            .service(
-                resource("/bookings")
-                    .wrap(from_fn(rate_limit::read))
-                    .get(crate::bookings::history::list),
-            ),
-    );
+    cfg.service(resource("/api/user").get(routes::api_info))
+        .service(resource("/api/user/").get(routes::api_info))
+        .service(
+            resource("/api/user/register")
+                .wrap(from_fn(rate_limit::auth))
+                .post(routes::register),
+        )
+        .service(
+            resource("/api/user/login")
+                .wrap(from_fn(rate_limit::auth))
+                .post(routes::login),
+        )
+        .service(
+            resource("/api/user/refresh")
+                .wrap(from_fn(rate_limit::auth))
+                .post(routes::refresh),
+        )
+        .service(resource("/api/user/logout").post(routes::logout))
+        .service(resource("/api/user/me").get(routes::me))
+        .service(
+            resource("/api/user/bookings")
+                .wrap(from_fn(rate_limit::read))
+                .get(crate::bookings::history::list),
+        );
 }
 
 /// Hashes the password (blocking pool) and inserts the user; validated fields only. A taken

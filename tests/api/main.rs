@@ -22,6 +22,7 @@ mod history;
 mod hostile;
 mod migrations;
 mod notifications;
+mod openapi;
 mod rate_limit;
 mod schema;
 mod shutdown;

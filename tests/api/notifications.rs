@@ -260,6 +260,27 @@ async fn every_kind_arrives_with_its_facts(transport: Transport) {
         .unwrap()
         .get(0);
     assert_eq!(sink.messages().len() as i64, rows);
+    // Each carries a Message-ID derived from its outbox row: one per row, none twice.
+    let ids: std::collections::BTreeSet<String> = app
+        .db
+        .client()
+        .await
+        .query("SELECT id FROM outbox", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| format!("<notification-{}@atomicseats>", r.get::<_, i64>(0)))
+        .collect();
+    let seen: std::collections::BTreeSet<String> = sink
+        .messages()
+        .iter()
+        .filter_map(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("Message-ID: "))
+                .map(|v| v.trim().to_owned())
+        })
+        .collect();
+    assert_eq!(seen, ids);
     let unsent: i64 = app
         .db
         .client()

@@ -1,0 +1,537 @@
+"""Fault injection under booking load (scripts/faults runs this).
+
+Each scenario starts AtomicSeats on a database of its own, runs a booking load (buyers retry
+with the same Idempotency-Key on errors, as a careful client does), injects one fault in the
+middle, lets the system recover on its own, and then checks in PostgreSQL and at the SMTP
+server:
+
+  accepted    requests that got a success (2xx) answer
+  decided     of those, the ones with a decision row (booking_requests)
+  lost        accepted - decided
+  duplicated  requests holding more seats than they asked for, or whose booked seats differ
+              from their recorded outcome
+  oversold    events with reserved_seats > capacity or != the sum of confirmed seats
+  mail        notifications written / delivered once / delivered twice / not delivered
+  recovery    seconds from the end of the fault (process restarted, service back) to the next
+              successful booking (smtp: to the last notification sent)
+
+Only loopback services and processes started here are touched (a private Redis, a private
+PostgreSQL cluster for its restart, a private SMTP sink, the project's Tansu broker).
+"""
+
+import base64
+import concurrent.futures
+import hashlib
+import hmac
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("ATOMICSEATS_BIN", os.path.join(ROOT, "target", "release", "atomicseats"))
+PG = os.environ.get("FAULT_PG", "postgres://postgres@127.0.0.1:5432")
+TANSU = os.environ.get("TANSU_BIN", "")
+TANSU_PG = os.environ.get("TANSU_PG_BIN", "")
+SECRET = "scripted-access-secret-0123456789abcdef"
+REQUESTS = int(os.environ.get("FAULT_REQUESTS", "1500"))
+BUYERS = int(os.environ.get("FAULT_BUYERS", "500"))
+CAPACITY = int(os.environ.get("FAULT_CAPACITY", "1200"))
+SMTP_DOWN = float(os.environ.get("FAULT_SMTP_DOWN_SECS", "60"))
+WORKDIR = tempfile.mkdtemp(prefix="atomicseats-faults-")
+
+
+def log(msg):
+    print(f"[faults] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, secs=30):
+    deadline = time.time() + secs
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def psql(url, sql):
+    out = subprocess.run(["psql", url, "-qtAX", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr)
+    return out.stdout.strip()
+
+
+def b64(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def token(user_id, role="guest"):
+    now = int(time.time())
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    claims = b64(json.dumps({
+        "iat": now, "nbf": now, "exp": now + 3600, "iss": "atomicseats", "aud": "atomicseats-api",
+        "sub": str(user_id), "jti": str(uuid.uuid4()), "role": role,
+    }).encode())
+    sig = hmac.new(SECRET.encode(), f"{header}.{claims}".encode(), hashlib.sha256).digest()
+    return f"{header}.{claims}.{b64(sig)}"
+
+
+class Proc:
+    """A child process that can be killed and started again with the same command."""
+
+    def __init__(self, name, cmd, env=None, cwd=None):
+        self.name, self.cmd, self.env, self.cwd = name, cmd, env, cwd
+        self.log = open(os.path.join(WORKDIR, f"{name}.log"), "ab")
+        self.p = None
+
+    def start(self):
+        self.p = subprocess.Popen(self.cmd, env=self.env, cwd=self.cwd, stdout=self.log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def kill9(self):
+        if self.p and self.p.poll() is None:
+            os.killpg(self.p.pid, signal.SIGKILL)
+            self.p.wait()
+
+    def stop(self):
+        if self.p and self.p.poll() is None:
+            os.killpg(self.p.pid, signal.SIGTERM)
+            try:
+                self.p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+
+class Smtp:
+    """tests/support/smtp_sink.py on a private port: every message as a file."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.dir = os.path.join(WORKDIR, f"mail-{self.port}")
+        self.proc = Proc(f"smtp-{self.port}", [sys.executable, os.path.join(ROOT, "tests", "support", "smtp_sink.py"),
+                                              str(self.port), self.dir])
+
+    def start(self):
+        self.proc.start()
+        wait_port(self.port)
+
+    def stop(self):
+        self.proc.kill9()
+
+    def message_ids(self):
+        ids = {}
+        if not os.path.isdir(self.dir):
+            return ids
+        for name in os.listdir(self.dir):
+            if not name.endswith(".eml"):
+                continue
+            with open(os.path.join(self.dir, name), errors="replace") as f:
+                for line in f:
+                    if line.lower().startswith("message-id:"):
+                        mid = line.split(":", 1)[1].strip()
+                        ids[mid] = ids.get(mid, 0) + 1
+                        break
+        return ids
+
+
+class Scenario:
+    def __init__(self, name, kafka=False, redis=False, private_pg=False, persistent_broker=False):
+        self.name = name
+        self.kafka, self.redis, self.private_pg = kafka, redis, private_pg
+        self.persistent_broker = persistent_broker
+        self.db = f"atomicseats_fault_{name.replace('-', '_')}"
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.smtp = Smtp()
+        self.procs = []
+        self.extra = []
+
+    # -- services ---------------------------------------------------------------------------
+    def pg_base(self):
+        return f"postgres://postgres@127.0.0.1:{self.pg_port}" if self.private_pg else PG
+
+    def start_services(self):
+        if self.private_pg:
+            self.pg_port = free_port()
+            self.pg_dir = os.path.join(WORKDIR, "pgdata")
+            bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
+            self.pg_ctl = os.path.join(bindir, "pg_ctl")
+            os.makedirs(self.pg_dir)
+            shutil.chown(self.pg_dir, "postgres")
+            shutil.chown(WORKDIR, "postgres")
+            subprocess.run(["runuser", "-u", "postgres", "--", os.path.join(bindir, "initdb"), "-D", self.pg_dir,
+                            "-A", "trust", "-U", "postgres"], check=True, capture_output=True)
+            self.pg_cmd("start")
+        self.url = f"{self.pg_base()}/{self.db}"
+        psql(f"{self.pg_base()}/postgres", f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+        psql(f"{self.pg_base()}/postgres", f'CREATE DATABASE "{self.db}"')
+        if self.redis:
+            self.redis_port = free_port()
+            self.redis_proc = Proc("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(self.redis_port),
+                                             "--save", "", "--appendonly", "no"]).start()
+            wait_port(self.redis_port)
+        self.broker = "127.0.0.1:9092"
+        if self.persistent_broker:
+            if not TANSU_PG:
+                raise RuntimeError("the broker restart needs a Tansu with PostgreSQL storage (TANSU_PG_BIN)")
+            bport = free_port()
+            self.broker = f"127.0.0.1:{bport}"
+            psql(f"{PG}/postgres", "DROP DATABASE IF EXISTS tansu_faults WITH (FORCE)")
+            psql(f"{PG}/postgres", "CREATE DATABASE tansu_faults")
+            self.broker_proc = Proc("tansu", [TANSU_PG, "broker", "--listener-url", f"tcp://{self.broker}",
+                                              "--advertised-listener-url", f"tcp://{self.broker}",
+                                              "--storage-engine", f"{PG}/tansu_faults"]).start()
+            wait_port(bport)
+        self.smtp.start()
+
+    def pg_cmd(self, action):
+        args = ["runuser", "-u", "postgres", "--", self.pg_ctl, "-D", self.pg_dir, "-w", "-l",
+                os.path.join(self.pg_dir, "server.log")]
+        if action in ("start", "restart"):
+            args += ["-o", f"-p {self.pg_port} -k {WORKDIR} -c listen_addresses=127.0.0.1"]
+        if action in ("stop", "restart"):
+            args += ["-m", "fast"]
+        subprocess.run(args + [action], check=True, capture_output=True)
+
+    def env(self):
+        env = dict(os.environ)
+        tag = uuid.uuid4().hex[:8]
+        env.update({
+            "DATABASE_URL": self.url, "PORT": str(self.port),
+            "ACCESS_TOKEN_SECRET": SECRET, "REFRESH_TOKEN_SECRET": SECRET[::-1] + "x",
+            "ATOMICSEATS__LOG__LEVEL": "warn", "ATOMICSEATS__RATE_LIMIT__ENABLED": "false",
+            "ATOMICSEATS__AUTH__BCRYPT_COST": "4",
+            "ATOMICSEATS__MAIL__TRANSPORT": "smtp", "ATOMICSEATS__MAIL__SMTP_HOST": "127.0.0.1",
+            "ATOMICSEATS__MAIL__SMTP_PORT": str(self.smtp.port), "ATOMICSEATS__MAIL__SMTP_TLS": "none",
+            "ATOMICSEATS__NOTIFY__BACKOFF_BASE_MS": "500", "ATOMICSEATS__NOTIFY__BACKOFF_MAX_MS": "5000",
+            "ATOMICSEATS__NOTIFY__MAX_ATTEMPTS": "100", "ATOMICSEATS__NOTIFY__REPUBLISH_AFTER_SECS": "10",
+            "ATOMICSEATS__RECONCILE__SCHEDULE": "*/5 * * * * *",
+            "ATOMICSEATS__REDIS__KEY_PREFIX": f"faults-{tag}:",
+        })
+        if self.redis:
+            env["ATOMICSEATS__REDIS__URL"] = f"redis://127.0.0.1:{self.redis_port}"
+        else:
+            env["ATOMICSEATS__REDIS__URL"] = ""
+        if self.kafka:
+            env.update({
+                "ATOMICSEATS__QUEUE__KIND": "kafka", "KAFKA_BROKER": self.broker,
+                "ATOMICSEATS__KAFKA__TOPIC_SUFFIX": f".f{tag}",
+                "ATOMICSEATS__KAFKA__GROUP_ID": f"booking-f{tag}",
+                "ATOMICSEATS__KAFKA__NOTIFY_GROUP_ID": f"notify-f{tag}",
+                "ATOMICSEATS__KAFKA__SESSION_TIMEOUT_MS": "6000",
+                "ATOMICSEATS__KAFKA__HEARTBEAT_INTERVAL_MS": "1000",
+            })
+        return env
+
+    def start_app(self, roles):
+        env = self.env()
+        subprocess.run([BIN, "migrate"], env=env, check=True, capture_output=True)
+        for role in roles:
+            self.procs.append(Proc(f"{self.name}-{role}", [BIN, role], env=env).start())
+        self.wait_ready()
+
+    def wait_ready(self, secs=60):
+        deadline = time.time() + secs
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.base}/ready", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name}: not ready")
+
+    def proc(self, role):
+        return next(p for p in self.procs if p.name.endswith(role))
+
+    def stop_all(self):
+        for p in self.procs:
+            p.stop()
+        if self.redis:
+            self.redis_proc.kill9()
+        if self.persistent_broker:
+            self.broker_proc.kill9()
+        self.smtp.stop()
+        if self.private_pg:
+            try:
+                self.pg_cmd("stop")
+            except subprocess.CalledProcessError:
+                pass
+
+    # -- data ---------------------------------------------------------------------------
+    def seed(self):
+        psql(self.url, f"""
+            INSERT INTO users (username, name, email, password_hash, role)
+              SELECT 'buyer' || g, 'Buyer ' || g, 'buyer' || g || '@example.com', 'x',
+                     CASE WHEN g = 0 THEN 'host' ELSE 'guest' END
+              FROM generate_series(0, {BUYERS}) g;
+            INSERT INTO events (host_id, name, description, venue, starts_at, ends_at, capacity, price)
+              SELECT (SELECT id FROM users WHERE username = 'buyer0'), 'Fault show ' || g, '', 'Hall',
+                     now() + interval '30 days', now() + interval '30 days 3 hours', {CAPACITY} / 2, 1000
+              FROM generate_series(1, 2) g;
+            INSERT INTO events (host_id, name, description, venue, starts_at, ends_at, capacity, price)
+              SELECT (SELECT id FROM users WHERE username = 'buyer0'), 'Probe', '', 'Hall',
+                     now() + interval '30 days', now() + interval '30 days 3 hours', 100000, 0;
+        """)
+        self.users = [int(x) for x in psql(self.url, "SELECT id FROM users WHERE role = 'guest' ORDER BY id").split()]
+        ids = [int(x) for x in psql(self.url, "SELECT id FROM events ORDER BY id").split()]
+        self.events, self.probe_event = ids[:2], ids[2]
+
+    def probe(self, secs=180):
+        """Seconds until a booking succeeds again (polled every 100 ms)."""
+        start = time.time()
+        key = f"probe-{uuid.uuid4()}"
+        while time.time() - start < secs:
+            status, _, _ = self.book(self.users[0], self.probe_event, 1, key, time.time() + 0.5)
+            if status and 200 <= status < 300:
+                return time.time() - start
+            time.sleep(0.1)
+        return float("nan")
+
+    # -- load ---------------------------------------------------------------------------
+    def book(self, user, event, seats, key, deadline):
+        body = json.dumps({"eventId": event, "numberOfSeats": seats}).encode()
+        tok = token(user)
+        while time.time() < deadline:
+            req = urllib.request.Request(f"{self.base}/api/events/book", data=body, method="POST", headers={
+                "content-type": "application/json", "authorization": f"Bearer {tok}",
+                "idempotency-key": key, "prefer": "wait=5"})
+            try:
+                with urllib.request.urlopen(req, timeout=15) as r:
+                    data = json.loads(r.read())["data"]
+                    return r.status, data["requestId"], time.time()
+            except urllib.error.HTTPError as e:
+                if e.code == 409 or (400 <= e.code < 500 and e.code != 408 and e.code != 429):
+                    return e.code, e.headers.get("x-booking-request-id"), time.time()
+            except (urllib.error.URLError, OSError, ValueError):
+                pass
+            time.sleep(0.2 + random.random() * 0.3)
+        return None, None, time.time()
+
+    def load(self, fault, fault_at=0.3):
+        """Runs the load; calls `fault()` once a `fault_at` share of the requests was sent."""
+        rng = random.Random(7)
+        plan = [(rng.choice(self.users), rng.choice(self.events), rng.randint(1, 3), f"k-{i}")
+                for i in range(REQUESTS)]
+        results = []
+        fault_times = {}
+        lock = threading.Lock()
+        sent = [0]
+        trigger = int(REQUESTS * fault_at)
+        fault_thread = None
+
+        def run_fault():
+            fault_times["start"] = time.time()
+            fault(fault_times)
+            fault_times.setdefault("end", time.time())
+            fault_times["recovery"] = self.probe()
+
+        deadline = time.time() + 240
+        with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
+            futures = []
+            for item in plan:
+                futures.append(pool.submit(self.book, *item, deadline))
+                with lock:
+                    sent[0] += 1
+                    if sent[0] == trigger:
+                        fault_thread = threading.Thread(target=run_fault)
+                        fault_thread.start()
+                time.sleep(0.004)
+            for f, item in zip(futures, plan):
+                status, rid, at = f.result()
+                results.append((item, status, rid, at))
+        if fault_thread:
+            fault_thread.join()
+        return results, fault_times
+
+    # -- checks -------------------------------------------------------------------------
+    def check(self, results, fault_times, wait_mail_secs=120):
+        accepted = {rid for (_, status, rid, _) in results if status and 200 <= status < 300}
+        deadline = time.time() + 120
+        decided = set()
+        while time.time() < deadline:
+            rows = psql(self.url, "SELECT id FROM booking_requests")
+            decided = set(rows.split()) & accepted
+            if decided == accepted:
+                break
+            time.sleep(1)
+        duplicated = int(psql(self.url, """
+            SELECT count(*) FROM booking_requests r
+             LEFT JOIN (SELECT request_id, sum(seats) AS s FROM bookings GROUP BY request_id) b
+                    ON b.request_id = r.id
+             WHERE coalesce(b.s, 0) > r.seats OR coalesce(b.s, 0) <> r.seats_confirmed""") or 0)
+        oversold = int(psql(self.url, """
+            SELECT count(*) FROM events e
+             WHERE e.reserved_seats > e.capacity
+                OR e.reserved_seats <> (SELECT coalesce(sum(seats), 0) FROM bookings b
+                                         WHERE b.event_id = e.id AND b.status = 'confirmed')""") or 0)
+        # Mail: every outbox row delivered once.
+        mail_deadline = time.time() + wait_mail_secs
+        while time.time() < mail_deadline:
+            pending = int(psql(self.url, "SELECT count(*) FROM outbox WHERE status <> 'sent'") or 0)
+            if pending == 0:
+                break
+            time.sleep(1)
+        time.sleep(1)
+        rows = [int(x) for x in psql(self.url, "SELECT id FROM outbox").split()]
+        seen = self.smtp.message_ids()
+        want = {f"<notification-{i}@atomicseats>" for i in rows}
+        mail_once = sum(1 for m in want if seen.get(m) == 1)
+        mail_dup = sum(1 for m in want if seen.get(m, 0) > 1)
+        mail_missing = sum(1 for m in want if m not in seen)
+        # Recovery: from the end of the fault (process restarted, service back) to the next
+        # successful booking.
+        recovery = fault_times.get("recovery", float("nan"))
+        return {
+            "accepted": len(accepted), "decided": len(decided), "lost": len(accepted - decided),
+            "duplicated": duplicated, "oversold": oversold,
+            "unanswered": sum(1 for r in results if r[1] is None),
+            "mails": len(rows), "mail_once": mail_once, "mail_dup": mail_dup, "mail_missing": mail_missing,
+            "recovery_s": round(recovery, 1),
+        }
+
+
+def kill_and_restart(s, role, pause=1.0):
+    def fault(times):
+        s.proc(role).kill9()
+        time.sleep(pause)
+        s.proc(role).start()
+        times["end"] = time.time()
+    return fault
+
+
+def scenario_kill_worker():
+    s = Scenario("kill-worker", kafka=True)
+    s.start_services()
+    s.start_app(["serve", "work-bookings", "work-notify"])
+    s.seed()
+    return s, kill_and_restart(s, "work-bookings")
+
+
+def scenario_kill_all():
+    s = Scenario("kill-all")
+    s.start_services()
+    s.start_app(["all"])
+    s.seed()
+    return s, kill_and_restart(s, "all")
+
+
+def scenario_kafka_restart():
+    s = Scenario("kafka-restart", kafka=True, persistent_broker=True)
+    s.start_services()
+    s.start_app(["serve", "work-bookings", "work-notify"])
+    s.seed()
+
+    def fault(times):
+        s.broker_proc.kill9()
+        time.sleep(3)
+        s.broker_proc.start()
+        times["end"] = time.time()
+    return s, fault
+
+
+def scenario_redis_restart():
+    s = Scenario("redis-restart", redis=True)
+    s.start_services()
+    s.start_app(["all"])
+    s.seed()
+
+    def fault(times):
+        s.redis_proc.kill9()
+        time.sleep(3)
+        s.redis_proc.start()
+        times["end"] = time.time()
+    return s, fault
+
+
+def scenario_postgres_restart():
+    s = Scenario("postgres-restart", private_pg=True)
+    s.start_services()
+    s.start_app(["all"])
+    s.seed()
+
+    def fault(times):
+        s.pg_cmd("restart")
+        times["end"] = time.time()
+    return s, fault
+
+
+def scenario_smtp_down():
+    s = Scenario("smtp-down")
+    s.start_services()
+    s.start_app(["all"])
+    s.seed()
+
+    def fault(times):
+        s.smtp.stop()
+        time.sleep(SMTP_DOWN)
+        s.smtp.start()
+        times["end"] = time.time()
+    return s, fault
+
+
+SCENARIOS = {
+    "kill-worker": scenario_kill_worker,
+    "kill-all": scenario_kill_all,
+    "kafka-restart": scenario_kafka_restart,
+    "redis-restart": scenario_redis_restart,
+    "postgres-restart": scenario_postgres_restart,
+    "smtp-down": scenario_smtp_down,
+}
+
+
+def main():
+    names = sys.argv[1:] or list(SCENARIOS)
+    failed = False
+    print(f"{'scenario':<17} {'accepted':>8} {'decided':>8} {'lost':>5} {'dup':>4} {'oversold':>8} "
+          f"{'mails':>6} {'mail_dup':>8} {'mail_lost':>9} {'recovery_s':>10}", flush=True)
+    for name in names:
+        s, fault = SCENARIOS[name]()
+        try:
+            if name == "smtp-down":
+                results, times = s.load(fault, fault_at=0.05)
+                r = s.check(results, times, wait_mail_secs=SMTP_DOWN + 120)
+                # Recovery: from the server's return to the last notification sent.
+                last = psql(s.url, "SELECT extract(epoch FROM max(sent_at)) FROM outbox")
+                r["recovery_s"] = round(max(0.0, float(last) - times["end"]), 1) if last else float("nan")
+            else:
+                results, times = s.load(fault)
+                r = s.check(results, times)
+        finally:
+            s.stop_all()
+        bad = r["lost"] or r["duplicated"] or r["oversold"] or r["mail_dup"] or r["mail_missing"]
+        failed |= bool(bad)
+        print(f"{name:<17} {r['accepted']:>8} {r['decided']:>8} {r['lost']:>5} {r['duplicated']:>4} "
+              f"{r['oversold']:>8} {r['mails']:>6} {r['mail_dup']:>8} {r['mail_missing']:>9} "
+              f"{r['recovery_s']:>10}", flush=True)
+        if r["unanswered"]:
+            log(f"{name}: {r['unanswered']} requests never got an answer within the load deadline")
+    log(f"logs in {WORKDIR}")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
