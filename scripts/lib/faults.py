@@ -41,8 +41,7 @@ import uuid
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("ATOMICSEATS_BIN", os.path.join(ROOT, "target", "release", "atomicseats"))
 PG = os.environ.get("FAULT_PG", "postgres://postgres@127.0.0.1:5432")
-TANSU = os.environ.get("TANSU_BIN", "")
-TANSU_PG = os.environ.get("TANSU_PG_BIN", "")
+TANSU_DURABLE = os.environ.get("TANSU_DURABLE_BIN", "")
 SECRET = "scripted-access-secret-0123456789abcdef"
 REQUESTS = int(os.environ.get("FAULT_REQUESTS", "1500"))
 BUYERS = int(os.environ.get("FAULT_BUYERS", "500"))
@@ -194,15 +193,16 @@ class Scenario:
             wait_port(self.redis_port)
         self.broker = "127.0.0.1:9092"
         if self.persistent_broker:
-            if not TANSU_PG:
-                raise RuntimeError("the broker restart needs a Tansu with PostgreSQL storage (TANSU_PG_BIN)")
+            if not TANSU_DURABLE:
+                raise RuntimeError("the broker restart needs a Tansu with durable storage (TANSU_DURABLE_BIN)")
             bport = free_port()
             self.broker = f"127.0.0.1:{bport}"
-            psql(f"{PG}/postgres", "DROP DATABASE IF EXISTS tansu_faults WITH (FORCE)")
-            psql(f"{PG}/postgres", "CREATE DATABASE tansu_faults")
-            self.broker_proc = Proc("tansu", [TANSU_PG, "broker", "--listener-url", f"tcp://{self.broker}",
+            # SQLite storage in a file: topics, offsets and records survive the restart.
+            store = os.path.join(WORKDIR, "broker")
+            os.makedirs(store, exist_ok=True)
+            self.broker_proc = Proc("tansu", [TANSU_DURABLE, "broker", "--listener-url", f"tcp://{self.broker}",
                                               "--advertised-listener-url", f"tcp://{self.broker}",
-                                              "--storage-engine", f"{PG}/tansu_faults"]).start()
+                                              "--storage-engine", "sqlite://tansu.db"], cwd=store).start()
             wait_port(bport)
         self.smtp.start()
 
@@ -227,7 +227,6 @@ class Scenario:
             "ATOMICSEATS__MAIL__SMTP_PORT": str(self.smtp.port), "ATOMICSEATS__MAIL__SMTP_TLS": "none",
             "ATOMICSEATS__NOTIFY__BACKOFF_BASE_MS": "500", "ATOMICSEATS__NOTIFY__BACKOFF_MAX_MS": "5000",
             "ATOMICSEATS__NOTIFY__MAX_ATTEMPTS": "100", "ATOMICSEATS__NOTIFY__REPUBLISH_AFTER_SECS": "10",
-            "ATOMICSEATS__RECONCILE__SCHEDULE": "*/5 * * * * *",
             "ATOMICSEATS__REDIS__KEY_PREFIX": f"faults-{tag}:",
         })
         if self.redis:

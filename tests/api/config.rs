@@ -124,6 +124,32 @@ fn a_bad_url_names_the_key() {
 }
 
 #[test]
+fn cors_origins_and_request_limits_are_checked() {
+    let s = load(&[(
+        "ATOMICSEATS__HTTP__CORS_ALLOWED_ORIGINS",
+        "https://shop.example.com,http://localhost:5173",
+    )])
+    .unwrap();
+    assert_eq!(
+        s.http.cors_allowed_origins,
+        ["https://shop.example.com", "http://localhost:5173"]
+    );
+    for bad in [
+        "shop.example.com",
+        "https://shop.example.com/",
+        "ftp://x.example",
+        "*",
+    ] {
+        let err = load(&[("ATOMICSEATS__HTTP__CORS_ALLOWED_ORIGINS", bad)]).unwrap_err();
+        assert_eq!(invalid_key(err), "http.cors_allowed_origins", "{bad}");
+    }
+    let err = load(&[("ATOMICSEATS__HTTP__BOOKING_TIMEOUT_MS", "5000")]).unwrap_err();
+    assert_eq!(invalid_key(err), "http.booking_timeout_ms");
+    let err = load(&[("ATOMICSEATS__HTTP__MAX_HEADER_BYTES", "0")]).unwrap_err();
+    assert_eq!(invalid_key(err), "http.max_header_bytes");
+}
+
+#[test]
 fn production_requires_secrets() {
     let err = load(&[("ATOMICSEATS_ENV", "production")]).unwrap_err();
     assert_eq!(invalid_key(err), "auth.access_token_secret");

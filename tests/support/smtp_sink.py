@@ -16,7 +16,9 @@ class Sink:
     def __init__(self, directory):
         self.directory = pathlib.Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.counter = itertools.count(1)
+        # A restarted sink continues the numbering: it must not overwrite what it took before.
+        taken = [int(p.stem) for p in self.directory.glob("*.eml") if p.stem.isdigit()]
+        self.counter = itertools.count(max(taken, default=0) + 1)
 
     async def handle_DATA(self, server, session, envelope):
         n = next(self.counter)
