@@ -73,6 +73,15 @@ def wait_port(port, secs=30):
     raise RuntimeError(f"nothing listens on {port}")
 
 
+def pg_bindir():
+    """Where initdb and pg_ctl live (Debian keeps them out of PATH)."""
+    import glob
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if found:
+        return os.path.dirname(found[-1])
+    return subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
+
+
 def psql(url, sql):
     out = subprocess.run(["psql", url, "-qtAX", "-v", "ON_ERROR_STOP=1", "-c", sql],
                          capture_output=True, text=True)
@@ -175,7 +184,7 @@ class Scenario:
         if self.private_pg:
             self.pg_port = free_port()
             self.pg_dir = os.path.join(WORKDIR, "pgdata")
-            bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
+            bindir = pg_bindir()
             self.pg_ctl = os.path.join(bindir, "pg_ctl")
             os.makedirs(self.pg_dir)
             shutil.chown(self.pg_dir, "postgres")
