@@ -14,12 +14,14 @@
 //! | [`error`] | the API error type and its JSON envelope |
 //! | [`db`] | PostgreSQL pool, schema, migrations |
 //! | [`redis`] | Redis pool |
-//! | [`http`] | the actix application, health, metrics, extractors |
+//! | [`http`] | the actix application, guards, health, metrics, extractors |
+//! | [`openapi`] | the OpenAPI document and the reference page |
 //! | [`users`] | accounts, tokens, passwords |
 //! | [`admin`] | admin-only endpoints |
 //! | [`events`] | hosting and listing events |
 //! | [`cache`] | the event cache (Redis or in-process) |
-//! | [`bookings`] | booking engine and worker |
+//! | [`bookings`] | booking engine and worker, the buyer's history |
+//! | [`analytics`] | admin analytics and per-event stats |
 //! | [`notifications`] | outbox relay, email worker, templates |
 //! | [`mail`] | SMTP (lettre) or log transport |
 //! | [`reconcile`] | reconciliation passes and their schedule |

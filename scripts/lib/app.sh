@@ -6,7 +6,7 @@ free_port() { "$(python_bin)" -c 'import socket; s = socket.socket(); s.bind(("1
 
 # A fresh, empty database.
 fresh_database() { # name
-    psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null
+    PGOPTIONS=--client-min-messages=warning psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null
     psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE \"$1\"" >/dev/null
 }
 
