@@ -17,19 +17,20 @@
 use std::collections::{BTreeMap, HashMap};
 
 use actix_web::{HttpResponse, web};
-use base64ct::{Base64UrlUnpadded, Encoding};
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::AsyncPgConnection;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::db::sql::{Bind, DynSql};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::events::model::Event;
 use crate::events::routes::path_id;
 use crate::http::auth::AuthUser;
-use crate::http::query::{self, Bound};
+use crate::http::cursor;
+use crate::http::query;
 use crate::http::response;
 use crate::state::AppState;
 use crate::users::domain::Role;
@@ -65,32 +66,15 @@ impl Window {
     }
 }
 
-/// A SQL text with positional parameters, built alongside its bind values.
-#[derive(Default)]
-struct Sql {
-    text: String,
-    binds: Vec<Bind>,
-}
-
-enum Bind {
-    Int(i64),
-    Time(DateTime<Utc>),
-    Text(String),
-}
-
-impl Sql {
-    fn push(&mut self, s: &str) -> &mut Self {
-        self.text.push_str(s);
-        self
-    }
-
-    fn bind(&mut self, b: Bind) -> &mut Self {
-        self.binds.push(b);
-        self.text.push_str(&format!("${}", self.binds.len()));
-        self
-    }
-
+/// The two filters every figure takes.
+trait Filters {
     /// ` AND <event column> in scope`.
+    fn scope(&mut self, column: &str, scope: Scope) -> &mut Self;
+    /// ` AND <time column> within the window`.
+    fn window(&mut self, column: &str, w: Window) -> &mut Self;
+}
+
+impl Filters for DynSql {
     fn scope(&mut self, column: &str, scope: Scope) -> &mut Self {
         match scope {
             Scope::All => self,
@@ -104,7 +88,6 @@ impl Sql {
         }
     }
 
-    /// ` AND <time column> within the window`.
     fn window(&mut self, column: &str, w: Window) -> &mut Self {
         if let Some(f) = w.from {
             self.push(&format!(" AND {column} >= ")).bind(Bind::Time(f));
@@ -113,21 +96,6 @@ impl Sql {
             self.push(&format!(" AND {column} <= ")).bind(Bind::Time(t));
         }
         self
-    }
-
-    async fn load<T>(self, conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<T>>
-    where
-        T: QueryableByName<diesel::pg::Pg> + Send + 'static,
-    {
-        let mut q = diesel::sql_query(self.text).into_boxed();
-        for b in self.binds {
-            q = match b {
-                Bind::Int(v) => q.bind::<BigInt, _>(v),
-                Bind::Time(v) => q.bind::<Timestamptz, _>(v),
-                Bind::Text(v) => q.bind::<Text, _>(v),
-            };
-        }
-        q.load(conn).await
     }
 }
 
@@ -213,7 +181,7 @@ async fn booking_totals(
     scope: Scope,
     window: Window,
 ) -> diesel::QueryResult<BookingTotals> {
-    let mut sql = Sql::default();
+    let mut sql = DynSql::default();
     sql.push(
         "SELECT count(*) FILTER (WHERE status = 'confirmed')::int8 AS confirmed_bookings,
                 coalesce(sum(seats) FILTER (WHERE status = 'confirmed'), 0)::int8 AS confirmed_seats,
@@ -232,8 +200,8 @@ async fn outcomes(
     conn: &mut AsyncPgConnection,
     scope: Scope,
     window: Window,
-) -> diesel::QueryResult<serde_json::Value> {
-    let mut sql = Sql::default();
+) -> diesel::QueryResult<serde_json::Map<String, serde_json::Value>> {
+    let mut sql = DynSql::default();
     sql.push(
         "SELECT status, reject_reason, count(*)::int8 AS requests, coalesce(sum(seats), 0)::int8 AS seats
            FROM booking_requests WHERE TRUE",
@@ -256,22 +224,25 @@ async fn outcomes(
         total += r.requests;
         seats += r.seats;
     }
-    Ok(json!({
-        "requestsByOutcome": {
+    let mut out = serde_json::Map::new();
+    out.insert(
+        "requestsByOutcome".into(),
+        json!({
             "confirmed": by_status["confirmed"],
             "partial": by_status["partial"],
             "waitlisted": by_status["waitlisted"],
             "rejected": by_status["rejected"],
             "total": total,
             "seatsRequested": seats,
-        },
-        "rejectionsByReason": by_reason,
-    }))
+        }),
+    );
+    out.insert("rejectionsByReason".into(), json!(by_reason));
+    Ok(out)
 }
 
 /// Current waitlist: entries, seats, events with a queue.
 async fn waitlist(conn: &mut AsyncPgConnection, scope: Scope) -> diesel::QueryResult<Triple> {
-    let mut sql = Sql::default();
+    let mut sql = DynSql::default();
     sql.push(
         "SELECT count(*)::int8 AS a, coalesce(sum(seats), 0)::int8 AS b,
                 count(DISTINCT event_id)::int8 AS c
@@ -284,7 +255,7 @@ async fn waitlist(conn: &mut AsyncPgConnection, scope: Scope) -> diesel::QueryRe
 
 /// Current capacity of events that are not cancelled: reserved, capacity, count.
 async fn capacity(conn: &mut AsyncPgConnection, scope: Scope) -> diesel::QueryResult<Triple> {
-    let mut sql = Sql::default();
+    let mut sql = DynSql::default();
     sql.push(
         "SELECT coalesce(sum(reserved_seats), 0)::int8 AS a, coalesce(sum(capacity), 0)::int8 AS b,
                 count(*)::int8 AS c
@@ -296,7 +267,7 @@ async fn capacity(conn: &mut AsyncPgConnection, scope: Scope) -> diesel::QueryRe
 }
 
 /// Per-event confirmed seats: the reserved seats, or the window's confirmed bookings.
-fn confirmed_seats_expr(sql: &mut Sql, window: Window) {
+fn confirmed_seats_expr(sql: &mut DynSql, window: Window) {
     if window.is_open() {
         sql.push("e.reserved_seats::int8");
     } else {
@@ -309,7 +280,7 @@ fn confirmed_seats_expr(sql: &mut Sql, window: Window) {
     }
 }
 
-fn select_events(sql: &mut Sql, window: Window) {
+fn select_events(sql: &mut DynSql, window: Window) {
     sql.push(
         "SELECT e.id, e.name, e.host_id, e.status, e.starts_at, e.reserved_seats::int8 AS reserved_seats,
                 e.capacity::int8 AS capacity, ",
@@ -331,7 +302,7 @@ async fn most_popular(
     window: Window,
     n: usize,
 ) -> diesel::QueryResult<Vec<EventUtilization>> {
-    let mut sql = Sql::default();
+    let mut sql = DynSql::default();
     select_events(&mut sql, window);
     sql.scope("e.id", scope)
         .push(" ORDER BY confirmed_seats DESC, e.id ASC LIMIT ")
@@ -347,7 +318,7 @@ async fn utilization_page(
     cursor: Option<&(String, i64)>,
     fetch: usize,
 ) -> diesel::QueryResult<Vec<EventUtilization>> {
-    let mut sql = Sql::default();
+    let mut sql = DynSql::default();
     select_events(&mut sql, window);
     sql.scope("e.id", scope);
     if let Some((key, id)) = cursor {
@@ -365,21 +336,16 @@ async fn utilization_page(
 }
 
 fn encode_cursor(key: &str, id: i64) -> String {
-    Base64UrlUnpadded::encode_string(format!("u1:{key}:{id}").as_bytes())
+    cursor::encode("u1", &[&key, &id])
 }
 
 fn decode_cursor(raw: &str) -> Option<(String, i64)> {
-    let text = String::from_utf8(Base64UrlUnpadded::decode_vec(raw).ok()?).ok()?;
-    let mut parts = text.split(':');
-    if parts.next()? != "u1" {
-        return None;
-    }
-    let key = parts.next()?;
+    let [key, id] = cursor::decode::<2>(raw, "u1")?;
     if key.is_empty() || key.len() > 40 || !key.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let id = parts.next()?.parse::<i64>().ok().filter(|n| *n > 0)?;
-    parts.next().is_none().then(|| (key.to_owned(), id))
+    let id = id.parse::<i64>().ok().filter(|n| *n > 0)?;
+    Some((key, id))
 }
 
 fn util_json(e: &EventUtilization) -> serde_json::Value {
@@ -408,12 +374,7 @@ struct AnalyticsQuery {
 }
 
 fn parse_window(key: &str, value: &str, w: &mut Window, errors: &mut Vec<FieldError>) -> bool {
-    match key {
-        "from" => w.from = query::instant("from", value, Bound::Start, errors),
-        "to" => w.to = query::instant("to", value, Bound::End, errors),
-        _ => return false,
-    }
-    true
+    query::range_param(key, value, &mut w.from, &mut w.to, errors)
 }
 
 fn parse_analytics(params: &HashMap<String, String>) -> ApiResult<AnalyticsQuery> {
@@ -475,9 +436,7 @@ async fn flows(
         "waitlist".into(),
         json!({ "entries": w.a, "seats": w.b, "events": w.c }),
     );
-    if let serde_json::Value::Object(o) = outcomes(conn, scope, window).await? {
-        out.extend(o);
-    }
+    out.extend(outcomes(conn, scope, window).await?);
     out.insert(
         "window".into(),
         json!({ "from": window.from, "to": window.to }),
@@ -618,9 +577,9 @@ mod tests {
         for bad in [
             "",
             "u1",
-            &Base64UrlUnpadded::encode_string(b"u1:4x:9"),
-            &Base64UrlUnpadded::encode_string(b"u1:4:0"),
-            &Base64UrlUnpadded::encode_string(b"t1:4:9"),
+            &cursor::encode("u1", &[&"4x", &9]),
+            &cursor::encode("u1", &[&"4", &0]),
+            &cursor::encode("t1", &[&"4", &9]),
         ] {
             assert_eq!(decode_cursor(bad), None, "{bad}");
         }

@@ -810,14 +810,6 @@ pub fn document() -> Value {
     })
 }
 
-/// `(method, path)` of every documented operation.
-pub fn documented() -> Vec<(String, String)> {
-    operations()
-        .into_iter()
-        .map(|op| (op.method.to_uppercase(), op.path.to_owned()))
-        .collect()
-}
-
 /// `GET /api/openapi.json`.
 pub async fn serve_document() -> HttpResponse {
     HttpResponse::Ok().json(document())

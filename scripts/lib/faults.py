@@ -145,7 +145,7 @@ class Smtp:
         self.proc.start()
         wait_port(self.port)
 
-    def stop(self):
+    def kill9(self):
         self.proc.kill9()
 
     def message_ids(self):
@@ -282,7 +282,7 @@ class Scenario:
             self.redis_proc.kill9()
         if self.persistent_broker:
             self.broker_proc.kill9()
-        self.smtp.stop()
+        self.smtp.kill9()
         if self.private_pg:
             try:
                 self.pg_cmd("stop")
@@ -422,93 +422,42 @@ class Scenario:
         }
 
 
-def kill_and_restart(s, role, pause=1.0):
-    def fault(times):
-        s.proc(role).kill9()
+def down_for(pause, part):
+    """A fault: kill -9 a part (a process or a service), start it again after `pause` s."""
+    def fault(s):
+        p = part(s)
+        p.kill9()
         time.sleep(pause)
-        s.proc(role).start()
-        times["end"] = time.time()
+        p.start()
     return fault
 
 
-def scenario_kill_worker():
-    s = Scenario("kill-worker", kafka=True)
-    s.start_services()
-    s.start_app(["serve", "work-bookings", "work-notify"])
-    s.seed()
-    return s, kill_and_restart(s, "work-bookings")
+SPLIT = ["serve", "work-bookings", "work-notify"]  # scale-out roles, Kafka between them
+SINGLE = ["all"]
 
-
-def scenario_kill_all():
-    s = Scenario("kill-all")
-    s.start_services()
-    s.start_app(["all"])
-    s.seed()
-    return s, kill_and_restart(s, "all")
-
-
-def scenario_kafka_restart():
-    s = Scenario("kafka-restart", kafka=True, persistent_broker=True)
-    s.start_services()
-    s.start_app(["serve", "work-bookings", "work-notify"])
-    s.seed()
-
-    def fault(times):
-        s.broker_proc.kill9()
-        time.sleep(3)
-        s.broker_proc.start()
-        times["end"] = time.time()
-    return s, fault
-
-
-def scenario_redis_restart():
-    s = Scenario("redis-restart", redis=True)
-    s.start_services()
-    s.start_app(["all"])
-    s.seed()
-
-    def fault(times):
-        s.redis_proc.kill9()
-        time.sleep(3)
-        s.redis_proc.start()
-        times["end"] = time.time()
-    return s, fault
-
-
-def scenario_postgres_restart():
-    s = Scenario("postgres-restart", private_pg=True)
-    s.start_services()
-    s.start_app(["all"])
-    s.seed()
-
-    def fault(times):
-        s.pg_cmd("restart")
-        times["end"] = time.time()
-    return s, fault
-
-
-def scenario_smtp_down():
-    s = Scenario("smtp-down")
-    s.start_services()
-    s.start_app(["all"])
-    s.seed()
-
-    def fault(times):
-        s.smtp.stop()
-        time.sleep(SMTP_DOWN)
-        s.smtp.start()
-        times["end"] = time.time()
-    return s, fault
-
-
+# name: (Scenario options, roles to run, the fault)
 SCENARIOS = {
-    "kill-worker": scenario_kill_worker,
-    "kill-all": scenario_kill_all,
-    "kafka-restart": scenario_kafka_restart,
-    "redis-restart": scenario_redis_restart,
-    "postgres-restart": scenario_postgres_restart,
-    "smtp-down": scenario_smtp_down,
+    "kill-worker": ({"kafka": True}, SPLIT, down_for(1, lambda s: s.proc("work-bookings"))),
+    "kill-all": ({}, SINGLE, down_for(1, lambda s: s.proc("all"))),
+    "kafka-restart": ({"kafka": True, "persistent_broker": True}, SPLIT,
+                      down_for(3, lambda s: s.broker_proc)),
+    "redis-restart": ({"redis": True}, SINGLE, down_for(3, lambda s: s.redis_proc)),
+    "postgres-restart": ({"private_pg": True}, SINGLE, lambda s: s.pg_cmd("restart")),
+    "smtp-down": ({}, SINGLE, down_for(SMTP_DOWN, lambda s: s.smtp)),
 }
+
+
+def setup(name):
+    options, roles, fault = SCENARIOS[name]
+    s = Scenario(name, **options)
+    s.start_services()
+    s.start_app(roles)
+    s.seed()
+
+    def run(times):
+        fault(s)
+        times["end"] = time.time()
+    return s, run
 
 
 def main():
@@ -517,7 +466,7 @@ def main():
     print(f"{'scenario':<17} {'accepted':>8} {'decided':>8} {'lost':>5} {'dup':>4} {'oversold':>8} "
           f"{'mails':>6} {'mail_dup':>8} {'mail_lost':>9} {'recovery_s':>10}", flush=True)
     for name in names:
-        s, fault = SCENARIOS[name]()
+        s, fault = setup(name)
         try:
             if name == "smtp-down":
                 results, times = s.load(fault, fault_at=0.05)

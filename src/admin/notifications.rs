@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::http::auth::AuthUser;
+use crate::http::query;
 use crate::http::response;
 use crate::notifications::outbox;
 use crate::state::AppState;
@@ -26,14 +27,12 @@ pub async fn list(
         match k.as_str() {
             "status" if matches!(v.as_str(), "failed" | "pending" | "sent") => status = v.clone(),
             "status" => errors.push(FieldError::new("status", "must be failed, pending or sent")),
-            "limit" => match v.parse::<i64>() {
-                Ok(n) if (1..=200).contains(&n) => limit = n,
-                _ => errors.push(FieldError::new("limit", "must be an integer from 1 to 200")),
-            },
-            "before" => match v.parse::<i64>() {
-                Ok(n) if n > 0 => before = Some(n),
-                _ => errors.push(FieldError::new("before", "must be a positive integer")),
-            },
+            "limit" => {
+                if let Some(n) = query::limit("limit", v, 200, &mut errors) {
+                    limit = n as i64;
+                }
+            }
+            "before" => before = query::id("before", v, &mut errors).or(before),
             other => errors.push(FieldError::new(other, "unknown query parameter")),
         }
     }

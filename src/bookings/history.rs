@@ -18,7 +18,6 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use actix_web::{HttpResponse, web};
-use base64ct::{Base64UrlUnpadded, Encoding};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Timestamptz};
@@ -28,9 +27,11 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::db::schema::{booking_requests, bookings, events, waitlist};
+use crate::db::sql::{Bind, DynSql};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::http::auth::AuthUser;
-use crate::http::query::{self, Bound};
+use crate::http::cursor;
+use crate::http::query;
 use crate::http::response;
 use crate::state::AppState;
 
@@ -128,27 +129,18 @@ pub fn encode_ticket_cursor(k: &Key) -> String {
         RowId::Num(n) => n.to_string(),
         RowId::Request(u) => u.to_string(),
     };
-    let raw = format!("t1:{}:{}:{id}", k.source as u8, k.at.timestamp_micros());
-    Base64UrlUnpadded::encode_string(raw.as_bytes())
+    cursor::encode("t1", &[&(k.source as u8), &k.at.timestamp_micros(), &id])
 }
 
 /// Decodes a `tickets` cursor; any damage is `None`.
 pub fn decode_ticket_cursor(raw: &str) -> Option<Key> {
-    let text = String::from_utf8(Base64UrlUnpadded::decode_vec(raw).ok()?).ok()?;
-    let mut parts = text.split(':');
-    if parts.next()? != "t1" {
-        return None;
-    }
-    let source = Source::from_rank(parts.next()?.parse().ok()?)?;
-    let at = DateTime::from_timestamp_micros(parts.next()?.parse().ok()?)?;
-    let id_raw = parts.next()?;
-    if parts.next().is_some() {
-        return None;
-    }
+    let [rank, micros, id] = cursor::decode::<3>(raw, "t1")?;
+    let source = Source::from_rank(rank.parse().ok()?)?;
+    let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
     let id = match source {
-        Source::Rejected => RowId::Request(Uuid::parse_str(id_raw).ok()?),
+        Source::Rejected => RowId::Request(Uuid::parse_str(&id).ok()?),
         Source::Booking | Source::Waitlist => {
-            RowId::Num(id_raw.parse::<i64>().ok().filter(|n| *n > 0)?)
+            RowId::Num(id.parse::<i64>().ok().filter(|n| *n > 0)?)
         }
     };
     Some(Key { at, source, id })
@@ -156,19 +148,69 @@ pub fn decode_ticket_cursor(raw: &str) -> Option<Key> {
 
 /// The `summary` view's cursor: the last group's latest activity and event id.
 pub fn encode_summary_cursor(at: DateTime<Utc>, event_id: i64) -> String {
-    Base64UrlUnpadded::encode_string(format!("s1:{}:{event_id}", at.timestamp_micros()).as_bytes())
+    cursor::encode("s1", &[&at.timestamp_micros(), &event_id])
 }
 
 /// Decodes a `summary` cursor.
 pub fn decode_summary_cursor(raw: &str) -> Option<(DateTime<Utc>, i64)> {
-    let text = String::from_utf8(Base64UrlUnpadded::decode_vec(raw).ok()?).ok()?;
-    let mut parts = text.split(':');
-    if parts.next()? != "s1" {
-        return None;
+    let [micros, id] = cursor::decode::<2>(raw, "s1")?;
+    let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+    let id = id.parse::<i64>().ok().filter(|n| *n > 0)?;
+    Some((at, id))
+}
+
+/// Where one source's rows must lie after a `tickets` cursor. Rows sort by
+/// `(at, source, id)`; within one source that reduces to a bound on `(at, id)`.
+#[derive(Debug, Clone, Copy)]
+enum After {
+    /// No cursor.
+    All,
+    /// A source ranked below the cursor's: its rows at the cursor's instant come after it.
+    AtOrBefore(DateTime<Utc>),
+    /// A source ranked above: only strictly older rows.
+    Before(DateTime<Utc>),
+    /// The cursor's own source: older, or as old with a smaller id.
+    BeforeKey(DateTime<Utc>, RowId),
+}
+
+impl After {
+    fn of(cursor: Option<Key>, source: Source) -> Self {
+        match cursor {
+            None => Self::All,
+            Some(c) => match source.cmp(&c.source) {
+                Ordering::Less => Self::AtOrBefore(c.at),
+                Ordering::Greater => Self::Before(c.at),
+                Ordering::Equal => Self::BeforeKey(c.at, c.id),
+            },
+        }
     }
-    let at = DateTime::from_timestamp_micros(parts.next()?.parse().ok()?)?;
-    let id = parts.next()?.parse::<i64>().ok().filter(|n| *n > 0)?;
-    parts.next().is_none().then_some((at, id))
+}
+
+/// The filters every source of the history takes: the caller's `eventId`, `from`/`to` on the
+/// source's time column, and the cursor bound on `(time, id)` (`time <= t` is always there so
+/// that the index scan starts at the cursor).
+macro_rules! history_filters {
+    ($sql:ident, $q:expr, $source:expr, $event:expr, $at:expr, $id:expr, $id_kind:path) => {
+        if let Some(e) = $q.event_id {
+            $sql = $sql.filter($event.eq(e));
+        }
+        if let Some(f) = $q.from {
+            $sql = $sql.filter($at.ge(f));
+        }
+        if let Some(t) = $q.to {
+            $sql = $sql.filter($at.le(t));
+        }
+        match After::of($q.ticket_cursor, $source) {
+            After::All => {}
+            After::AtOrBefore(t) => $sql = $sql.filter($at.le(t)),
+            After::Before(t) => $sql = $sql.filter($at.lt(t)),
+            After::BeforeKey(t, $id_kind(id)) => {
+                $sql = $sql.filter($at.le(t)).filter($at.lt(t).or($id.lt(id)));
+            }
+            // A cursor's id kind always matches its source (see `decode_ticket_cursor`).
+            After::BeforeKey(..) => {}
+        }
+    };
 }
 
 /// A parsed history request.
@@ -233,8 +275,9 @@ pub fn parse_query(params: &HashMap<String, String>) -> ApiResult<HistoryQuery> 
                     }
                 }
             }
-            "from" => q.from = query::instant("from", value, Bound::Start, &mut errors),
-            "to" => q.to = query::instant("to", value, Bound::End, &mut errors),
+            "from" | "to" => {
+                query::range_param(key, value, &mut q.from, &mut q.to, &mut errors);
+            }
             "cursor" => {}
             other => errors.push(FieldError::new(other, "unknown query parameter")),
         }
@@ -331,29 +374,18 @@ async fn booking_rows(
     let mut sql = bookings::table
         .filter(bookings::user_id.eq(user))
         .into_boxed();
-    if let Some(e) = q.event_id {
-        sql = sql.filter(bookings::event_id.eq(e));
-    }
     if let Some(s) = q.status.and_then(StatusFilter::booking_status) {
         sql = sql.filter(bookings::status.eq(s));
     }
-    if let Some(f) = q.from {
-        sql = sql.filter(bookings::created_at.ge(f));
-    }
-    if let Some(t) = q.to {
-        sql = sql.filter(bookings::created_at.le(t));
-    }
-    if let Some(c) = q.ticket_cursor {
-        // `created_at <= t` is always there so the index scan starts at the cursor.
-        sql = sql.filter(bookings::created_at.le(c.at));
-        match (Source::Booking.cmp(&c.source), c.id) {
-            (Ordering::Greater, _) => sql = sql.filter(bookings::created_at.lt(c.at)),
-            (Ordering::Equal, RowId::Num(id)) => {
-                sql = sql.filter(bookings::created_at.lt(c.at).or(bookings::id.lt(id)));
-            }
-            _ => {}
-        }
-    }
+    history_filters!(
+        sql,
+        q,
+        Source::Booking,
+        bookings::event_id,
+        bookings::created_at,
+        bookings::id,
+        RowId::Num
+    );
     let rows: Vec<BookingRow> = sql
         .order((bookings::created_at.desc(), bookings::id.desc()))
         .limit(fetch)
@@ -399,25 +431,15 @@ async fn waitlist_rows(
     let mut sql = waitlist::table
         .filter(waitlist::user_id.eq(user))
         .into_boxed();
-    if let Some(e) = q.event_id {
-        sql = sql.filter(waitlist::event_id.eq(e));
-    }
-    if let Some(f) = q.from {
-        sql = sql.filter(waitlist::created_at.ge(f));
-    }
-    if let Some(t) = q.to {
-        sql = sql.filter(waitlist::created_at.le(t));
-    }
-    if let Some(c) = q.ticket_cursor {
-        sql = sql.filter(waitlist::created_at.le(c.at));
-        match (Source::Waitlist.cmp(&c.source), c.id) {
-            (Ordering::Greater, _) => sql = sql.filter(waitlist::created_at.lt(c.at)),
-            (Ordering::Equal, RowId::Num(id)) => {
-                sql = sql.filter(waitlist::created_at.lt(c.at).or(waitlist::id.lt(id)));
-            }
-            _ => {}
-        }
-    }
+    history_filters!(
+        sql,
+        q,
+        Source::Waitlist,
+        waitlist::event_id,
+        waitlist::created_at,
+        waitlist::id,
+        RowId::Num
+    );
     let rows: Vec<(i64, Uuid, i64, i32, DateTime<Utc>)> = sql
         .order((waitlist::created_at.desc(), waitlist::id.desc()))
         .limit(fetch)
@@ -464,29 +486,15 @@ async fn rejected_rows(
             "booking_requests.status = 'rejected'",
         ))
         .into_boxed();
-    if let Some(e) = q.event_id {
-        sql = sql.filter(booking_requests::event_id.eq(e));
-    }
-    if let Some(f) = q.from {
-        sql = sql.filter(booking_requests::requested_at.ge(f));
-    }
-    if let Some(t) = q.to {
-        sql = sql.filter(booking_requests::requested_at.le(t));
-    }
-    if let Some(c) = q.ticket_cursor {
-        sql = sql.filter(booking_requests::requested_at.le(c.at));
-        match (Source::Rejected.cmp(&c.source), c.id) {
-            (Ordering::Greater, _) => sql = sql.filter(booking_requests::requested_at.lt(c.at)),
-            (Ordering::Equal, RowId::Request(id)) => {
-                sql = sql.filter(
-                    booking_requests::requested_at
-                        .lt(c.at)
-                        .or(booking_requests::id.lt(id)),
-                );
-            }
-            _ => {}
-        }
-    }
+    history_filters!(
+        sql,
+        q,
+        Source::Rejected,
+        booking_requests::event_id,
+        booking_requests::requested_at,
+        booking_requests::id,
+        RowId::Request
+    );
     let rows: Vec<RejectedRow> = sql
         .order((
             booking_requests::requested_at.desc(),
@@ -640,33 +648,25 @@ struct SummaryItem<'a> {
     last_booked_at: DateTime<Utc>,
 }
 
-/// Builds `sql` with positional binds: each pushed value gets the next `$n`.
-struct Binds {
-    next: usize,
-}
-
-impl Binds {
-    fn take(&mut self) -> String {
-        self.next += 1;
-        format!("${}", self.next)
-    }
-}
-
 /// One `summary` page: the groups of all matching rows, most recent activity first.
 pub async fn summary_page(
     conn: &mut AsyncPgConnection,
     user: i64,
     q: &HistoryQuery,
 ) -> QueryResult<serde_json::Value> {
-    // $1 user; then the optional filters, each bound once and referenced by every branch.
-    let mut binds = Binds { next: 1 };
-    let event = q.event_id.map(|_| binds.take());
-    let from = q.from.map(|_| binds.take());
-    let to = q.to.map(|_| binds.take());
-    let cursor = q.summary_cursor.map(|_| (binds.take(), binds.take()));
-    let limit = binds.take();
+    // Each filter value is bound once and its placeholder used by every branch.
+    let mut sql = DynSql::default();
+    let user_p = sql.param(Bind::Int(user));
+    let event = q.event_id.map(|e| sql.param(Bind::Int(e)));
+    let from = q.from.map(|f| sql.param(Bind::Time(f)));
+    let to = q.to.map(|t| sql.param(Bind::Time(t)));
+    let cursor = q
+        .summary_cursor
+        .map(|(at, id)| (sql.param(Bind::Time(at)), sql.param(Bind::Int(id))));
+    let fetch = i64::try_from(q.limit + 1).unwrap_or(i64::MAX);
+    let limit = sql.param(Bind::Int(fetch));
     let filters = |at: &str| {
-        let mut s = String::new();
+        let mut s = format!(" WHERE user_id = {user_p}");
         if let Some(p) = &event {
             s.push_str(&format!(" AND event_id = {p}"));
         }
@@ -694,21 +694,21 @@ pub async fn summary_page(
                     0 AS rejected_requests,
                     CASE WHEN status = 'confirmed' THEN cost ELSE 0 END AS active_cost,
                     created_at AS at
-               FROM bookings WHERE user_id = $1{status}{}",
+               FROM bookings{}{status}",
             filters("created_at")
         ));
     }
     if q.wants(Source::Waitlist) {
         branches.push(format!(
             "SELECT event_id, 0, 0, seats, 0, 0, 0, 0, created_at
-               FROM waitlist WHERE user_id = $1{}",
+               FROM waitlist{}",
             filters("created_at")
         ));
     }
     if q.wants(Source::Rejected) {
         branches.push(format!(
             "SELECT event_id, 0, 0, 0, 0, 0, 1, 0, requested_at
-               FROM booking_requests WHERE user_id = $1 AND status = 'rejected'{}",
+               FROM booking_requests{} AND status = 'rejected'",
             filters("requested_at")
         ));
     }
@@ -716,7 +716,7 @@ pub async fn summary_page(
         Some((at, id)) => format!(" HAVING (max(at), event_id) < ({at}, {id})"),
         None => String::new(),
     };
-    let sql = format!(
+    sql.push(&format!(
         "SELECT event_id,
                 sum(active_seats)::int8 AS active_seats,
                 sum(cancelled_seats)::int8 AS cancelled_seats,
@@ -731,22 +731,8 @@ pub async fn summary_page(
           ORDER BY last_at DESC, event_id DESC
           LIMIT {limit}",
         branches.join(" UNION ALL ")
-    );
-    let mut query = diesel::sql_query(sql).into_boxed().bind::<BigInt, _>(user);
-    if let Some(e) = q.event_id {
-        query = query.bind::<BigInt, _>(e);
-    }
-    if let Some(f) = q.from {
-        query = query.bind::<Timestamptz, _>(f);
-    }
-    if let Some(t) = q.to {
-        query = query.bind::<Timestamptz, _>(t);
-    }
-    if let Some((at, id)) = q.summary_cursor {
-        query = query.bind::<Timestamptz, _>(at).bind::<BigInt, _>(id);
-    }
-    let fetch = i64::try_from(q.limit + 1).unwrap_or(i64::MAX);
-    let mut rows: Vec<SummaryRow> = query.bind::<BigInt, _>(fetch).load(conn).await?;
+    ));
+    let mut rows: Vec<SummaryRow> = sql.load(conn).await?;
     let has_more = rows.len() > q.limit;
     rows.truncate(q.limit);
     let next_cursor = if has_more {

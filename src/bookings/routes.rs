@@ -18,7 +18,6 @@ use uuid::Uuid;
 use crate::bookings::domain::{BookingRequest, Outcome, Reason, SEATS_RANGE, Status};
 use crate::bookings::engine::{self, StoredRequest};
 use crate::bookings::queue::{Envelope, SendError};
-use crate::cache::Lookup;
 use crate::db::schema::{booking_requests, bookings, events, outbox, waitlist};
 use crate::error::{ApiError, ApiResult, FieldError, error_response};
 use crate::events::model::{Closed, Event};
@@ -119,23 +118,6 @@ fn validate(body: &BookBody) -> ApiResult<(i64, i32)> {
     }
 }
 
-/// The event for the accept path: cache first, PostgreSQL on a miss.
-async fn lookup_event(state: &AppState, id: i64) -> ApiResult<Event> {
-    // A tombstone does not say whether the event was deleted (404) or cancelled (409): ask
-    // PostgreSQL, as on a miss.
-    if let Lookup::Hit(e) = state.event_cache().get(id).await {
-        return Ok((*e).clone());
-    }
-    let mut conn = state.db().get().await?;
-    let event = Event::find(&mut conn, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no event with id {id}")))?;
-    if !event.is_cancelled() {
-        state.event_cache().put(&event).await;
-    }
-    Ok(event)
-}
-
 fn rejected_code(reason: Reason) -> &'static str {
     reason.as_str()
 }
@@ -220,7 +202,7 @@ pub async fn book(
     let wait = prefer_wait(&req);
     let span = tracing::Span::current();
     span.record("event.id", event_id);
-    let event = lookup_event(&state, event_id).await?;
+    let event = crate::events::service::lookup(&state, event_id).await?;
     let allow_partial = body.allow_partial.unwrap_or(false);
     let join_waitlist = body.join_waitlist.unwrap_or(true);
     let now = Utc::now();

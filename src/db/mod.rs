@@ -7,6 +7,7 @@
 
 pub mod migrate;
 pub mod schema;
+pub mod sql;
 
 use std::time::Duration;
 

@@ -3,17 +3,17 @@
 use std::collections::HashMap;
 
 use actix_web::{HttpResponse, web};
-use base64ct::{Base64UrlUnpadded, Encoding};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::cache::Lookup;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::events::domain::{self, CreateEventBody, IdBody, UpdateEventBody};
 use crate::events::model::{CatalogueCursor, Event, EventView, ListFilter};
 use crate::events::service;
 use crate::http::auth::AuthUser;
+use crate::http::cursor;
 use crate::http::extract::ApiJson;
+use crate::http::query;
 use crate::http::response;
 use crate::state::AppState;
 use crate::users::domain::Role;
@@ -31,26 +31,15 @@ pub struct ListRequest {
 
 /// Encodes a catalogue cursor (opaque to clients).
 pub fn encode_cursor(c: CatalogueCursor) -> String {
-    Base64UrlUnpadded::encode_string(
-        format!("e1:{}:{}", c.starts_at.timestamp_micros(), c.id).as_bytes(),
-    )
+    cursor::encode("e1", &[&c.starts_at.timestamp_micros(), &c.id])
 }
 
 /// Decodes a catalogue cursor; any damage is `None`.
 pub fn decode_cursor(raw: &str) -> Option<CatalogueCursor> {
-    let bytes = Base64UrlUnpadded::decode_vec(raw).ok()?;
-    let text = String::from_utf8(bytes).ok()?;
-    let mut parts = text.split(':');
-    if parts.next()? != "e1" {
-        return None;
-    }
-    let micros: i64 = parts.next()?.parse().ok()?;
-    let id: i64 = parts.next()?.parse().ok()?;
-    if parts.next().is_some() || id <= 0 {
-        return None;
-    }
+    let [micros, id] = cursor::decode::<2>(raw, "e1")?;
+    let id = id.parse::<i64>().ok().filter(|id| *id > 0)?;
     Some(CatalogueCursor {
-        starts_at: DateTime::from_timestamp_micros(micros)?,
+        starts_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
         id,
     })
 }
@@ -80,13 +69,11 @@ pub fn parse_list_query(
     };
     for (key, value) in query {
         match key.as_str() {
-            "limit" => match value.parse::<usize>() {
-                Ok(n) if (1..=max_limit).contains(&n) => req.limit = n,
-                _ => errors.push(FieldError::new(
-                    "limit",
-                    format!("must be an integer from 1 to {max_limit}"),
-                )),
-            },
+            "limit" => {
+                if let Some(n) = query::limit("limit", value, max_limit, &mut errors) {
+                    req.limit = n;
+                }
+            }
             "cursor" => match decode_cursor(value) {
                 Some(c) => req.cursor = Some(c),
                 None => errors.push(FieldError::new("cursor", "is not a cursor this API issued")),
@@ -96,10 +83,11 @@ pub fn parse_list_query(
                     req.filter.upcoming = b;
                 }
             }
-            "hostId" => match value.parse::<i64>() {
-                Ok(n) if n > 0 => req.filter.host_id = Some(n),
-                _ => errors.push(FieldError::new("hostId", "must be a positive integer")),
-            },
+            "hostId" => {
+                if let Some(n) = query::id("hostId", value, &mut errors) {
+                    req.filter.host_id = Some(n);
+                }
+            }
             "q" => {
                 let q = value.trim();
                 if q.chars().count() > 100 {
@@ -191,23 +179,7 @@ pub async fn get_event(
     let now = Utc::now();
     let privileged_for =
         |e: &Event| caller.is_some_and(|c| c.role == Role::Admin || c.id == e.host_id);
-    let from_cache = match state.event_cache().get(id).await {
-        Lookup::Hit(e) => Some((*e).clone()),
-        Lookup::Gone | Lookup::Miss => None,
-    };
-    let event = match from_cache {
-        Some(e) => e,
-        None => {
-            let mut conn = state.db().get().await?;
-            let e = Event::find(&mut conn, id)
-                .await?
-                .ok_or_else(|| ApiError::NotFound(format!("no event with id {id}")))?;
-            if !e.is_cancelled() {
-                state.event_cache().put(&e).await;
-            }
-            e
-        }
-    };
+    let event = service::lookup(&state, id).await?;
     // Cancelled events are gone for the public; their host and admins still see them.
     if event.is_cancelled() && !privileged_for(&event) {
         return Err(ApiError::NotFound(format!("no event with id {id}")));

@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::json;
 
+use crate::cache::Lookup;
 use crate::db::schema::{booking_requests, bookings, events, outbox, users, waitlist};
 use crate::error::{ApiError, ApiResult};
 use crate::events::domain::{self, Limits, UpdateEventBody};
@@ -18,6 +19,23 @@ use crate::users::domain::Role;
 /// Who may change an event: its host, or an admin.
 fn may_manage(caller: &AuthUser, event: &Event) -> bool {
     caller.role == Role::Admin || event.host_id == caller.id
+}
+
+/// One event, from the cache when it holds it, else from PostgreSQL (and then cached unless
+/// cancelled). A tombstone does not say whether the event was deleted (404) or cancelled, so it
+/// is answered like a miss. Cancelled events are returned: callers decide who may see them.
+pub async fn lookup(state: &AppState, id: i64) -> ApiResult<Event> {
+    if let Lookup::Hit(e) = state.event_cache().get(id).await {
+        return Ok((*e).clone());
+    }
+    let mut conn = state.db().get().await?;
+    let event = Event::find(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no event with id {id}")))?;
+    if !event.is_cancelled() {
+        state.event_cache().put(&event).await;
+    }
+    Ok(event)
 }
 
 /// The configured event limits.

@@ -80,7 +80,7 @@ pub async fn limit_head(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let limits = req.app_data::<HeadLimits>().copied().unwrap_or_default();
-    let uri = req.uri().to_string().len();
+    let uri = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     let headers: usize = req
         .headers()
         .iter()
@@ -133,13 +133,22 @@ impl Default for HeadLimits {
     }
 }
 
-/// The two request deadlines.
+/// The two request deadlines (the defaults are those of `config/default.toml`).
 #[derive(Debug, Clone, Copy)]
 pub struct Deadlines {
     /// Everything but booking.
     pub default: Duration,
     /// `POST /api/events/book`.
     pub booking: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self {
+            default: Duration::from_secs(10),
+            booking: Duration::from_secs(40),
+        }
+    }
 }
 
 impl Deadlines {
@@ -194,13 +203,16 @@ pub async fn deadline(
     } else {
         deadlines.default
     };
-    let body_done = Arc::new(AtomicBool::new(!has_body(&req)));
-    let payload = req.take_payload();
-    let tracked: Pin<Box<dyn Stream<Item = _>>> = Box::pin(Tracked {
-        inner: payload,
-        done: body_done.clone(),
-    });
-    req.set_payload(Payload::from(tracked));
+    // Only a request with a body can be slow to send it; the others skip the wrapper.
+    let body_done = Arc::new(AtomicBool::new(true));
+    if has_body(&req) {
+        body_done.store(false, Ordering::Relaxed);
+        let tracked: Pin<Box<dyn Stream<Item = _>>> = Box::pin(Tracked {
+            inner: req.take_payload(),
+            done: body_done.clone(),
+        });
+        req.set_payload(Payload::from(tracked));
+    }
     let http_req = req.request().clone();
     let err = match tokio::time::timeout(limit, next.call(req)).await {
         Ok(res) => return res.map(ServiceResponse::map_into_left_body),

@@ -8,6 +8,7 @@
 //! `cors_allowed_origins`, `cors_max_age_secs` (see [`guard`]).
 
 pub mod auth;
+pub mod cursor;
 pub mod extract;
 pub mod guard;
 pub mod health;

@@ -74,6 +74,22 @@ pub fn instant(
     parsed
 }
 
+/// `from` or `to` of an inclusive time range into the matching end; `false` for any other key.
+pub fn range_param(
+    key: &str,
+    value: &str,
+    from: &mut Option<DateTime<Utc>>,
+    to: &mut Option<DateTime<Utc>>,
+    errors: &mut Vec<FieldError>,
+) -> bool {
+    match key {
+        "from" => *from = instant("from", value, Bound::Start, errors),
+        "to" => *to = instant("to", value, Bound::End, errors),
+        _ => return false,
+    }
+    true
+}
+
 /// `from` ≤ `to`, when both are given.
 pub fn check_range(
     from: Option<DateTime<Utc>>,
