@@ -291,8 +291,11 @@ pub struct BookingSettings {
     pub shards: usize,
     /// Requests each in-process shard holds before the API answers 503.
     pub queue_capacity: usize,
-    /// How long the API waits for an in-process decision before answering 503.
+    /// How long the API waits for an in-process decision before answering 202 `pending`.
     pub decision_timeout_secs: u64,
+    /// Transactions one writer keeps in flight (each on its own connection): batch N+1 is
+    /// decided and written while batch N commits. 1 = one at a time.
+    pub pipeline_depth: usize,
 }
 
 /// `[notify]`
@@ -597,6 +600,7 @@ impl Settings {
             ("booking.batch_max", self.booking.batch_max),
             ("booking.shards", self.booking.shards),
             ("booking.queue_capacity", self.booking.queue_capacity),
+            ("booking.pipeline_depth", self.booking.pipeline_depth),
             ("events.page_size_max", self.events.page_size_max),
         ] {
             if value == 0 {

@@ -38,6 +38,34 @@ pub struct BookingRequest {
     pub idempotency_key: Option<String>,
     /// When the API accepted it.
     pub requested_at: DateTime<Utc>,
+    /// The price per seat the buyer was shown when they asked (the API's view of the event).
+    /// The buyer never pays more (DESIGN invariant 6); absent in messages from older versions,
+    /// which pay the price at decision time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quoted_price: Option<i64>,
+}
+
+impl BookingRequest {
+    /// Why this message can never be decided (a queue message the API did not write, or one
+    /// written by a broken client of the queue): checked before any transaction, so one bad
+    /// message cannot fail the batch it travels in.
+    pub fn defect(&self) -> Option<&'static str> {
+        if !SEATS_RANGE.contains(&self.seats) {
+            Some("seats out of range")
+        } else if self.event_id <= 0 || self.user_id <= 0 {
+            Some("event or user id out of range")
+        } else if self
+            .idempotency_key
+            .as_deref()
+            .is_some_and(|k| !(1..=255).contains(&k.len()))
+        {
+            Some("idempotency key longer than 255 characters")
+        } else if self.quoted_price.is_some_and(|p| p < 0) {
+            Some("negative quoted price")
+        } else {
+            None
+        }
+    }
 }
 
 /// A request's state.
@@ -108,6 +136,8 @@ pub enum Reason {
     WaitlistClosed,
     /// The buyer left the waitlist.
     Withdrawn,
+    /// The buyer's account no longer exists (a token outliving its account). Never stored.
+    UnknownUser,
 }
 
 impl Reason {
@@ -119,6 +149,7 @@ impl Reason {
             Self::EventClosed => "event_closed",
             Self::WaitlistClosed => "waitlist_closed",
             Self::Withdrawn => "withdrawn",
+            Self::UnknownUser => "unknown_user",
         }
     }
 
@@ -142,6 +173,7 @@ impl Reason {
             Self::EventClosed => "the event is no longer taking bookings",
             Self::WaitlistClosed => "there are not enough seats and the waitlist is closed",
             Self::Withdrawn => "you left the waitlist",
+            Self::UnknownUser => "your account no longer exists",
         }
     }
 }
@@ -201,15 +233,24 @@ pub struct EventSeats {
     pub max_per_user: Option<i32>,
     /// Whether the waitlist takes new entries.
     pub waitlist_open: bool,
-    /// Cancelled or started: new requests are rejected.
+    /// Cancelled or started: new requests are rejected and the waitlist is not served
+    /// (DESIGN invariant 7).
     pub closed: bool,
+    /// Price per seat now.
+    pub price: i64,
 }
 
-/// A waitlist entry (already counted against its user's cap).
+impl EventSeats {
+    /// What `seats` cost for a buyer quoted `quoted` (None: the price now): the lower of the
+    /// two prices (DESIGN invariant 6).
+    pub fn cost(&self, seats: i32, quoted: Option<i64>) -> i64 {
+        i64::from(seats) * quoted.map_or(self.price, |q| q.min(self.price))
+    }
+}
+
+/// A waitlist entry (already counted against its user's cap). Entries are in FIFO order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WaitEntry {
-    /// Row id (FIFO order).
-    pub id: i64,
     /// Its request.
     pub request_id: Uuid,
     /// The buyer.
@@ -218,6 +259,8 @@ pub struct WaitEntry {
     pub seats: i32,
     /// Take part of it.
     pub allow_partial: bool,
+    /// Price per seat quoted when the buyer asked.
+    pub price_quoted: i64,
 }
 
 /// What to do with a waitlist entry.
@@ -227,6 +270,8 @@ pub struct Served {
     pub entry: WaitEntry,
     /// Seats confirmed now.
     pub confirmed: i32,
+    /// What they cost.
+    pub cost: i64,
 }
 
 /// What to do with a new request.
@@ -240,6 +285,10 @@ pub struct Decided {
     pub waitlisted: i32,
     /// Rejection reason, when nothing was confirmed or waitlisted.
     pub reason: Option<Reason>,
+    /// What the confirmed seats cost.
+    pub cost: i64,
+    /// 1-based place in the waitlist after this pass, when waitlisted.
+    pub position: Option<i64>,
 }
 
 /// The decisions of one pass.
@@ -253,8 +302,10 @@ pub struct Plan {
     pub seats_confirmed: i32,
 }
 
-/// One allocation pass. `held` is each user's confirmed + waitlisted seats on the event before
-/// the pass (for the cap; waitlist entries are already included).
+/// One allocation pass. `waitlist` is the event's waitlist in FIFO order (positions count from
+/// its start, so pass all of it when new requests may be waitlisted). `held` is each user's
+/// confirmed + waitlisted seats on the event before the pass (for the cap; waitlist entries are
+/// already included).
 pub fn allocate(
     event: EventSeats,
     waitlist: &[WaitEntry],
@@ -263,8 +314,9 @@ pub fn allocate(
 ) -> Plan {
     let mut plan = Plan::default();
     let mut free = (event.capacity - event.reserved).max(0);
+    let mut still_waiting = waitlist.len() as i64;
     for entry in waitlist {
-        if free == 0 {
+        if free == 0 || event.closed {
             break;
         }
         let take = if entry.seats <= free {
@@ -276,9 +328,13 @@ pub fn allocate(
         };
         free -= take;
         plan.seats_confirmed += take;
+        if take == entry.seats {
+            still_waiting -= 1;
+        }
         plan.served.push(Served {
             entry: entry.clone(),
             confirmed: take,
+            cost: event.cost(take, Some(entry.price_quoted)),
         });
     }
     let mut held = held.clone();
@@ -288,6 +344,8 @@ pub fn allocate(
             confirmed,
             waitlisted,
             reason,
+            cost: 0,
+            position: None,
         };
         if event.closed {
             plan.decided.push(decided(0, 0, Some(Reason::EventClosed)));
@@ -314,7 +372,15 @@ pub fn allocate(
         free -= confirmed;
         plan.seats_confirmed += confirmed;
         *held.entry(r.user_id).or_default() += confirmed + waitlisted;
-        plan.decided.push(decided(confirmed, waitlisted, reason));
+        let position = (waitlisted > 0).then(|| {
+            still_waiting += 1;
+            still_waiting
+        });
+        plan.decided.push(Decided {
+            cost: event.cost(confirmed, r.quoted_price),
+            position,
+            ..decided(confirmed, waitlisted, reason)
+        });
     }
     plan
 }
@@ -333,16 +399,17 @@ mod tests {
             join_waitlist: true,
             idempotency_key: None,
             requested_at: Utc::now(),
+            quoted_price: None,
         }
     }
 
     fn wait(id: i64, user: i64, seats: i32, partial: bool) -> WaitEntry {
         WaitEntry {
-            id,
-            request_id: Uuid::new_v4(),
+            request_id: Uuid::from_u128(id as u128),
             user_id: user,
             seats,
             allow_partial: partial,
+            price_quoted: 100,
         }
     }
 
@@ -353,6 +420,7 @@ mod tests {
             max_per_user: None,
             waitlist_open: true,
             closed: false,
+            price: 100,
         }
     }
 
@@ -398,7 +466,7 @@ mod tests {
         let served: Vec<_> = plan
             .served
             .iter()
-            .map(|s| (s.entry.id, s.confirmed))
+            .map(|s| (s.entry.request_id.as_u128(), s.confirmed))
             .collect();
         assert_eq!(served, [(1, 2), (3, 1)]);
         assert_eq!(
@@ -509,5 +577,71 @@ mod tests {
                 assert!(d.confirmed + d.waitlisted <= r.seats);
             }
         }
+    }
+
+    #[test]
+    fn waitlist_positions_count_the_entries_still_waiting_once() {
+        // Three waiting; one seat frees: the first entry (1 seat) is served, two stay. New
+        // requests that wait queue behind them: places 3 and 4.
+        let waitlist = [
+            wait(1, 7, 1, false),
+            wait(2, 8, 5, false),
+            wait(3, 9, 5, false),
+        ];
+        let plan = allocate(
+            ev(10, 9),
+            &waitlist,
+            &[req(1, 2), req(2, 3)],
+            &HashMap::new(),
+        );
+        assert_eq!(plan.served.len(), 1);
+        let got: Vec<_> = plan.decided.iter().map(|d| d.position).collect();
+        assert_eq!(got, [Some(3), Some(4)]);
+        // A partly served entry keeps its place.
+        let plan = allocate(
+            ev(10, 9),
+            &[wait(1, 7, 3, true)],
+            &[req(1, 1)],
+            &HashMap::new(),
+        );
+        assert_eq!(plan.served[0].confirmed, 1);
+        assert_eq!(plan.decided[0].position, Some(2));
+    }
+
+    #[test]
+    fn a_closed_event_serves_no_waitlist() {
+        let mut started = ev(10, 0);
+        started.closed = true;
+        let plan = allocate(started, &[wait(1, 7, 2, false)], &[], &HashMap::new());
+        assert!(plan.served.is_empty());
+        assert_eq!(plan.seats_confirmed, 0);
+    }
+
+    #[test]
+    fn buyers_pay_the_lower_of_the_quoted_and_the_current_price() {
+        let mut event = ev(10, 0);
+        event.price = 500;
+        // Quoted 100 (the waitlist entry's quote): pays 100 although the price rose to 500.
+        let plan = allocate(event, &[wait(1, 7, 2, false)], &[], &HashMap::new());
+        assert_eq!(plan.served[0].cost, 200);
+        // Quoted 800, price dropped to 500: pays 500. No quote: the price now.
+        let mut quoted = req(1, 2);
+        quoted.quoted_price = Some(800);
+        let plan = allocate(event, &[], &[quoted, req(2, 1)], &HashMap::new());
+        let got: Vec<_> = plan.decided.iter().map(|d| d.cost).collect();
+        assert_eq!(got, [1000, 500]);
+    }
+
+    #[test]
+    fn defects_are_found_before_any_transaction() {
+        assert_eq!(req(1, 2).defect(), None);
+        assert!(req(1, 11).defect().is_some());
+        assert!(req(1, 0).defect().is_some());
+        let mut long_key = req(1, 1);
+        long_key.idempotency_key = Some("k".repeat(256));
+        assert!(long_key.defect().is_some());
+        let mut bad_user = req(0, 1);
+        bad_user.user_id = -3;
+        assert!(bad_user.defect().is_some());
     }
 }

@@ -31,6 +31,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::bookings::domain::BookingRequest;
+use crate::bookings::queue::Envelope;
+use crate::bookings::writer::Writer;
 use crate::config::KafkaSettings;
 use crate::state::AppState;
 
@@ -215,13 +217,21 @@ pub async fn run_consumer(state: AppState, shutdown: CancellationToken) -> anyho
         .create()
         .map_err(|e| anyhow::anyhow!("creating the dead-letter producer: {e}"))?;
     let batch_max = state.settings().booking.batch_max.max(1);
+    let mut writer: Writer<TopicPartitionList> = Writer::new(state.clone(), "work-bookings")?;
     tracing::info!(topic = %topics.bookings, group = %k.group_id, "booking worker running (Kafka)");
 
     loop {
+        let room = writer.has_room();
         let first = tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
-            m = consumer.recv() => match m {
+            () = writer.wait_front(), if writer.in_flight() => {
+                let done = writer.settle().await;
+                dead_letter(&dlq, &topics, writer.take_dead(), &shutdown).await;
+                commit_offsets(&consumer, done);
+                continue;
+            }
+            m = consumer.recv(), if room => match m {
                 Ok(m) => m.detach(),
                 Err(e) => {
                     tracing::warn!(error = %e, "Kafka receive failed");
@@ -239,61 +249,42 @@ pub async fn run_consumer(state: AppState, shutdown: CancellationToken) -> anyho
         }
         metrics::gauge!("booking_queue_depth").set(0.0);
 
-        let mut requests = Vec::with_capacity(messages.len());
+        let mut envelopes = Vec::with_capacity(messages.len());
+        let mut defective = Vec::new();
         for m in &messages {
             match m.payload().map(serde_json::from_slice::<BookingRequest>) {
-                Some(Ok(r)) => requests.push(r),
+                // Decodable but never decidable (seats out of range, a key too long…): it
+                // would fail every transaction it is in, so it goes to the dead letters now.
+                Some(Ok(r)) if r.defect().is_some() => {
+                    tracing::error!(kafka.partition = m.partition(), kafka.offset = m.offset(), request.id = %r.request_id, defect = r.defect(), "booking message can never be decided; sent to the dead-letter topic");
+                    defective.push(m.payload().unwrap_or_default().to_vec());
+                }
+                Some(Ok(r)) => envelopes.push(Envelope::redeliverable(r)),
                 other => {
                     let why = match other {
                         Some(Err(e)) => e.to_string(),
                         _ => "empty payload".to_owned(),
                     };
                     tracing::error!(kafka.partition = m.partition(), kafka.offset = m.offset(), error = %why, "undecodable booking message; sent to the dead-letter topic");
-                    metrics::counter!("booking_dead_letters_total").increment(1);
-                    let payload = m.payload().unwrap_or_default();
-                    let key = m.key().unwrap_or_default();
-                    // Keep trying: dropping it silently would lose the evidence.
-                    while let Err((e, _)) = dlq
-                        .send(
-                            FutureRecord::<[u8], [u8]>::to(&topics.dead_letter)
-                                .payload(payload)
-                                .key(key),
-                            Duration::from_secs(5),
-                        )
-                        .await
-                    {
-                        tracing::warn!(error = %e, "dead-letter produce failed; retrying");
-                        if shutdown.is_cancelled() {
-                            return Ok(());
-                        }
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
+                    defective.push(m.payload().unwrap_or_default().to_vec());
                 }
             }
         }
-        metrics::histogram!("booking_batch_size").record(requests.len() as f64);
-        for (event_id, group) in super::worker::group_by_event(requests) {
-            // Acknowledged requests must be decided: retry until it works (or we stop, leaving
-            // the offsets uncommitted so another consumer takes over).
-            loop {
-                match super::worker::decide_group(&state, event_id, &group).await {
-                    Ok(_) => break,
-                    Err(e) => {
-                        tracing::error!(event.id = event_id, error = ?e, "deciding a Kafka batch failed; retrying");
-                        if shutdown.is_cancelled() {
-                            return Ok(());
-                        }
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
+        for payload in defective {
+            metrics::counter!("booking_dead_letters_total").increment(1);
+            if !produce_dead_letter(&dlq, &topics, &payload, &shutdown).await {
+                return Ok(());
             }
         }
-        let tpl = offsets(&messages)?;
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-            // A lost commit means a redelivery, which the engine recognises.
-            tracing::warn!(error = %e, "offset commit failed; the batch will be redelivered and deduplicated");
-        }
+        metrics::histogram!("booking_batch_size").record(envelopes.len() as f64);
+        // Offsets are committed once every request of the batch is decided (in order).
+        let done = writer.submit(envelopes, offsets(&messages)?).await;
+        commit_offsets(&consumer, done);
     }
+    // Decide what was taken (bounded by the role's drain time), then commit its offsets.
+    let done = writer.drain().await;
+    dead_letter(&dlq, &topics, writer.take_dead(), &shutdown).await;
+    commit_offsets(&consumer, done);
     // Flush our last commits before leaving the group (bounded: an uncommitted offset only
     // means a redelivery, which the engine recognises).
     let c = consumer.clone();
@@ -304,4 +295,54 @@ pub async fn run_consumer(state: AppState, shutdown: CancellationToken) -> anyho
     });
     let _ = tokio::time::timeout(Duration::from_secs(3), flush).await;
     Ok(())
+}
+
+/// Commits the offsets of wholly decided batches. A lost commit means a redelivery, which the
+/// writer recognises by request id.
+fn commit_offsets(consumer: &StreamConsumer, done: Vec<TopicPartitionList>) {
+    for tpl in done {
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            tracing::warn!(error = %e, "offset commit failed; the batch will be redelivered and deduplicated");
+        }
+    }
+}
+
+/// Sends requests the database refused on their own to the dead-letter topic.
+async fn dead_letter(
+    dlq: &FutureProducer,
+    topics: &Topics,
+    dead: Vec<BookingRequest>,
+    shutdown: &CancellationToken,
+) {
+    for r in dead {
+        if let Ok(payload) = serde_json::to_vec(&r)
+            && !produce_dead_letter(dlq, topics, &payload, shutdown).await
+        {
+            return;
+        }
+    }
+}
+
+/// Produces one dead letter, retrying until the broker takes it (false: shutting down).
+async fn produce_dead_letter(
+    dlq: &FutureProducer,
+    topics: &Topics,
+    payload: &[u8],
+    shutdown: &CancellationToken,
+) -> bool {
+    // Keep trying: dropping it silently would lose the evidence.
+    while let Err((e, _)) = dlq
+        .send(
+            FutureRecord::<[u8], [u8]>::to(&topics.dead_letter).payload(payload),
+            Duration::from_secs(5),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "dead-letter produce failed; retrying");
+        if shutdown.is_cancelled() {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    true
 }

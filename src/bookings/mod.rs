@@ -19,7 +19,9 @@ pub mod kafka;
 pub mod outcomes;
 pub mod queue;
 pub mod routes;
+pub mod store;
 pub mod worker;
+pub mod writer;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
@@ -82,8 +84,8 @@ impl BookingQueue {
     /// The owner of a request accepted by this process and not decided yet.
     pub fn pending_owner(&self, request: uuid::Uuid) -> Option<i64> {
         match self {
-            // In-process requests are decided before the API answers.
-            Self::Memory(_) => None,
+            // In-process requests are decided before the API answers, unless it stopped waiting.
+            Self::Memory(m) => m.pending_owner(request),
             Self::Kafka(k) => k.pending_owner(request),
         }
     }
@@ -126,10 +128,34 @@ pub async fn run_worker(state: AppState, shutdown: CancellationToken) -> anyhow:
     }
 }
 
+/// Serves an event's waitlist outside the writer (after a committed write freed seats or
+/// reopened the waitlist; the sweep), then updates the cache and wakes the notifier.
+pub async fn serve_waitlist(state: &AppState, event_id: i64) -> anyhow::Result<usize> {
+    let decided = {
+        let mut conn = state.db().get().await?;
+        engine::serve_waitlist(&mut conn, event_id).await?
+    };
+    after_commit(state, &decided).await;
+    Ok(decided.served.len())
+}
+
+/// What follows a committed waitlist service: the cache, the notifier, metrics.
+pub async fn after_commit(state: &AppState, decided: &engine::Decided) {
+    if let Some(e) = &decided.event {
+        state.event_cache().put(e).await;
+    }
+    if decided.notifications > 0 {
+        crate::notifications::wake(state);
+    }
+    if !decided.served.is_empty() {
+        metrics::counter!("booking_waitlist_served_total").increment(decided.served.len() as u64);
+    }
+}
+
 /// After an event's capacity was raised or its waitlist reopened (committed): serve the
 /// waitlist now rather than at the next sweep.
 pub async fn after_capacity_change(state: &AppState, event_id: i64) {
-    if let Err(e) = worker::decide_group(state, event_id, &[]).await {
+    if let Err(e) = serve_waitlist(state, event_id).await {
         tracing::warn!(event.id = event_id, error = %e, "serving the waitlist failed; the reconciliation sweep will retry");
     }
 }
@@ -142,7 +168,7 @@ pub async fn sweep_waitlists(state: &AppState) -> anyhow::Result<usize> {
         engine::events_with_serveable_waitlists(&mut conn).await?
     };
     for id in &ids {
-        worker::decide_group(state, *id, &[]).await?;
+        serve_waitlist(state, *id).await?;
     }
     Ok(ids.len())
 }

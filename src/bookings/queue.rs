@@ -8,7 +8,9 @@
 //! A full queue is reported at once ([`SendError::Full`]): the API answers 503 with
 //! `Retry-After` instead of letting latency grow without bound.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -24,6 +26,35 @@ pub struct Envelope {
     pub request: BookingRequest,
     /// The waiting API handler (none for redeliveries and sweeps).
     pub reply: Option<oneshot::Sender<Reply>>,
+    /// The request may already be stored (an idempotent retry, a redelivery, a batch whose
+    /// commit outcome is unknown): the writer looks it up before deciding it.
+    pub maybe_stored: bool,
+    /// Decide it in a transaction of its own (its batch was refused by the database once).
+    pub isolate: bool,
+    /// The writer's batch sequence number (to report whole batches as done, in order).
+    pub(crate) seq: u64,
+}
+
+impl Envelope {
+    /// A request from this process's API, answered on `reply`.
+    pub fn new(request: BookingRequest, reply: Option<oneshot::Sender<Reply>>) -> Self {
+        let maybe_stored = request.idempotency_key.is_some();
+        Self {
+            request,
+            reply,
+            maybe_stored,
+            isolate: false,
+            seq: 0,
+        }
+    }
+
+    /// A request delivered by a queue that may deliver it again (Kafka).
+    pub fn redeliverable(request: BookingRequest) -> Self {
+        Self {
+            maybe_stored: true,
+            ..Self::new(request, None)
+        }
+    }
 }
 
 /// Why a request could not be queued.
@@ -41,7 +72,13 @@ pub enum SendError {
 pub struct MemoryQueue {
     senders: Vec<mpsc::Sender<Envelope>>,
     receivers: Mutex<Option<Vec<mpsc::Receiver<Envelope>>>>,
+    /// Requests whose handler stopped waiting before the decision (answered `pending`):
+    /// request id → owner, for the status endpoint until the decision is stored.
+    pending: Mutex<HashMap<uuid::Uuid, (i64, Instant)>>,
 }
+
+/// How long a request answered `pending` is remembered (it is decided long before).
+const PENDING_KEPT: Duration = Duration::from_secs(600);
 
 impl MemoryQueue {
     /// `shards` channels of `capacity` requests each.
@@ -52,7 +89,22 @@ impl MemoryQueue {
         Self {
             senders,
             receivers: Mutex::new(Some(receivers)),
+            pending: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Remembers a request answered `pending` (its handler gave up waiting).
+    pub fn remember_pending(&self, request: uuid::Uuid, owner: i64) {
+        if let Ok(mut p) = self.pending.lock() {
+            let now = Instant::now();
+            p.retain(|_, (_, at)| now.duration_since(*at) < PENDING_KEPT);
+            p.insert(request, (owner, now));
+        }
+    }
+
+    /// The owner of a request answered `pending` and not known to be decided.
+    pub fn pending_owner(&self, request: uuid::Uuid) -> Option<i64> {
+        self.pending.lock().ok()?.get(&request).map(|(o, _)| *o)
     }
 
     /// The shard of an event.

@@ -70,17 +70,31 @@ fn idempotency_key(req: &HttpRequest) -> ApiResult<Option<String>> {
     Ok(Some(key.to_owned()))
 }
 
-/// `Prefer: wait=N` (seconds, at most 30).
-fn prefer_wait(req: &HttpRequest) -> Option<Duration> {
-    let header = req.headers().get("prefer")?.to_str().ok()?;
-    header.split([',', ';']).find_map(|part| {
-        let (k, v) = part.trim().split_once('=')?;
+/// `Prefer: wait=N` (seconds, capped at 30). Other preferences are ignored (RFC 7240); a
+/// `wait` that is not a non-negative number is a 400 naming the header.
+fn prefer_wait(req: &HttpRequest) -> ApiResult<Option<Duration>> {
+    let Some(header) = req.headers().get("prefer") else {
+        return Ok(None);
+    };
+    let bad = || ApiError::field("Prefer", "wait must be a non-negative number of seconds");
+    let header = header.to_str().map_err(|_| bad())?;
+    for part in header.split([',', ';']) {
+        let Some((k, v)) = part.trim().split_once('=') else {
+            continue;
+        };
         if !k.trim().eq_ignore_ascii_case("wait") {
-            return None;
+            continue;
         }
-        let secs: f64 = v.trim().trim_matches('"').parse().ok()?;
-        (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs).min(MAX_WAIT))
-    })
+        let secs: f64 = v.trim().trim_matches('"').parse().map_err(|_| bad())?;
+        if !secs.is_finite() || secs < 0.0 {
+            return Err(bad());
+        }
+        // Capped before converting: any value past the cap (1e20 included) is the cap.
+        return Ok(Some(Duration::from_secs_f64(
+            secs.min(MAX_WAIT.as_secs_f64()),
+        )));
+    }
+    Ok(None)
 }
 
 fn validate(body: &BookBody) -> ApiResult<(i64, i32)> {
@@ -199,7 +213,7 @@ pub async fn book(
     let body = body.into_inner();
     let (event_id, seats) = validate(&body)?;
     let key = idempotency_key(&req)?;
-    let wait = prefer_wait(&req);
+    let wait = prefer_wait(&req)?;
     let span = tracing::Span::current();
     span.record("event.id", event_id);
     let event = crate::events::service::lookup(&state, event_id).await?;
@@ -233,16 +247,15 @@ pub async fn book(
         join_waitlist,
         idempotency_key: key,
         requested_at: now,
+        // The price the buyer was shown: they never pay more (DESIGN invariant 6).
+        quoted_price: Some(event.price),
     };
     span.record("request.id", tracing::field::display(request.request_id));
 
     let queue = state.booking_queue();
     if let Some(memory) = queue.memory() {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        match memory.try_send(Envelope {
-            request: request.clone(),
-            reply: Some(tx),
-        }) {
+        match memory.try_send(Envelope::new(request.clone(), Some(tx))) {
             Ok(()) => {}
             Err(SendError::Full) => {
                 metrics::counter!("booking_backpressure_total").increment(1);
@@ -261,23 +274,38 @@ pub async fn book(
         let timeout = Duration::from_secs(state.settings().booking.decision_timeout_secs);
         let outcome = match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(Ok(o))) => o,
+            // Refused for good (never stored): nothing was booked.
             Ok(Ok(Err(message))) => {
-                return Err(ApiError::Unavailable {
+                return Err(ApiError::Unprocessable {
+                    code: "booking_refused",
                     message,
-                    retry_after_secs: 1,
                 });
             }
-            // The worker stopped before deciding (shutdown) or took too long: not durable, so
-            // not acknowledged; a retry with the same Idempotency-Key is safe.
-            Ok(Err(_)) | Err(_) => {
+            // The writer dropped the request without deciding it (stopped mid-shutdown): it
+            // was never written, so a retry (same Idempotency-Key) is safe.
+            Ok(Err(_)) => {
                 return Err(ApiError::Unavailable {
                     message:
-                        "the booking was not decided in time; retry with the same Idempotency-Key"
+                        "the booking service is restarting; retry with the same Idempotency-Key"
                             .to_owned(),
-                    retry_after_secs: 1,
+                    retry_after_secs: 2,
                 });
             }
+            // Still queued or being written: the outcome is not known yet, and a blind retry
+            // without a key could book twice. Say so, with where to look.
+            Err(_) => {
+                memory.remember_pending(request.request_id, caller.id);
+                return Ok(pending_response(
+                    &request,
+                    "Booking request accepted; its outcome is not known yet, poll statusUrl",
+                ));
+            }
         };
+        if outcome.reason == Some(Reason::UnknownUser) {
+            return Err(ApiError::Unauthorized(
+                "your account no longer exists".to_owned(),
+            ));
+        }
         if !outcome.matches(&request) {
             return Err(idempotency_mismatch());
         }
@@ -295,7 +323,15 @@ pub async fn book(
         }
         return Ok(outcome_response(&o, true));
     }
-    Ok(response::respond(
+    Ok(pending_response(
+        &request,
+        "Booking request received and is being processed.",
+    ))
+}
+
+/// 202 `pending`: accepted durably, decided later; `statusUrl` tells the outcome.
+fn pending_response(request: &BookingRequest, message: &str) -> HttpResponse {
+    response::respond(
         StatusCode::ACCEPTED,
         json!({
             "requestId": request.request_id,
@@ -303,8 +339,8 @@ pub async fn book(
             "status": Status::Pending,
             "statusUrl": format!("/api/bookings/requests/{}", request.request_id),
         }),
-        "Booking request received and is being processed.",
-    ))
+        message,
+    )
 }
 
 fn idempotency_mismatch() -> ApiError {
@@ -433,9 +469,20 @@ pub async fn cancel(
     let (freed, cancelled, decided) = conn
         .transaction(async |conn| {
             // The lock serialises this cancellation with the booking worker and other writers.
-            let _locked = Event::lock(conn, event_id)
+            let locked = Event::lock(conn, event_id)
                 .await?
                 .ok_or_else(|| ApiError::NotFound(format!("no event with id {event_id}")))?;
+            // A started (or cancelled) event is frozen: refunds are the host's decision.
+            if let Some(closed) = locked.closed_at(Utc::now()) {
+                return Err(ApiError::Conflict {
+                    code: "event_closed",
+                    message: match closed {
+                        Closed::Started => "the event has started; bookings can no longer be cancelled (ask the host for a refund)",
+                        Closed::Cancelled => "the event is cancelled; its bookings were cancelled with it",
+                    }
+                    .to_owned(),
+                });
+            }
             let mut q = bookings::table
                 .filter(bookings::event_id.eq(event_id))
                 .filter(bookings::user_id.eq(user))
@@ -497,15 +544,13 @@ pub async fn cancel(
                 .execute(conn)
                 .await?;
             // Freed seats go to the waitlist first (FIFO), before any new request.
-            let decided = engine::decide_locked(conn, event, &[])
+            let decided = engine::serve_waitlist_locked(conn, event)
                 .await
                 .map_err(ApiError::Internal)?;
             Ok::<_, ApiError>((freed, targets.len(), decided))
         })
         .await?;
-    if let Some(e) = &decided.event {
-        state.event_cache().put(e).await;
-    }
+    crate::bookings::after_commit(&state, &decided).await;
     crate::notifications::wake(&state);
     tracing::info!(
         seats.freed = freed,
@@ -571,15 +616,25 @@ pub async fn leave_waitlist(
     let mut conn = state.db().get().await?;
     let left = conn
         .transaction(async |conn| {
-            let removed: Vec<Uuid> = diesel::delete(
+            // Every writer of an event's waitlist takes the event row first (the booking
+            // writer's lock order) and bumps its version, so a decision the writer made on the
+            // entries before they left cannot commit.
+            let Some(event) = Event::lock(conn, event_id).await? else {
+                return Ok::<_, ApiError>(None);
+            };
+            let removed: Vec<(Uuid, i32)> = diesel::delete(
                 waitlist::table
                     .filter(waitlist::event_id.eq(event_id))
                     .filter(waitlist::user_id.eq(user)),
             )
-            .returning(waitlist::request_id)
+            .returning((waitlist::request_id, waitlist::seats))
             .get_results(conn)
             .await?;
-            diesel::update(booking_requests::table.filter(booking_requests::id.eq_any(&removed)))
+            if removed.is_empty() {
+                return Ok(None);
+            }
+            let ids: Vec<Uuid> = removed.iter().map(|r| r.0).collect();
+            diesel::update(booking_requests::table.filter(booking_requests::id.eq_any(&ids)))
                 .set((
                     booking_requests::seats_waitlisted.eq(0),
                     booking_requests::status.eq(diesel::dsl::sql::<diesel::sql_types::Text>(
@@ -593,14 +648,34 @@ pub async fn leave_waitlist(
                 ))
                 .execute(conn)
                 .await?;
-            Ok::<_, ApiError>(removed.len())
+            let seats: i32 = removed.iter().map(|r| r.1).sum();
+            diesel::insert_into(outbox::table)
+                .values((
+                    outbox::kind.eq("waitlist_left"),
+                    outbox::user_id.eq(Some(user)),
+                    outbox::event_id.eq(Some(event_id)),
+                    outbox::payload.eq(json!({
+                        "eventId": event.id, "eventName": event.name, "venue": event.venue,
+                        "startsAt": event.starts_at, "seats": seats, "requestIds": ids,
+                    })),
+                ))
+                .execute(conn)
+                .await?;
+            let updated: Event = diesel::update(events::table.find(event_id))
+                .set(events::version.eq(events::version + 1))
+                .returning(Event::as_returning())
+                .get_result(conn)
+                .await?;
+            Ok(Some((removed.len(), updated)))
         })
         .await?;
-    if left == 0 {
+    let Some((left, event)) = left else {
         return Err(ApiError::NotFound(
             "you are not on this event's waitlist".to_owned(),
         ));
-    }
+    };
+    state.event_cache().put(&event).await;
+    crate::notifications::wake(&state);
     Ok(response::ok(
         json!({ "eventId": event_id, "entriesRemoved": left }),
         "Left the waitlist",

@@ -109,6 +109,7 @@ diesel::table! {
         seats -> Int4,
         allow_partial -> Bool,
         created_at -> Timestamptz,
+        price_quoted -> Int8,
     }
 }
 

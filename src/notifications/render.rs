@@ -42,6 +42,7 @@ templates!(
     "booking_cancelled",
     "event_cancelled",
     "event_cancelled_waitlist",
+    "waitlist_left",
 );
 
 /// The notification kinds there are templates for.

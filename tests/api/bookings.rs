@@ -3,6 +3,9 @@
 
 use std::collections::HashSet;
 
+use atomicseats::bookings::domain::{BookingRequest, Outcome};
+use atomicseats::bookings::queue::Envelope;
+use atomicseats::bookings::writer::Writer;
 use atomicseats::users::domain::Role;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -452,7 +455,7 @@ async fn a_redelivered_request_changes_nothing() {
     let (app, _, event) = setup(Transport::Memory, 10).await;
     let buyer = app.user_unlimited(Role::Guest).await;
     let user = app.state.tokens().verify_access(&buyer).unwrap().id;
-    let request = atomicseats::bookings::domain::BookingRequest {
+    let request = BookingRequest {
         request_id: uuid::Uuid::new_v4(),
         user_id: user,
         event_id: event,
@@ -461,24 +464,18 @@ async fn a_redelivered_request_changes_nothing() {
         join_waitlist: true,
         idempotency_key: None,
         requested_at: chrono::Utc::now(),
+        quoted_price: None,
     };
 
-    // The same message three times: twice in one batch, once in a later one.
-    let first = atomicseats::bookings::worker::decide_group(
-        &app.state,
-        event,
-        &[request.clone(), request.clone()],
-    )
-    .await
-    .unwrap();
-    let later = atomicseats::bookings::worker::decide_group(
-        &app.state,
-        event,
-        std::slice::from_ref(&request),
-    )
-    .await
-    .unwrap();
-
+    // The same message three times: twice in one batch, once in a later one, through the
+    // writer the way the Kafka consumer hands it redeliveries.
+    let mut writer = Writer::<()>::new(app.state.clone(), "test").unwrap();
+    let first = decide_directly(&mut writer, &[request.clone(), request.clone()]).await;
+    let later = decide_directly(&mut writer, std::slice::from_ref(&request)).await;
+    // A fresh writer (another consumer after a rebalance) knows it from PostgreSQL only.
+    let mut other = Writer::<()>::new(app.state.clone(), "test").unwrap();
+    let elsewhere = decide_directly(&mut other, std::slice::from_ref(&request)).await;
+    assert_eq!(first[0], elsewhere[0]);
     assert_eq!(first[0], first[1]);
     assert_eq!(first[0], later[0]);
     let c = app.db.client().await;
@@ -493,6 +490,26 @@ async fn a_redelivered_request_changes_nothing() {
         (r.get(0), r.get(1))
     };
     assert_eq!((bookings, reserved), (1, 4));
+}
+
+/// Hands `requests` to `writer` as redeliverable messages and waits for their outcomes.
+async fn decide_directly(writer: &mut Writer<()>, requests: &[BookingRequest]) -> Vec<Outcome> {
+    let mut replies = Vec::new();
+    let mut envelopes = Vec::new();
+    for r in requests {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut env = Envelope::redeliverable(r.clone());
+        env.reply = Some(tx);
+        envelopes.push(env);
+        replies.push(rx);
+    }
+    writer.submit(envelopes, ()).await;
+    writer.drain().await;
+    let mut out = Vec::new();
+    for rx in replies {
+        out.push(rx.await.unwrap().unwrap());
+    }
+    out
 }
 
 async fn freed_seats_go_to_the_waitlist_in_fifo_order(transport: Transport) {

@@ -70,6 +70,7 @@ async fn a_message_delivered_twice_by_kafka_books_once() {
         join_waitlist: true,
         idempotency_key: None,
         requested_at: chrono::Utc::now(),
+        quoted_price: None,
     };
     let topic = format!(
         "booking-requests{}",

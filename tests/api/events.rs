@@ -501,7 +501,7 @@ async fn deleting_an_event_with_bookings_cancels_it_and_notifies_holders() {
     .await
     .unwrap();
     c.execute(
-        "INSERT INTO waitlist (request_id, user_id, event_id, seats) VALUES ($1, $2, $3, 2)",
+        "INSERT INTO waitlist (request_id, user_id, event_id, seats, price_quoted) VALUES ($1, $2, $3, 2, 0)",
         &[&wreq, &wuser, &id],
     )
     .await

@@ -35,8 +35,8 @@ async fn seed_history(app: &TestApp, user: i64, events: &[i64]) {
                   CASE WHEN g % 5 = 0 THEN 'cancelled' ELSE 'confirmed' END, at,
                   CASE WHEN g % 5 = 0 THEN at + interval '1 hour' END
              FROM plan WHERE g <= 1000 ORDER BY random();
-         INSERT INTO waitlist (request_id, user_id, event_id, seats, created_at)
-           SELECT rid, {user}, event_id, seats, at FROM plan WHERE g BETWEEN 1001 AND 1020
+         INSERT INTO waitlist (request_id, user_id, event_id, seats, created_at, price_quoted)
+           SELECT rid, {user}, event_id, seats, at, 1200 FROM plan WHERE g BETWEEN 1001 AND 1020
             ORDER BY random();
          ANALYZE bookings; ANALYZE waitlist; ANALYZE booking_requests;",
         events = events

@@ -1,0 +1,362 @@
+//! The booking writer's SQL: one dedicated PostgreSQL connection per transaction in flight,
+//! its statements prepared once, and a whole decision written in one pipelined round trip.
+//!
+//! A [`Writes`] value is everything one batch changes. [`Conn::commit`] sends `BEGIN`, the bulk
+//! inserts (`INSERT … SELECT FROM UNNEST(arrays)`: one statement text whatever the batch size),
+//! `engine_advance` (the version check that makes a decision on stale state fail with 40001),
+//! the waitlist service and `COMMIT` without waiting in between; PostgreSQL runs them in order.
+//! The heavy inserts come before `engine_advance`, the first statement that waits for the
+//! previous transaction of the same event, so they overlap with its commit.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::{Client, NoTls, Statement};
+use uuid::Uuid;
+
+/// A new `booking_requests` row with its outcome.
+#[derive(Debug, Clone)]
+pub struct RequestRow {
+    pub id: Uuid,
+    pub user_id: i64,
+    pub event_id: i64,
+    pub seats: i32,
+    pub allow_partial: bool,
+    pub join_waitlist: bool,
+    pub idempotency_key: Option<String>,
+    pub status: &'static str,
+    pub seats_confirmed: i32,
+    pub seats_waitlisted: i32,
+    pub reject_reason: Option<&'static str>,
+    pub cost: i64,
+    pub requested_at: DateTime<Utc>,
+}
+
+/// A new `bookings` row (its id taken from the sequence beforehand).
+#[derive(Debug, Clone)]
+pub struct BookingRow {
+    pub id: i64,
+    pub request_id: Uuid,
+    pub user_id: i64,
+    pub event_id: i64,
+    pub seats: i32,
+    pub cost: i64,
+}
+
+/// A new `waitlist` row.
+#[derive(Debug, Clone)]
+pub struct WaitRow {
+    pub request_id: Uuid,
+    pub user_id: i64,
+    pub event_id: i64,
+    pub seats: i32,
+    pub allow_partial: bool,
+    pub price_quoted: i64,
+}
+
+/// A waitlist entry that got seats.
+#[derive(Debug, Clone)]
+pub struct ServedRow {
+    pub request_id: Uuid,
+    pub confirmed: i32,
+    /// Seats it still waits for (0: the entry leaves the waitlist).
+    pub remaining: i32,
+    pub cost: i64,
+}
+
+/// A notification, written in the decision's transaction (invariant 5).
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub kind: &'static str,
+    pub user_id: i64,
+    pub event_id: i64,
+    pub payload: serde_json::Value,
+}
+
+/// An event moved forward by one decision.
+#[derive(Debug, Clone, Copy)]
+pub struct Advance {
+    pub event_id: i64,
+    /// Seats confirmed by the decision.
+    pub delta: i32,
+    /// The version the decision was made against.
+    pub expected_version: i64,
+}
+
+/// Everything one batch writes.
+#[derive(Debug, Default)]
+pub struct Writes {
+    pub requests: Vec<RequestRow>,
+    pub bookings: Vec<BookingRow>,
+    pub waits: Vec<WaitRow>,
+    pub served: Vec<ServedRow>,
+    pub outbox: Vec<OutboxRow>,
+    pub advance: Vec<Advance>,
+}
+
+/// Why a commit failed, as far as the writer needs to know.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// An event moved under the writer (or two transactions deadlocked): rolled back, decide
+    /// again on fresh state.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The data itself was refused (a constraint, a value out of range): rolled back; retrying
+    /// the same batch fails the same way.
+    #[error("refused by the database: {0}")]
+    Refused(tokio_postgres::Error),
+    /// The connection failed: the outcome is unknown (the commit may have happened).
+    #[error("connection: {0}")]
+    Lost(String),
+}
+
+impl CommitError {
+    fn of(e: tokio_postgres::Error) -> Self {
+        match e.code() {
+            Some(c)
+                if *c == SqlState::T_R_SERIALIZATION_FAILURE
+                    || *c == SqlState::T_R_DEADLOCK_DETECTED =>
+            {
+                Self::Conflict(e.to_string())
+            }
+            Some(c) if c.code().starts_with("22") || c.code().starts_with("23") => Self::Refused(e),
+            _ => Self::Lost(e.to_string()),
+        }
+    }
+
+    /// The most telling of several errors of one pipelined transaction: the first one that is
+    /// not "current transaction is aborted".
+    fn first(errors: Vec<tokio_postgres::Error>) -> Option<Self> {
+        let aborted =
+            |e: &tokio_postgres::Error| e.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION);
+        let mut errors = errors.into_iter();
+        let first = errors.next()?;
+        if !aborted(&first) {
+            return Some(Self::of(first));
+        }
+        Some(Self::of(errors.find(|e| !aborted(e)).unwrap_or(first)))
+    }
+}
+
+/// The prepared statements of one connection.
+struct Statements {
+    requests: Statement,
+    bookings: Statement,
+    waits: Statement,
+    outbox: Statement,
+    advance: Statement,
+    serve_requests: Statement,
+    serve_waitlist_done: Statement,
+    serve_waitlist_part: Statement,
+}
+
+/// One dedicated writer connection.
+pub struct Conn {
+    client: Client,
+    stmts: Statements,
+}
+
+const INSERT_REQUESTS: &str = "INSERT INTO booking_requests (id, user_id, event_id, seats, \
+    allow_partial, join_waitlist, idempotency_key, status, seats_confirmed, seats_waitlisted, \
+    reject_reason, cost, requested_at) \
+    SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::int4[], $5::bool[], $6::bool[], \
+    $7::text[], $8::text[], $9::int4[], $10::int4[], $11::text[], $12::int8[], $13::timestamptz[])";
+const INSERT_BOOKINGS: &str = "INSERT INTO bookings (id, request_id, user_id, event_id, seats, cost) \
+    OVERRIDING SYSTEM VALUE \
+    SELECT * FROM UNNEST($1::int8[], $2::uuid[], $3::int8[], $4::int8[], $5::int4[], $6::int8[])";
+// WITH ORDINALITY keeps arrival order in the identity ids (the FIFO order).
+const INSERT_WAITS: &str = "INSERT INTO waitlist (request_id, user_id, event_id, seats, allow_partial, price_quoted) \
+    SELECT r, u, e, s, p, q FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::int4[], $5::bool[], $6::int8[]) \
+    WITH ORDINALITY AS t(r, u, e, s, p, q, n) ORDER BY n";
+const INSERT_OUTBOX: &str = "INSERT INTO outbox (kind, user_id, event_id, payload) \
+    SELECT k, u, e, p FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::jsonb[]) \
+    WITH ORDINALITY AS t(k, u, e, p, n) ORDER BY n";
+const ADVANCE: &str = "SELECT engine_advance($1::int8[], $2::int4[], $3::int8[])";
+const SERVE_REQUESTS: &str = "UPDATE booking_requests r SET \
+    seats_confirmed = r.seats_confirmed + s.c, seats_waitlisted = r.seats_waitlisted - s.c, \
+    cost = r.cost + s.cost, \
+    status = CASE WHEN r.seats_confirmed + s.c >= r.seats THEN 'confirmed' ELSE 'partial' END \
+    FROM UNNEST($1::uuid[], $2::int4[], $3::int8[]) AS s(id, c, cost) WHERE r.id = s.id";
+const SERVE_WAITLIST_DONE: &str = "DELETE FROM waitlist WHERE request_id = ANY($1::uuid[])";
+const SERVE_WAITLIST_PART: &str = "UPDATE waitlist w SET seats = s.rest \
+    FROM UNNEST($1::uuid[], $2::int4[]) AS s(id, rest) WHERE w.request_id = s.id";
+
+impl Conn {
+    /// Opens a connection (the `connection_url` of the role) and prepares every statement.
+    pub async fn open(url: &str) -> Result<Self, tokio_postgres::Error> {
+        let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "booking writer connection closed");
+            }
+        });
+        let stmts = Statements {
+            requests: client.prepare(INSERT_REQUESTS).await?,
+            bookings: client.prepare(INSERT_BOOKINGS).await?,
+            waits: client.prepare(INSERT_WAITS).await?,
+            outbox: client.prepare(INSERT_OUTBOX).await?,
+            advance: client.prepare(ADVANCE).await?,
+            serve_requests: client.prepare(SERVE_REQUESTS).await?,
+            serve_waitlist_done: client.prepare(SERVE_WAITLIST_DONE).await?,
+            serve_waitlist_part: client.prepare(SERVE_WAITLIST_PART).await?,
+        };
+        Ok(Self { client, stmts })
+    }
+
+    /// Whether the connection is gone (open a new one).
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// Writes one batch in one transaction, every statement pipelined. `Ok` means committed.
+    pub async fn commit(&self, w: &Writes) -> Result<(), CommitError> {
+        use futures_util::future::{BoxFuture, FutureExt, join_all};
+        type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
+        let (c, s) = (&self.client, &self.stmts);
+        let rq = RequestArrays::of(&w.requests);
+        let b = &w.bookings;
+        let bk = (
+            b.iter().map(|r| r.id).collect::<Vec<_>>(),
+            b.iter().map(|r| r.request_id).collect::<Vec<_>>(),
+            b.iter().map(|r| r.user_id).collect::<Vec<_>>(),
+            b.iter().map(|r| r.event_id).collect::<Vec<_>>(),
+            b.iter().map(|r| r.seats).collect::<Vec<_>>(),
+            b.iter().map(|r| r.cost).collect::<Vec<_>>(),
+        );
+        let wt = &w.waits;
+        let wa = (
+            wt.iter().map(|r| r.request_id).collect::<Vec<_>>(),
+            wt.iter().map(|r| r.user_id).collect::<Vec<_>>(),
+            wt.iter().map(|r| r.event_id).collect::<Vec<_>>(),
+            wt.iter().map(|r| r.seats).collect::<Vec<_>>(),
+            wt.iter().map(|r| r.allow_partial).collect::<Vec<_>>(),
+            wt.iter().map(|r| r.price_quoted).collect::<Vec<_>>(),
+        );
+        let o = &w.outbox;
+        let ob = (
+            o.iter().map(|r| r.kind).collect::<Vec<_>>(),
+            o.iter().map(|r| r.user_id).collect::<Vec<_>>(),
+            o.iter().map(|r| r.event_id).collect::<Vec<_>>(),
+            o.iter().map(|r| Json(&r.payload)).collect::<Vec<_>>(),
+        );
+        let a = &w.advance;
+        let ad = (
+            a.iter().map(|r| r.event_id).collect::<Vec<_>>(),
+            a.iter().map(|r| r.delta).collect::<Vec<_>>(),
+            a.iter().map(|r| r.expected_version).collect::<Vec<_>>(),
+        );
+        let sv = &w.served;
+        let part = || sv.iter().filter(|r| r.remaining > 0);
+        let se = (
+            sv.iter().map(|r| r.request_id).collect::<Vec<_>>(),
+            sv.iter().map(|r| r.confirmed).collect::<Vec<_>>(),
+            sv.iter().map(|r| r.cost).collect::<Vec<_>>(),
+            sv.iter()
+                .filter(|r| r.remaining == 0)
+                .map(|r| r.request_id)
+                .collect::<Vec<_>>(),
+            part().map(|r| r.request_id).collect::<Vec<_>>(),
+            part().map(|r| r.remaining).collect::<Vec<_>>(),
+        );
+        let p_requests: Params<'_> = vec![
+            &rq.id,
+            &rq.user_id,
+            &rq.event_id,
+            &rq.seats,
+            &rq.allow_partial,
+            &rq.join_waitlist,
+            &rq.idempotency_key,
+            &rq.status,
+            &rq.seats_confirmed,
+            &rq.seats_waitlisted,
+            &rq.reject_reason,
+            &rq.cost,
+            &rq.requested_at,
+        ];
+        let p_bookings: Params<'_> = vec![&bk.0, &bk.1, &bk.2, &bk.3, &bk.4, &bk.5];
+        let p_waits: Params<'_> = vec![&wa.0, &wa.1, &wa.2, &wa.3, &wa.4, &wa.5];
+        let p_outbox: Params<'_> = vec![&ob.0, &ob.1, &ob.2, &ob.3];
+        let p_advance: Params<'_> = vec![&ad.0, &ad.1, &ad.2];
+        let p_serve: Params<'_> = vec![&se.0, &se.1, &se.2];
+        let p_serve_done: Params<'_> = vec![&se.3];
+        let p_serve_part: Params<'_> = vec![&se.4, &se.5];
+
+        // Queued in this order; sent in this order when first polled (join_all polls in order).
+        let mut steps: Vec<BoxFuture<'_, Result<(), tokio_postgres::Error>>> =
+            vec![c.batch_execute("BEGIN").boxed()];
+        macro_rules! run {
+            ($stmt:expr, $params:expr) => {
+                steps.push(c.execute($stmt, $params).map(|r| r.map(drop)).boxed())
+            };
+        }
+        if !w.requests.is_empty() {
+            run!(&s.requests, &p_requests);
+        }
+        if !b.is_empty() {
+            run!(&s.bookings, &p_bookings);
+        }
+        if !wt.is_empty() {
+            run!(&s.waits, &p_waits);
+        }
+        if !o.is_empty() {
+            run!(&s.outbox, &p_outbox);
+        }
+        // Takes the event rows: waits here for the previous transaction on the same events.
+        run!(&s.advance, &p_advance);
+        // The waitlist rows after the event rows: the lock order of every writer.
+        if !sv.is_empty() {
+            run!(&s.serve_requests, &p_serve);
+            run!(&s.serve_waitlist_done, &p_serve_done);
+            run!(&s.serve_waitlist_part, &p_serve_part);
+        }
+        // In an aborted transaction PostgreSQL answers COMMIT with ROLLBACK: every step's own
+        // result says whether it committed.
+        steps.push(c.batch_execute("COMMIT").boxed());
+        let errors: Vec<_> = join_all(steps)
+            .await
+            .into_iter()
+            .filter_map(Result::err)
+            .collect();
+        match CommitError::first(errors) {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+}
+
+/// `booking_requests` columns as arrays.
+struct RequestArrays<'a> {
+    id: Vec<Uuid>,
+    user_id: Vec<i64>,
+    event_id: Vec<i64>,
+    seats: Vec<i32>,
+    allow_partial: Vec<bool>,
+    join_waitlist: Vec<bool>,
+    idempotency_key: Vec<Option<&'a str>>,
+    status: Vec<&'static str>,
+    seats_confirmed: Vec<i32>,
+    seats_waitlisted: Vec<i32>,
+    reject_reason: Vec<Option<&'static str>>,
+    cost: Vec<i64>,
+    requested_at: Vec<DateTime<Utc>>,
+}
+
+impl<'a> RequestArrays<'a> {
+    fn of(rows: &'a [RequestRow]) -> Self {
+        Self {
+            id: rows.iter().map(|r| r.id).collect(),
+            user_id: rows.iter().map(|r| r.user_id).collect(),
+            event_id: rows.iter().map(|r| r.event_id).collect(),
+            seats: rows.iter().map(|r| r.seats).collect(),
+            allow_partial: rows.iter().map(|r| r.allow_partial).collect(),
+            join_waitlist: rows.iter().map(|r| r.join_waitlist).collect(),
+            idempotency_key: rows.iter().map(|r| r.idempotency_key.as_deref()).collect(),
+            status: rows.iter().map(|r| r.status).collect(),
+            seats_confirmed: rows.iter().map(|r| r.seats_confirmed).collect(),
+            seats_waitlisted: rows.iter().map(|r| r.seats_waitlisted).collect(),
+            reject_reason: rows.iter().map(|r| r.reject_reason).collect(),
+            cost: rows.iter().map(|r| r.cost).collect(),
+            requested_at: rows.iter().map(|r| r.requested_at).collect(),
+        }
+    }
+}

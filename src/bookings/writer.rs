@@ -1,0 +1,888 @@
+//! The event writer (engine v2): decides booking requests against each event's state held in
+//! memory, and pipelines the transactions that record the decisions.
+//!
+//! One writer owns a set of events (an in-process shard, or a Kafka consumer's partitions).
+//! For each batch it:
+//!
+//! 1. **screens** the requests: defects and unknown accounts are answered at once, requests
+//!    that may be stored already (retries, redeliveries) answer from what is stored, and a
+//!    request whose id is in a transaction still in flight waits for that transaction;
+//! 2. **decides** each event's requests with the pure [`domain::allocate`] against the event's
+//!    state after every decision before it — including those not committed yet — and moves
+//!    that state forward;
+//! 3. **writes** the batch in one transaction ([`store::Conn::commit`]) while it goes on to the
+//!    next batch: up to `booking.pipeline_depth` transactions in flight, each on its own
+//!    connection;
+//! 4. **settles** transactions in order: answers each request only after its own commit, then
+//!    updates the cache and wakes the notifier (the one after-commit path).
+//!
+//! A decision made on stale state never commits: `engine_advance` checks every event's version
+//! in the same transaction, and a write behind the writer's back (a cancellation, a host's
+//! edit) bumps that version. A failed transaction fails every later one that touched the same
+//! events (their expected versions chain through it); the writer then drops those events'
+//! state, puts the requests back at the front in their order and decides them again. A batch
+//! the database refuses (a constraint) is split so that one bad request is answered alone.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde_json::json;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::bookings::domain::{
+    self, BookingRequest, EventSeats, Outcome, Plan, Reason, Status, WaitEntry,
+};
+use crate::bookings::queue::Envelope;
+use crate::bookings::store::{self, CommitError, Writes};
+use crate::db::schema::{booking_requests, users, waitlist};
+use crate::events::model::Event;
+use crate::state::AppState;
+
+/// Longest pause between attempts while PostgreSQL cannot be reached.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Booking ids taken from the sequence at a time.
+const ID_BLOCK: i64 = 1024;
+
+/// What the writer knows of one event: its row and waitlist after every decision so far.
+#[derive(Debug, Clone)]
+struct EventState {
+    event: Event,
+    /// The waitlist, FIFO.
+    waitlist: Vec<WaitEntry>,
+    /// Confirmed + waitlisted seats per user (loaded per user when the event has a cap).
+    held: HashMap<i64, i32>,
+}
+
+impl EventState {
+    fn seats(&self, now: DateTime<Utc>) -> EventSeats {
+        EventSeats {
+            capacity: self.event.capacity,
+            reserved: self.event.reserved_seats,
+            max_per_user: self.event.max_per_user,
+            waitlist_open: self.event.waitlist_open,
+            closed: self.event.closed_at(now).is_some(),
+            price: self.event.price,
+        }
+    }
+}
+
+/// A batch and what its transaction will make of it.
+struct Batch {
+    /// Its envelopes in arrival order.
+    envelopes: Vec<Envelope>,
+    /// The answer of each request id decided by this batch (including those answered from
+    /// what was stored).
+    outcomes: HashMap<Uuid, Result<Outcome, String>>,
+    /// Rows to write (empty when nothing changes).
+    writes: Writes,
+    /// Events after the batch (for the cache).
+    events: Vec<Event>,
+    /// Waitlist entries served.
+    served: usize,
+}
+
+impl Batch {
+    fn touched(&self) -> impl Iterator<Item = i64> + '_ {
+        self.writes.advance.iter().map(|a| a.event_id)
+    }
+}
+
+type Committed = (Option<store::Conn>, Result<(), CommitError>);
+
+/// A batch whose transaction is running.
+struct InFlight {
+    batch: Batch,
+    task: JoinHandle<(store::Conn, Result<(), CommitError>)>,
+    /// The task's result once [`Writer::wait_front`] saw it finish.
+    done: Option<Committed>,
+}
+
+async fn outcome_of(task: &mut JoinHandle<(store::Conn, Result<(), CommitError>)>) -> Committed {
+    match task.await {
+        Ok((conn, result)) => (Some(conn), result),
+        Err(e) => {
+            tracing::error!(error = %e, "a booking transaction task failed");
+            (None, Err(CommitError::Lost(e.to_string())))
+        }
+    }
+}
+
+/// A writer's batches, numbered so that a caller can learn when a whole batch it submitted is
+/// decided (Kafka commits offsets then).
+pub struct Writer<T> {
+    state: AppState,
+    url: String,
+    depth: usize,
+    batch_max: usize,
+    conns: Vec<store::Conn>,
+    events: HashMap<i64, EventState>,
+    /// Requests not in a transaction yet (retries at the front).
+    waiting: VecDeque<Envelope>,
+    in_flight: VecDeque<InFlight>,
+    in_flight_ids: HashSet<Uuid>,
+    /// Submitted batches not wholly decided: (seq, requests left, tag).
+    open: VecDeque<(u64, usize, Option<T>)>,
+    next_seq: u64,
+    known_users: HashSet<i64>,
+    booking_ids: VecDeque<i64>,
+    failures: u32,
+    /// Requests given up on (refused alone by the database): the caller dead-letters them.
+    dead: Vec<BookingRequest>,
+}
+
+impl<T> Writer<T> {
+    /// A writer with `booking.pipeline_depth` transactions in flight at most.
+    pub fn new(state: AppState, role: &str) -> anyhow::Result<Self> {
+        let settings = state.settings();
+        let url = crate::db::connection_url(&settings.database, role)?;
+        Ok(Self {
+            depth: settings.booking.pipeline_depth.max(1),
+            batch_max: settings.booking.batch_max.max(1),
+            state,
+            url,
+            conns: Vec::new(),
+            events: HashMap::new(),
+            waiting: VecDeque::new(),
+            in_flight: VecDeque::new(),
+            in_flight_ids: HashSet::new(),
+            open: VecDeque::new(),
+            next_seq: 0,
+            known_users: HashSet::new(),
+            booking_ids: VecDeque::new(),
+            failures: 0,
+            dead: Vec::new(),
+        })
+    }
+
+    /// Whether a transaction is running.
+    pub fn in_flight(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
+    /// Whether another batch can start now.
+    pub fn has_room(&self) -> bool {
+        self.in_flight.len() < self.depth
+    }
+
+    /// Whether anything submitted is not decided yet.
+    pub fn busy(&self) -> bool {
+        !self.in_flight.is_empty() || !self.waiting.is_empty()
+    }
+
+    /// Requests the database refused alone since the last call (for a dead-letter queue).
+    pub fn take_dead(&mut self) -> Vec<BookingRequest> {
+        std::mem::take(&mut self.dead)
+    }
+
+    /// Queues `envelopes` behind everything submitted before and starts transactions while
+    /// there is room. Returns the tags of batches that are wholly decided now.
+    pub async fn submit(&mut self, mut envelopes: Vec<Envelope>, tag: T) -> Vec<T> {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        for e in &mut envelopes {
+            e.seq = seq;
+        }
+        self.open.push_back((seq, envelopes.len(), Some(tag)));
+        self.waiting.extend(envelopes);
+        self.pump().await;
+        self.done_tags()
+    }
+
+    /// Waits until the oldest transaction in flight has finished, without settling it.
+    /// Cancel-safe (for `select!`): nothing is lost if the wait is dropped.
+    pub async fn wait_front(&mut self) {
+        if let Some(f) = self.in_flight.front_mut()
+            && f.done.is_none()
+        {
+            let committed = outcome_of(&mut f.task).await;
+            f.done = Some(committed);
+        }
+    }
+
+    /// Waits for the oldest transaction in flight and settles it (and, when it failed, every
+    /// later one). Returns the tags of batches that are wholly decided now.
+    pub async fn settle(&mut self) -> Vec<T> {
+        if let Some(front) = self.in_flight.pop_front() {
+            match self.join(front).await {
+                (batch, Ok(())) => {
+                    self.failures = 0;
+                    self.finish(batch).await;
+                }
+                (batch, Err(e)) => self.recover(batch, e).await,
+            }
+        }
+        self.pump().await;
+        self.done_tags()
+    }
+
+    /// Settles until nothing is left (shutdown, or a caller that commits offsets per batch).
+    pub async fn drain(&mut self) -> Vec<T> {
+        let mut tags = Vec::new();
+        while self.busy() {
+            let before = (self.in_flight.len(), self.waiting.len());
+            tags.extend(self.settle().await);
+            if !self.in_flight() && (self.in_flight.len(), self.waiting.len()) == before {
+                // Nothing could start (PostgreSQL unreachable): wait before trying again.
+                tokio::time::sleep(self.backoff()).await;
+                self.pump().await;
+            }
+        }
+        tags
+    }
+
+    fn backoff(&self) -> Duration {
+        (Duration::from_millis(50) * 2u32.saturating_pow(self.failures.min(5))).min(MAX_BACKOFF)
+    }
+
+    async fn join(&mut self, f: InFlight) -> (Batch, Result<(), CommitError>) {
+        let InFlight {
+            batch,
+            mut task,
+            done,
+        } = f;
+        let (conn, result) = match done {
+            Some(d) => d,
+            None => outcome_of(&mut task).await,
+        };
+        for e in &batch.envelopes {
+            self.in_flight_ids.remove(&e.request.request_id);
+        }
+        if let Some(conn) = conn.filter(|c| !c.is_closed()) {
+            self.conns.push(conn);
+        }
+        (batch, result)
+    }
+
+    /// Starts transactions while there is room and something to decide.
+    async fn pump(&mut self) {
+        while self.has_room() && !self.waiting.is_empty() {
+            let Some(envelopes) = self.take_batch() else {
+                return; // only requests waiting for a transaction in flight
+            };
+            match self.prepare(envelopes).await {
+                Ok(batch) => self.start(batch).await,
+                Err((envelopes, e)) => {
+                    // A read failed (PostgreSQL unreachable): put them back, try again later.
+                    self.failures += 1;
+                    tracing::warn!(error = %e, "preparing a booking batch failed; retrying");
+                    for env in envelopes.into_iter().rev() {
+                        self.waiting.push_front(env);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The next batch: up to `batch_max` requests in order, skipping (for now) those whose
+    /// request id is in a transaction in flight; an isolated request goes alone.
+    fn take_batch(&mut self) -> Option<Vec<Envelope>> {
+        let mut batch = Vec::new();
+        let mut kept = VecDeque::new();
+        while let Some(env) = self.waiting.pop_front() {
+            if self.in_flight_ids.contains(&env.request.request_id) {
+                kept.push_back(env);
+                continue;
+            }
+            if env.isolate {
+                if batch.is_empty() {
+                    batch.push(env);
+                } else {
+                    kept.push_back(env);
+                }
+                break;
+            }
+            batch.push(env);
+            if batch.len() >= self.batch_max {
+                break;
+            }
+        }
+        while let Some(env) = kept.pop_back() {
+            self.waiting.push_front(env);
+        }
+        (!batch.is_empty()).then_some(batch)
+    }
+
+    /// Screens and decides a batch (no writes yet).
+    async fn prepare(
+        &mut self,
+        envelopes: Vec<Envelope>,
+    ) -> Result<Batch, (Vec<Envelope>, anyhow::Error)> {
+        let mut outcomes = HashMap::new();
+        if let Err(e) = self.screen(&envelopes, &mut outcomes).await {
+            return Err((envelopes, e));
+        }
+        // Fresh requests in arrival order, one per request id.
+        let mut seen = HashSet::new();
+        let fresh: Vec<&BookingRequest> = envelopes
+            .iter()
+            .map(|e| &e.request)
+            .filter(|r| !outcomes.contains_key(&r.request_id) && seen.insert(r.request_id))
+            .collect();
+        let mut by_event: Vec<(i64, Vec<BookingRequest>)> = Vec::new();
+        for r in fresh {
+            match by_event.iter_mut().find(|(e, _)| *e == r.event_id) {
+                Some((_, g)) => g.push(r.clone()),
+                None => by_event.push((r.event_id, vec![r.clone()])),
+            }
+        }
+        let mut batch = Batch {
+            envelopes: Vec::new(),
+            outcomes,
+            writes: Writes::default(),
+            events: Vec::new(),
+            served: 0,
+        };
+        for (event_id, group) in by_event {
+            if let Err(e) = self.decide_event(event_id, &group, &mut batch).await {
+                return Err((envelopes, e));
+            }
+        }
+        batch.envelopes = envelopes;
+        Ok(batch)
+    }
+
+    /// Step 1: answers what needs no decision (defects, unknown accounts, stored requests).
+    async fn screen(
+        &mut self,
+        envelopes: &[Envelope],
+        outcomes: &mut HashMap<Uuid, Result<Outcome, String>>,
+    ) -> anyhow::Result<()> {
+        for e in envelopes {
+            if let Some(why) = e.request.defect() {
+                outcomes.insert(e.request.request_id, Err(format!("invalid request: {why}")));
+            }
+        }
+        let maybe_stored: Vec<Uuid> = envelopes
+            .iter()
+            .filter(|e| e.maybe_stored && !outcomes.contains_key(&e.request.request_id))
+            .map(|e| e.request.request_id)
+            .collect();
+        let unknown_users: Vec<i64> = envelopes
+            .iter()
+            .map(|e| e.request.user_id)
+            .filter(|u| !self.known_users.contains(u))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        if maybe_stored.is_empty() && unknown_users.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.state.db().get().await?;
+        if !maybe_stored.is_empty() {
+            let rows: Vec<super::engine::StoredRequest> = booking_requests::table
+                .filter(booking_requests::id.eq_any(&maybe_stored))
+                .select(super::engine::StoredRequest::as_select())
+                .load(&mut conn)
+                .await?;
+            for row in rows {
+                let o = super::engine::stored_outcome(&mut conn, &row).await?;
+                outcomes.insert(row.id, Ok(o));
+            }
+        }
+        if !unknown_users.is_empty() {
+            let found: Vec<i64> = users::table
+                .filter(users::id.eq_any(&unknown_users))
+                .select(users::id)
+                .load(&mut conn)
+                .await?;
+            self.known_users.extend(found);
+            for e in envelopes {
+                let r = &e.request;
+                if !self.known_users.contains(&r.user_id) {
+                    outcomes
+                        .entry(r.request_id)
+                        .or_insert_with(|| Ok(unstored_rejection(r, Reason::UnknownUser)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 2: decides one event's fresh requests and moves its state forward.
+    async fn decide_event(
+        &mut self,
+        event_id: i64,
+        requests: &[BookingRequest],
+        batch: &mut Batch,
+    ) -> anyhow::Result<()> {
+        if !self.events.contains_key(&event_id) {
+            match load_event(&self.state, event_id).await? {
+                Some(s) => {
+                    self.events.insert(event_id, s);
+                }
+                None => {
+                    // Deleted: nothing can be stored for it (its rows would cascade away).
+                    for r in requests {
+                        batch
+                            .outcomes
+                            .insert(r.request_id, Ok(unstored_rejection(r, Reason::EventClosed)));
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        let ids_needed = requests.len() + self.events[&event_id].waitlist.len().min(64);
+        self.reserve_booking_ids(ids_needed).await?;
+        self.load_held(event_id, requests).await?;
+        let Some(st) = self.events.get_mut(&event_id) else {
+            return Ok(());
+        };
+        let now = Utc::now();
+        let plan = domain::allocate(st.seats(now), &st.waitlist, requests, &st.held);
+        record(st, &plan, requests, &mut self.booking_ids, batch);
+        Ok(())
+    }
+
+    /// The cap needs each buyer's seats on the event; loaded once per buyer (a buyer not in
+    /// the map has nothing in flight on this event, so the committed state is theirs).
+    async fn load_held(
+        &mut self,
+        event_id: i64,
+        requests: &[BookingRequest],
+    ) -> anyhow::Result<()> {
+        let Some(st) = self.events.get(&event_id) else {
+            return Ok(());
+        };
+        if st.event.max_per_user.is_none() {
+            return Ok(());
+        }
+        let missing: Vec<i64> = requests
+            .iter()
+            .map(|r| r.user_id)
+            .filter(|u| !st.held.contains_key(u))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.state.db().get().await?;
+        let rows = super::engine::seats_held(&mut conn, event_id, &missing).await?;
+        if let Some(st) = self.events.get_mut(&event_id) {
+            for u in missing {
+                st.held.insert(u, rows.get(&u).copied().unwrap_or(0));
+            }
+        }
+        Ok(())
+    }
+
+    async fn reserve_booking_ids(&mut self, n: usize) -> anyhow::Result<()> {
+        if self.booking_ids.len() >= n {
+            return Ok(());
+        }
+        let want = i64::try_from(n).unwrap_or(i64::MAX).max(ID_BLOCK);
+        let mut conn = self.state.db().get().await?;
+        let ids = super::engine::next_booking_ids(&mut conn, want).await?;
+        self.booking_ids.extend(ids);
+        Ok(())
+    }
+
+    /// Step 3: starts the batch's transaction (or settles it at once when it writes nothing).
+    async fn start(&mut self, batch: Batch) {
+        if batch.writes.advance.is_empty() {
+            self.finish(batch).await;
+            return;
+        }
+        let conn = match self.conns.pop() {
+            Some(c) => Ok(c),
+            None => store::Conn::open(&self.url).await,
+        };
+        let conn = match conn {
+            Ok(c) => c,
+            Err(e) => {
+                self.failures += 1;
+                tracing::warn!(error = %e, "booking writer cannot connect; retrying");
+                self.requeue(batch, false);
+                return;
+            }
+        };
+        for e in &batch.envelopes {
+            self.in_flight_ids.insert(e.request.request_id);
+        }
+        // The rows move into the task; the batch keeps its answers and the events it touches.
+        let mut batch = batch;
+        let to_write = std::mem::take(&mut batch.writes);
+        batch.writes.advance.clone_from(&to_write.advance);
+        let task = tokio::spawn(async move {
+            let result = conn.commit(&to_write).await;
+            (conn, result)
+        });
+        metrics::gauge!("booking_transactions_in_flight").set((self.in_flight.len() + 1) as f64);
+        self.in_flight.push_back(InFlight {
+            batch,
+            task,
+            done: None,
+        });
+    }
+
+    /// Step 4: after the commit — answers, cache, notifications, metrics.
+    async fn finish(&mut self, batch: Batch) {
+        let now = Utc::now();
+        let mut published = Vec::with_capacity(batch.outcomes.len());
+        for e in &batch.envelopes {
+            let answer = batch.outcomes.get(&e.request.request_id);
+            if let Some(Ok(o)) = answer {
+                metrics::counter!("booking_decisions_total", "status" => o.status.as_str())
+                    .increment(1);
+                let latency = (now - e.request.requested_at).to_std().unwrap_or_default();
+                metrics::histogram!("booking_decision_latency_seconds")
+                    .record(latency.as_secs_f64());
+                published.push(o.clone());
+            }
+            if let Some(Err(why)) = answer {
+                tracing::error!(request.id = %e.request.request_id, error = %why, "booking request cannot be decided");
+                self.dead.push(e.request.clone());
+            }
+        }
+        for event in &batch.events {
+            self.state.event_cache().put(event).await;
+        }
+        if !batch.writes.advance.is_empty() {
+            crate::notifications::wake(&self.state);
+        }
+        if batch.served > 0 {
+            metrics::counter!("booking_waitlist_served_total").increment(batch.served as u64);
+        }
+        self.state.outcomes().publish(&published).await;
+        for e in batch.envelopes {
+            let answer = batch
+                .outcomes
+                .get(&e.request.request_id)
+                .cloned()
+                .unwrap_or_else(|| Err("the booking could not be decided".to_owned()));
+            if let Some(tx) = e.reply {
+                let _ = tx.send(answer);
+            }
+            self.close_one(e.seq);
+        }
+    }
+
+    /// A transaction failed: settle every later one, drop the state of the events involved,
+    /// and put the failed requests back at the front, in order.
+    async fn recover(&mut self, batch: Batch, error: CommitError) {
+        let mut failed = vec![(batch, error)];
+        while let Some(next) = self.in_flight.pop_front() {
+            match self.join(next).await {
+                (b, Ok(())) => self.finish(b).await,
+                (b, Err(e)) => failed.push((b, e)),
+            }
+        }
+        for (b, _) in &failed {
+            for id in b.touched() {
+                self.events.remove(&id);
+            }
+        }
+        for (b, e) in failed.into_iter().rev() {
+            match e {
+                CommitError::Conflict(e) => {
+                    tracing::debug!(error = %e, "event state moved under the writer; deciding again");
+                    metrics::counter!("booking_writer_conflicts_total").increment(1);
+                    self.requeue(b, false);
+                }
+                CommitError::Lost(e) => {
+                    self.failures += 1;
+                    tracing::warn!(error = %e, "booking transaction lost; deciding again");
+                    self.requeue(b, false);
+                }
+                CommitError::Refused(e) if b.envelopes.len() == 1 => {
+                    self.refused_alone(b, &e).await;
+                }
+                CommitError::Refused(e) => {
+                    tracing::warn!(error = %e, requests = b.envelopes.len(), "the database refused a booking batch; deciding its requests one by one");
+                    self.requeue(b, true);
+                }
+            }
+        }
+        if self.failures > 0 {
+            tokio::time::sleep(self.backoff()).await;
+        }
+    }
+
+    /// One request the database refuses on its own: answered (an account that no longer
+    /// exists) or given up on (logged, dead-lettered by the Kafka consumer).
+    async fn refused_alone(&mut self, mut b: Batch, e: &tokio_postgres::Error) {
+        let user_gone = e
+            .as_db_error()
+            .and_then(|d| d.constraint())
+            .is_some_and(|c| c.ends_with("user_id_fkey"));
+        let Some(env) = <[Envelope]>::first(&b.envelopes) else {
+            return;
+        };
+        let r = env.request.clone();
+        let answer = if user_gone {
+            self.known_users.remove(&r.user_id);
+            Ok(unstored_rejection(&r, Reason::UnknownUser))
+        } else {
+            tracing::error!(request.id = %r.request_id, error = %e, "booking request refused by the database");
+            metrics::counter!("booking_dead_letters_total").increment(1);
+            Err("the booking request was refused and cannot be decided".to_owned())
+        };
+        b.outcomes = HashMap::from([(r.request_id, answer)]);
+        b.writes = Writes::default();
+        b.events.clear();
+        self.finish(b).await;
+    }
+
+    fn requeue(&mut self, b: Batch, isolate: bool) {
+        for mut env in b.envelopes.into_iter().rev() {
+            env.maybe_stored = true;
+            env.isolate = env.isolate || isolate;
+            self.waiting.push_front(env);
+        }
+    }
+
+    fn close_one(&mut self, seq: u64) {
+        if let Some(entry) = self.open.iter_mut().find(|(s, _, _)| *s == seq) {
+            entry.1 = entry.1.saturating_sub(1);
+        }
+    }
+
+    fn done_tags(&mut self) -> Vec<T> {
+        let mut tags = Vec::new();
+        while let Some((_, 0, _)) = self.open.front() {
+            if let Some((_, _, Some(tag))) = self.open.pop_front() {
+                tags.push(tag);
+            }
+        }
+        tags
+    }
+}
+
+/// Reads an event's state (`None`: the event does not exist).
+async fn load_event(state: &AppState, event_id: i64) -> anyhow::Result<Option<EventState>> {
+    let mut conn = state.db().get().await?;
+    let Some(event) = Event::find(&mut conn, event_id).await? else {
+        return Ok(None);
+    };
+    let waitlist = waitlist::table
+        .filter(waitlist::event_id.eq(event_id))
+        .order(waitlist::id.asc())
+        .select((
+            waitlist::request_id,
+            waitlist::user_id,
+            waitlist::seats,
+            waitlist::allow_partial,
+            waitlist::price_quoted,
+        ))
+        .load::<(Uuid, i64, i32, bool, i64)>(&mut conn)
+        .await?
+        .into_iter()
+        .map(
+            |(request_id, user_id, seats, allow_partial, price_quoted)| WaitEntry {
+                request_id,
+                user_id,
+                seats,
+                allow_partial,
+                price_quoted,
+            },
+        )
+        .collect();
+    Ok(Some(EventState {
+        event,
+        waitlist,
+        held: HashMap::new(),
+    }))
+}
+
+/// Applies a plan to the event's state and adds its rows, answers and notifications to the
+/// batch.
+fn record(
+    st: &mut EventState,
+    plan: &Plan,
+    requests: &[BookingRequest],
+    booking_ids: &mut VecDeque<i64>,
+    batch: &mut Batch,
+) {
+    let event_id = st.event.id;
+    let facts = json!({
+        "eventId": event_id,
+        "eventName": st.event.name,
+        "venue": st.event.venue,
+        "startsAt": st.event.starts_at,
+        "price": st.event.price,
+    });
+    let note = |kind: &'static str, user_id: i64, extra: serde_json::Value| {
+        let mut payload = facts.clone();
+        if let (Some(p), serde_json::Value::Object(e)) = (payload.as_object_mut(), extra) {
+            p.extend(e);
+        }
+        store::OutboxRow {
+            kind,
+            user_id,
+            event_id,
+            payload,
+        }
+    };
+    let w = &mut batch.writes;
+    w.advance.push(store::Advance {
+        event_id,
+        delta: plan.seats_confirmed,
+        expected_version: st.event.version,
+    });
+
+    // Waitlist entries that got seats.
+    let mut served_seats: HashMap<Uuid, i32> = HashMap::new();
+    for s in &plan.served {
+        let booking_id = booking_ids.pop_front();
+        let remaining = s.entry.seats - s.confirmed;
+        served_seats.insert(s.entry.request_id, s.confirmed);
+        w.served.push(store::ServedRow {
+            request_id: s.entry.request_id,
+            confirmed: s.confirmed,
+            remaining,
+            cost: s.cost,
+        });
+        if let Some(id) = booking_id {
+            w.bookings.push(store::BookingRow {
+                id,
+                request_id: s.entry.request_id,
+                user_id: s.entry.user_id,
+                event_id,
+                seats: s.confirmed,
+                cost: s.cost,
+            });
+        }
+        w.outbox.push(note(
+            "waitlist_confirmed",
+            s.entry.user_id,
+            json!({
+                "requestId": s.entry.request_id,
+                "seats": s.confirmed,
+                "seatsStillWaiting": remaining,
+                "cost": s.cost,
+                "bookingId": booking_id,
+            }),
+        ));
+    }
+    batch.served += plan.served.len();
+    if !served_seats.is_empty() {
+        st.waitlist
+            .retain_mut(|e| match served_seats.get(&e.request_id) {
+                Some(c) if *c >= e.seats => false,
+                Some(c) => {
+                    e.seats -= c;
+                    true
+                }
+                None => true,
+            });
+    }
+
+    // New requests.
+    let capped = st.event.max_per_user.is_some();
+    for d in &plan.decided {
+        let r = &requests[d.index];
+        let status = Status::of(d.confirmed, d.waitlisted, r.seats);
+        let booking_id = (d.confirmed > 0).then(|| booking_ids.pop_front()).flatten();
+        if let Some(id) = booking_id {
+            w.bookings.push(store::BookingRow {
+                id,
+                request_id: r.request_id,
+                user_id: r.user_id,
+                event_id,
+                seats: d.confirmed,
+                cost: d.cost,
+            });
+        }
+        if d.waitlisted > 0 {
+            let quote = r
+                .quoted_price
+                .map_or(st.event.price, |q| q.min(st.event.price));
+            w.waits.push(store::WaitRow {
+                request_id: r.request_id,
+                user_id: r.user_id,
+                event_id,
+                seats: d.waitlisted,
+                allow_partial: r.allow_partial,
+                price_quoted: quote,
+            });
+            st.waitlist.push(WaitEntry {
+                request_id: r.request_id,
+                user_id: r.user_id,
+                seats: d.waitlisted,
+                allow_partial: r.allow_partial,
+                price_quoted: quote,
+            });
+        }
+        if capped {
+            *st.held.entry(r.user_id).or_default() += d.confirmed + d.waitlisted;
+        }
+        w.requests.push(store::RequestRow {
+            id: r.request_id,
+            user_id: r.user_id,
+            event_id,
+            seats: r.seats,
+            allow_partial: r.allow_partial,
+            join_waitlist: r.join_waitlist,
+            idempotency_key: r.idempotency_key.clone(),
+            status: status.as_str(),
+            seats_confirmed: d.confirmed,
+            seats_waitlisted: d.waitlisted,
+            reject_reason: d.reason.map(Reason::as_str),
+            cost: d.cost,
+            requested_at: r.requested_at,
+        });
+        let outcome = Outcome {
+            request_id: r.request_id,
+            event_id,
+            user_id: r.user_id,
+            status,
+            seats_requested: r.seats,
+            seats_confirmed: d.confirmed,
+            seats_waitlisted: d.waitlisted,
+            booking_id,
+            cost: d.cost,
+            position: d.position,
+            reason: d.reason,
+            allow_partial: r.allow_partial,
+            join_waitlist: r.join_waitlist,
+        };
+        let kind = match status {
+            Status::Confirmed => "booking_confirmed",
+            Status::Partial => "booking_partial",
+            Status::Waitlisted => "booking_waitlisted",
+            Status::Rejected | Status::Pending => "booking_rejected",
+        };
+        w.outbox.push(note(
+            kind,
+            r.user_id,
+            json!({
+                "requestId": r.request_id,
+                "seatsRequested": r.seats,
+                "seats": d.confirmed,
+                "seatsWaitlisted": d.waitlisted,
+                "cost": d.cost,
+                "bookingId": booking_id,
+                "position": d.position,
+                "reason": d.reason.map(Reason::as_str),
+            }),
+        ));
+        batch.outcomes.insert(r.request_id, Ok(outcome));
+    }
+    st.event.reserved_seats += plan.seats_confirmed;
+    st.event.version += 1;
+    batch.events.push(st.event.clone());
+}
+
+/// A rejection that is not stored (its event or its buyer does not exist).
+pub fn unstored_rejection(r: &BookingRequest, reason: Reason) -> Outcome {
+    Outcome {
+        request_id: r.request_id,
+        event_id: r.event_id,
+        user_id: r.user_id,
+        status: Status::Rejected,
+        seats_requested: r.seats,
+        seats_confirmed: 0,
+        seats_waitlisted: 0,
+        booking_id: None,
+        cost: 0,
+        position: None,
+        reason: Some(reason),
+        allow_partial: r.allow_partial,
+        join_waitlist: r.join_waitlist,
+    }
+}
