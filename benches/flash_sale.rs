@@ -2,15 +2,25 @@
 //!
 //! ```text
 //! cargo bench --bench flash_sale -- [--requests 100000] [--users 20000] [--capacity 50000]
-//!     [--seats 2] [--connections 256] [--transport memory|kafka] [--runs batched,unbatched]
+//!     [--seats 2] [--connections 256] [--events 1] [--transport memory|kafka]
+//!     [--runs ceiling,batched,old,unbatched] [--old-bin PATH] [--rate N]
 //! ```
 //!
-//! Each run: a fresh database, 20,000 buyers, one event; the server started with rate limits off
-//! (batched: `booking.batch_max` default; unbatched: `batch_max = 1`, one transaction per
-//! request, the baseline); 256 keep-alive connections send every request as fast as the server
-//! answers. It prints accepted/s, decided/s end-to-end (first request sent → last decision
-//! committed), p50/p99 accept latency, p99 decision latency, checks the invariants in
-//! PostgreSQL, and finally the batched ÷ unbatched ratio. Loopback only.
+//! Each run: a fresh database, 20,000 buyers, `--events` events sharing `--capacity` seats; the
+//! server started with rate limits off; 256 keep-alive connections send every request as fast as
+//! the server answers (or, with `--rate N`, at N requests/s in total: an open loop). Runs:
+//!
+//! - `ceiling`: `booking.dry_run` — the accept path alone (HTTP, token, JSON, cache lookup,
+//!   channel, reply) with no database work: the most this box can accept;
+//! - `batched`: this build as configured;
+//! - `old`: the same load against another build's binary (`--old-bin`, e.g. the commit before
+//!   engine v2 built in a worktree), with its own migrations: old and new side by side;
+//! - `unbatched`: this build with `batch_max = 1` (one transaction per request).
+//!
+//! It prints the box's one-row commit time first, then per run accepted/s, decided/s end-to-end
+//! (first request sent → last decision committed), p50/p99 accept latency, p99 decision latency,
+//! WAL bytes and PostgreSQL CPU per decision, checks the invariants in PostgreSQL, and finally
+//! the ratios. Loopback only.
 
 #![allow(
     clippy::unwrap_used,
@@ -41,6 +51,9 @@ struct Args {
     connections: usize,
     transport: String,
     runs: Vec<String>,
+    events: usize,
+    old_bin: Option<String>,
+    rate: Option<f64>,
 }
 
 fn args() -> Args {
@@ -52,6 +65,9 @@ fn args() -> Args {
         connections: 256,
         transport: "memory".to_owned(),
         runs: vec!["batched".to_owned(), "unbatched".to_owned()],
+        events: 1,
+        old_bin: None,
+        rate: None,
     };
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -65,6 +81,9 @@ fn args() -> Args {
             "--connections" => a.connections = v.parse().expect("--connections N"),
             "--transport" => a.transport = v,
             "--runs" => a.runs = v.split(',').map(str::to_owned).collect(),
+            "--events" => a.events = v.parse().expect("--events N"),
+            "--old-bin" => a.old_bin = Some(v),
+            "--rate" => a.rate = Some(v.parse().expect("--rate N (requests/s)")),
             // `cargo bench` passes --bench; ignore anything we do not know.
             _ => {
                 i += 1;
@@ -190,11 +209,66 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 struct RunResult {
+    accepted_per_sec: f64,
     decided_per_sec: f64,
 }
 
-async fn run(a: &Args, label: &str, batch_max: usize) -> RunResult {
-    let bin = env!("CARGO_BIN_EXE_atomicseats");
+/// What a run measures with.
+struct RunSpec<'a> {
+    label: &'a str,
+    bin: &'a str,
+    batch_max: usize,
+    /// Nothing is decided (the accept ceiling): no decisions to wait for or check.
+    dry_run: bool,
+}
+
+/// The box's cost of one durable one-row commit (what bounds one transaction per request).
+async fn one_row_commit(url: &str) -> Duration {
+    let c = pg(url).await;
+    c.batch_execute("CREATE TEMP TABLE commit_probe (id int)")
+        .await
+        .unwrap();
+    let n = 300;
+    let started = Instant::now();
+    for i in 0..n {
+        c.execute("INSERT INTO commit_probe VALUES ($1)", &[&i])
+            .await
+            .unwrap();
+    }
+    started.elapsed() / n as u32
+}
+
+/// CPU seconds used so far by the PostgreSQL processes of this box (utime + stime).
+fn postgres_cpu_secs() -> f64 {
+    let tick = 100.0; // USER_HZ on Linux
+    let mut total = 0u64;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        if !stat[..close].contains("(postgres") {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        // After ") ": state(0) … utime(11) stime(12).
+        let ut: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let st: u64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+        total += ut + st;
+    }
+    total as f64 / tick
+}
+
+async fn wal_bytes(c: &tokio_postgres::Client) -> f64 {
+    c.query_one("SELECT wal_bytes::float8 FROM pg_stat_wal", &[])
+        .await
+        .map_or(0.0, |r| r.get(0))
+}
+
+async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
+    let (label, bin, batch_max) = (spec.label, spec.bin, spec.batch_max);
     let db = format!("atomicseats_bench_{}", std::process::id());
     let admin = pg(&admin_url()).await;
     admin
@@ -228,16 +302,19 @@ async fn run(a: &Args, label: &str, batch_max: usize) -> RunResult {
     ))
     .await
     .unwrap();
-    let event: i64 = c
-        .query_one(
+    let per_event = (a.capacity / a.events.max(1) as i32).max(1);
+    let event_ids: Vec<i64> = c
+        .query(
             "INSERT INTO events (host_id, name, description, venue, starts_at, ends_at, capacity, price) \
-             SELECT id, 'Flash sale', 'bench', 'Arena', now() + interval '1 day', now() + interval '2 days', $1, 5000 \
-             FROM users WHERE username = 'host' RETURNING id",
-            &[&a.capacity],
+             SELECT id, 'Flash sale ' || g, 'bench', 'Arena', now() + interval '1 day', now() + interval '2 days', $1, 5000 \
+             FROM users, generate_series(1, $2::int) g WHERE username = 'host' RETURNING id",
+            &[&per_event, &(a.events.max(1) as i32)],
         )
         .await
         .unwrap()
-        .get(0);
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     let user_ids: Vec<i64> = c
         .query("SELECT id FROM users WHERE role = 'guest' ORDER BY id", &[])
         .await
@@ -260,6 +337,9 @@ async fn run(a: &Args, label: &str, batch_max: usize) -> RunResult {
         ("ATOMICSEATS__LOG__LEVEL".into(), "warn".into()),
         ("ATOMICSEATS__MAIL__TRANSPORT".into(), "log".into()),
     ];
+    if spec.dry_run {
+        envs.push(("ATOMICSEATS__BOOKING__DRY_RUN".into(), "true".into()));
+    }
     if a.transport == "kafka" {
         envs.push(("ATOMICSEATS__QUEUE__KIND".into(), "kafka".into()));
         envs.push((
@@ -287,10 +367,11 @@ async fn run(a: &Args, label: &str, batch_max: usize) -> RunResult {
         .iter()
         .map(|id| keys.issue_access(*id, Role::Guest).unwrap().token)
         .collect();
-    let body = format!(r#"{{"eventId":{event},"numberOfSeats":{}}}"#, a.seats);
     let requests: Arc<Vec<Vec<u8>>> = Arc::new(
         (0..a.requests)
             .map(|i| {
+                let event = event_ids[i % event_ids.len()];
+                let body = format!(r#"{{"eventId":{event},"numberOfSeats":{}}}"#, a.seats);
                 format!(
                     "POST /api/events/book HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
                     tokens[i % tokens.len()],
@@ -303,7 +384,11 @@ async fn run(a: &Args, label: &str, batch_max: usize) -> RunResult {
     );
 
     let next = Arc::new(AtomicUsize::new(0));
+    let wal_before = wal_bytes(&c).await;
+    let cpu_before = postgres_cpu_secs();
     let started = Instant::now();
+    // Open loop: request i is due at i / rate seconds, whatever the answers do.
+    let interval = a.rate.map(|r| Duration::from_secs_f64(1.0 / r));
     let mut tasks = Vec::new();
     for _ in 0..a.connections {
         let next = next.clone();
@@ -320,6 +405,9 @@ async fn run(a: &Args, label: &str, batch_max: usize) -> RunResult {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= requests.len() {
                     break;
+                }
+                if let Some(every) = interval {
+                    tokio::time::sleep_until((started + every * i as u32).into()).await;
                 }
                 let t = Instant::now();
                 let mut result = async {
@@ -359,6 +447,26 @@ async fn run(a: &Args, label: &str, batch_max: usize) -> RunResult {
     let accepted =
         statuses.get(&202).copied().unwrap_or(0) + statuses.get(&201).copied().unwrap_or(0);
 
+    if spec.dry_run {
+        latencies.sort();
+        let accepted_per_sec = accepted as f64 / send_elapsed.as_secs_f64();
+        println!(
+            "{label:>9} [accept path only, booking.dry_run]: {n} requests, {conns} connections | accepted {accepted} ({accepted_per_sec:.0}/s) | accept latency p50 {p50:.1} ms, p99 {p99:.1} ms | statuses {statuses:?}",
+            n = a.requests,
+            conns = a.connections,
+            p50 = percentile(&latencies, 0.50).as_secs_f64() * 1e3,
+            p99 = percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        );
+        drop(server);
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .await
+            .unwrap();
+        return RunResult {
+            accepted_per_sec,
+            decided_per_sec: 0.0,
+        };
+    }
     // Wait until every accepted request is decided (immediate in memory mode).
     let decided_at = loop {
         let n: i64 = c
@@ -375,20 +483,25 @@ async fn run(a: &Args, label: &str, batch_max: usize) -> RunResult {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    let wal_per_decision = (wal_bytes(&c).await - wal_before) / accepted.max(1) as f64;
+    let cpu_per_1000 = (postgres_cpu_secs() - cpu_before) / accepted.max(1) as f64 * 1000.0;
     latencies.sort();
     let row = c
         .query_one(
             "SELECT count(*), COUNT(DISTINCT id), \
                     COALESCE(percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM decided_at - requested_at)), 0)::float8, \
-                    (SELECT reserved_seats FROM events WHERE id = $1), \
-                    (SELECT COALESCE(SUM(seats), 0)::INT FROM bookings WHERE event_id = $1 AND status = 'confirmed'), \
-                    (SELECT capacity FROM events WHERE id = $1), \
-                    (SELECT count(*) FROM waitlist) \
+                    (SELECT SUM(reserved_seats)::INT FROM events), \
+                    (SELECT COALESCE(SUM(seats), 0)::INT FROM bookings WHERE status = 'confirmed'), \
+                    (SELECT SUM(capacity)::INT FROM events), \
+                    (SELECT count(*) FROM waitlist), \
+                    (SELECT count(*) FROM events e WHERE reserved_seats > capacity OR reserved_seats <> \
+                       (SELECT COALESCE(SUM(seats), 0) FROM bookings b WHERE b.event_id = e.id AND b.status = 'confirmed')) \
              FROM booking_requests",
-            &[&event],
+            &[],
         )
         .await
         .unwrap();
+    let bad_events: i64 = row.get(7);
     let (stored, distinct, p99_decision, reserved, confirmed, capacity, waiting): (
         i64,
         i64,
@@ -411,8 +524,9 @@ async fn run(a: &Args, label: &str, batch_max: usize) -> RunResult {
     let accepted_per_sec = accepted as f64 / send_elapsed.as_secs_f64();
     let decided_per_sec = stored as f64 / decided_at.as_secs_f64();
     println!(
-        "{label:>9} [{transport}, batch_max={batch_max}]: {n} requests, {conns} connections | accepted {accepted} ({accepted_per_sec:.0}/s) | decided {stored} in {dt:.2}s = {decided_per_sec:.0}/s | accept latency p50 {p50:.1} ms, p99 {p99:.1} ms | decision latency p99 {pd:.1} ms | statuses {statuses:?}",
+        "{label:>9} [{transport}, batch_max={batch_max}, {events} event(s)]: {n} requests, {conns} connections | accepted {accepted} ({accepted_per_sec:.0}/s) | decided {stored} in {dt:.2}s = {decided_per_sec:.0}/s | accept latency p50 {p50:.1} ms, p99 {p99:.1} ms | decision latency p99 {pd:.1} ms | WAL {wal_per_decision:.0} B/decision | PostgreSQL CPU {cpu_per_1000:.3} s per 1,000 decisions | statuses {statuses:?}",
         transport = a.transport,
+        events = event_ids.len(),
         n = a.requests,
         conns = a.connections,
         dt = decided_at.as_secs_f64(),
@@ -420,7 +534,7 @@ async fn run(a: &Args, label: &str, batch_max: usize) -> RunResult {
         p99 = percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         pd = p99_decision * 1e3,
     );
-    let oversold = (reserved - capacity).max(0);
+    let oversold = i64::from((reserved - capacity).max(0)) + bad_events;
     let lost = accepted as i64 - stored;
     let duplicated = stored - distinct;
     println!(
@@ -439,7 +553,10 @@ async fn run(a: &Args, label: &str, batch_max: usize) -> RunResult {
         .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
         .await
         .unwrap();
-    RunResult { decided_per_sec }
+    RunResult {
+        accepted_per_sec,
+        decided_per_sec,
+    }
 }
 
 fn main() {
@@ -459,17 +576,46 @@ fn main() {
             a.transport,
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
+        let commit = one_row_commit(&admin_url()).await;
+        println!(
+            "box: one-row commit {:.3} ms (synchronous_commit on, 300 sequential INSERTs)",
+            commit.as_secs_f64() * 1e3
+        );
+        let this = env!("CARGO_BIN_EXE_atomicseats");
         let mut results = HashMap::new();
         for r in &a.runs {
-            let batch_max = if r == "unbatched" { 1 } else { 1000 };
-            results.insert(r.clone(), run(&a, r, batch_max).await);
+            let spec = match r.as_str() {
+                "ceiling" => RunSpec { label: r, bin: this, batch_max: 1000, dry_run: true },
+                "unbatched" => RunSpec { label: r, bin: this, batch_max: 1, dry_run: false },
+                "old" => RunSpec {
+                    label: r,
+                    bin: a.old_bin.as_deref().expect("--runs old needs --old-bin PATH"),
+                    batch_max: 1000,
+                    dry_run: false,
+                },
+                _ => RunSpec { label: r, bin: this, batch_max: 1000, dry_run: false },
+            };
+            results.insert(r.clone(), run(&a, &spec).await);
         }
-        if let (Some(b), Some(u)) = (results.get("batched"), results.get("unbatched")) {
+        let ratio = |x: &str, y: &str, what: fn(&RunResult) -> f64| {
+            if let (Some(b), Some(u)) = (results.get(x), results.get(y)) {
+                println!(
+                    "{x} ÷ {y}: {:.2}× ({:.0}/s vs {:.0}/s)",
+                    what(b) / what(u),
+                    what(b),
+                    what(u)
+                );
+            }
+        };
+        let decided = |r: &RunResult| r.decided_per_sec;
+        ratio("batched", "old", decided);
+        ratio("batched", "unbatched", decided);
+        if let (Some(b), Some(c)) = (results.get("batched"), results.get("ceiling")) {
             println!(
-                "batched ÷ unbatched decided/s: {:.1}× ({:.0} vs {:.0})",
-                b.decided_per_sec / u.decided_per_sec,
+                "batched decided/s ÷ ceiling accepted/s: {:.2} ({:.0}/s vs {:.0}/s)",
+                b.decided_per_sec / c.accepted_per_sec,
                 b.decided_per_sec,
-                u.decided_per_sec
+                c.accepted_per_sec
             );
         }
     });

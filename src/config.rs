@@ -296,6 +296,11 @@ pub struct BookingSettings {
     /// Transactions one writer keeps in flight (each on its own connection): batch N+1 is
     /// decided and written while batch N commits. 1 = one at a time.
     pub pipeline_depth: usize,
+    /// Benchmarking only: the in-process worker answers every request `pending` at once and
+    /// writes nothing, so a run measures the accept path's ceiling (HTTP, token, JSON, cache,
+    /// channel). Refused in production.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// `[notify]`
@@ -695,6 +700,12 @@ impl Settings {
                 return Err(ConfigError::invalid(
                     "mail.transport",
                     "`log` only logs mail; production needs `smtp`",
+                ));
+            }
+            if self.booking.dry_run {
+                return Err(ConfigError::invalid(
+                    "booking.dry_run",
+                    "decides nothing (benchmarking only); never in production",
                 ));
             }
         }

@@ -14,6 +14,39 @@ use crate::bookings::queue::Envelope;
 use crate::bookings::writer::Writer;
 use crate::state::AppState;
 
+/// `booking.dry_run`: answer every request `pending` without deciding it (the accept path's
+/// ceiling, for the benchmark).
+async fn run_dry(mut rx: mpsc::Receiver<Envelope>, shutdown: CancellationToken) {
+    loop {
+        let env = tokio::select! {
+            () = shutdown.cancelled() => return,
+            env = rx.recv() => match env {
+                Some(env) => env,
+                None => return,
+            },
+        };
+        let r = &env.request;
+        let pending = crate::bookings::domain::Outcome {
+            request_id: r.request_id,
+            event_id: r.event_id,
+            user_id: r.user_id,
+            status: crate::bookings::domain::Status::Pending,
+            seats_requested: r.seats,
+            seats_confirmed: 0,
+            seats_waitlisted: 0,
+            booking_id: None,
+            cost: 0,
+            position: None,
+            reason: None,
+            allow_partial: r.allow_partial,
+            join_waitlist: r.join_waitlist,
+        };
+        if let Some(tx) = env.reply {
+            let _ = tx.send(Ok(pending));
+        }
+    }
+}
+
 /// One shard's loop: batch, submit, settle; on shutdown, decide what is queued, then stop.
 async fn run_shard(
     mut writer: Writer<()>,
@@ -94,9 +127,17 @@ pub async fn run_memory(state: AppState, shutdown: CancellationToken) -> anyhow:
         }
     });
     let mut tasks = tokio::task::JoinSet::new();
+    let dry_run = state.settings().booking.dry_run;
+    if dry_run {
+        tracing::warn!("booking.dry_run: requests are answered without being decided or stored");
+    }
     for rx in receivers {
-        let writer = Writer::new(state.clone(), "work-bookings")?;
-        tasks.spawn(run_shard(writer, state.clone(), rx, shutdown.clone()));
+        if dry_run {
+            tasks.spawn(run_dry(rx, shutdown.clone()));
+        } else {
+            let writer = Writer::new(state.clone(), "work-bookings")?;
+            tasks.spawn(run_shard(writer, state.clone(), rx, shutdown.clone()));
+        }
     }
     tracing::info!(
         shards = tasks.len(),

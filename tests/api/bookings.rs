@@ -70,12 +70,12 @@ impl TestApp {
     }
 }
 
-fn book_body(event: i64, seats: i64) -> Value {
+pub fn book_body(event: i64, seats: i64) -> Value {
     json!({ "eventId": event, "numberOfSeats": seats })
 }
 
 /// Invariant 1 and its companion: reserved_seats = Σ confirmed seats ≤ capacity, per event.
-async fn assert_seat_invariants(app: &TestApp) {
+pub async fn assert_seat_invariants(app: &TestApp) {
     let rows = app
         .db
         .client()
@@ -154,6 +154,7 @@ macro_rules! both_transports {
         }
     )*};
 }
+pub(crate) use both_transports;
 
 both_transports!(
     booking_answers_with_the_committed_outcome,
@@ -168,9 +169,9 @@ both_transports!(
     concurrent_load_keeps_every_invariant,
 );
 
-const WAIT: [(&str, &str); 1] = [("prefer", "wait=20")];
+pub const WAIT: [(&str, &str); 1] = [("prefer", "wait=20")];
 
-async fn setup(transport: Transport, capacity: i64) -> (TestApp, String, i64) {
+pub async fn setup(transport: Transport, capacity: i64) -> (TestApp, String, i64) {
     let app = app_on(transport).await;
     let host = app.user_unlimited(Role::Host).await;
     let id = app

@@ -10,6 +10,7 @@
 mod helpers;
 
 mod analytics;
+mod booking_rules;
 mod bookings;
 mod cache;
 mod cli;
