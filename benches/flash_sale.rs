@@ -3,7 +3,7 @@
 //! ```text
 //! cargo bench --bench flash_sale -- [--requests 100000] [--users 20000] [--capacity 50000]
 //!     [--seats 2] [--connections 256] [--events 1] [--transport memory|kafka]
-//!     [--runs ceiling,batched,old,unbatched] [--old-bin PATH] [--rate N]
+//!     [--runs ceiling,batched,old,unbatched] [--old-bin PATH --old-config DIR] [--rate N]
 //! ```
 //!
 //! Each run: a fresh database, 20,000 buyers, `--events` events sharing `--capacity` seats; the
@@ -53,6 +53,7 @@ struct Args {
     runs: Vec<String>,
     events: usize,
     old_bin: Option<String>,
+    old_config: Option<String>,
     rate: Option<f64>,
 }
 
@@ -67,6 +68,7 @@ fn args() -> Args {
         runs: vec!["batched".to_owned(), "unbatched".to_owned()],
         events: 1,
         old_bin: None,
+        old_config: None,
         rate: None,
     };
     let raw: Vec<String> = std::env::args().skip(1).collect();
@@ -83,6 +85,7 @@ fn args() -> Args {
             "--runs" => a.runs = v.split(',').map(str::to_owned).collect(),
             "--events" => a.events = v.parse().expect("--events N"),
             "--old-bin" => a.old_bin = Some(v),
+            "--old-config" => a.old_config = Some(v),
             "--rate" => a.rate = Some(v.parse().expect("--rate N (requests/s)")),
             // `cargo bench` passes --bench; ignore anything we do not know.
             _ => {
@@ -133,13 +136,10 @@ impl Drop for Server {
     }
 }
 
-fn start(bin: &str, envs: &[(String, String)]) -> Server {
+fn start(bin: &str, config: &str, envs: &[(String, String)]) -> Server {
     let mut cmd = Command::new(bin);
     cmd.arg("all")
-        .env(
-            "ATOMICSEATS_CONFIG_DIR",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
-        )
+        .env("ATOMICSEATS_CONFIG_DIR", config)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     for (k, v) in envs {
@@ -217,6 +217,8 @@ struct RunResult {
 struct RunSpec<'a> {
     label: &'a str,
     bin: &'a str,
+    /// Its configuration directory (an older build refuses keys it does not know).
+    config: &'a str,
     batch_max: usize,
     /// Nothing is decided (the accept ceiling): no decisions to wait for or check.
     dry_run: bool,
@@ -283,10 +285,7 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
     let status = Command::new(bin)
         .arg("migrate")
         .env("DATABASE_URL", &url)
-        .env(
-            "ATOMICSEATS_CONFIG_DIR",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
-        )
+        .env("ATOMICSEATS_CONFIG_DIR", spec.config)
         .stdout(Stdio::null())
         .status()
         .unwrap();
@@ -337,6 +336,14 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
         ("ATOMICSEATS__LOG__LEVEL".into(), "warn".into()),
         ("ATOMICSEATS__MAIL__TRANSPORT".into(), "log".into()),
     ];
+    // Experiments: extra server settings for every run, `ATOMICSEATS_BENCH_ENV="K=V K=V"`.
+    if let Ok(extra) = std::env::var("ATOMICSEATS_BENCH_ENV") {
+        for kv in extra.split_whitespace() {
+            if let Some((k, v)) = kv.split_once('=') {
+                envs.push((k.to_owned(), v.to_owned()));
+            }
+        }
+    }
     if spec.dry_run {
         envs.push(("ATOMICSEATS__BOOKING__DRY_RUN".into(), "true".into()));
     }
@@ -351,7 +358,7 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
             format!(".bench{}{label}", std::process::id()),
         ));
     }
-    let server = start(bin, &envs);
+    let server = start(bin, spec.config, &envs);
     wait_ready(port).await;
 
     // Requests: buyer i % users, each with its own token.
@@ -485,6 +492,23 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
     };
     let wal_per_decision = (wal_bytes(&c).await - wal_before) / accepted.max(1) as f64;
     let cpu_per_1000 = (postgres_cpu_secs() - cpu_before) / accepted.max(1) as f64 * 1000.0;
+    // Notifications are deferred while the writer is busy (notify.relay_*): report when the
+    // last one went out, so the deferred work stays visible.
+    let drained_at = loop {
+        let pending: i64 = c
+            .query_one("SELECT count(*) FROM outbox WHERE status = 'pending'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if pending == 0 {
+            break started.elapsed();
+        }
+        if started.elapsed() > decided_at + Duration::from_secs(300) {
+            break Duration::MAX;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let wal_with_mail = (wal_bytes(&c).await - wal_before) / accepted.max(1) as f64;
     latencies.sort();
     let row = c
         .query_one(
@@ -538,6 +562,11 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
     let lost = accepted as i64 - stored;
     let duplicated = stored - distinct;
     println!(
+        "{label:>9} notifications: every email out {drained:.1} s after the first request ({after:.1} s after the last decision); WAL with the email bookkeeping {wal_with_mail:.0} B/decision",
+        drained = drained_at.as_secs_f64(),
+        after = drained_at.saturating_sub(decided_at).as_secs_f64(),
+    );
+    println!(
         "{label:>9} invariants: oversold {oversold}, lost {lost}, duplicated {duplicated}, reserved {reserved} = confirmed {confirmed} ({}), capacity {capacity}, waitlist entries {waiting}",
         if reserved == confirmed {
             "ok"
@@ -582,18 +611,23 @@ fn main() {
             commit.as_secs_f64() * 1e3
         );
         let this = env!("CARGO_BIN_EXE_atomicseats");
+        let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
         let mut results = HashMap::new();
         for r in &a.runs {
             let spec = match r.as_str() {
-                "ceiling" => RunSpec { label: r, bin: this, batch_max: 1000, dry_run: true },
-                "unbatched" => RunSpec { label: r, bin: this, batch_max: 1, dry_run: false },
+                "ceiling" => RunSpec { label: r, bin: this, config, batch_max: 1000, dry_run: true },
+                "unbatched" => RunSpec { label: r, bin: this, config, batch_max: 1, dry_run: false },
                 "old" => RunSpec {
                     label: r,
                     bin: a.old_bin.as_deref().expect("--runs old needs --old-bin PATH"),
+                    config: a
+                        .old_config
+                        .as_deref()
+                        .expect("--runs old needs --old-config DIR (that build's config/)"),
                     batch_max: 1000,
                     dry_run: false,
                 },
-                _ => RunSpec { label: r, bin: this, batch_max: 1000, dry_run: false },
+                _ => RunSpec { label: r, bin: this, config, batch_max: 1000, dry_run: false },
             };
             results.insert(r.clone(), run(&a, &spec).await);
         }

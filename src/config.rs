@@ -257,6 +257,18 @@ pub struct KafkaSettings {
     pub heartbeat_interval_ms: u64,
     /// How long a produce may wait for the broker's acknowledgement.
     pub produce_timeout_ms: u64,
+    /// Longest a booking consumer's fetch waits at the broker for more data (librdkafka's
+    /// `fetch.wait.max.ms`, 500 by default, which a quiet partition pays in latency).
+    pub fetch_wait_max_ms: u64,
+    /// Consumer group assignment: `cooperative-sticky` (a leaving or joining worker moves only
+    /// its own partitions) or `range` (eager: every partition stops during a rebalance).
+    pub assignment_strategy: String,
+    /// Static group membership (`group.instance.id`): a worker restarting under the same id
+    /// within the session timeout gets its partitions back without a rebalance. Empty: off.
+    pub instance_id: String,
+    /// The API answers 503 with `Retry-After` while the booking consumers are this many
+    /// requests behind (0 = never), so a decision's latency stays bounded.
+    pub max_lag: u64,
 }
 
 /// `[auth]`
@@ -317,6 +329,11 @@ pub struct NotifySettings {
     pub republish_after_secs: u64,
     /// Notifications sent at the same time by one worker.
     pub concurrency: usize,
+    /// The relay hands notifications over once commits have paused this long (a busy booking
+    /// writer keeps committing, and the relay's bookkeeping would compete with it)…
+    pub relay_quiet_ms: u64,
+    /// …but never later than this after the first one waiting (the bounded delay).
+    pub relay_max_delay_ms: u64,
 }
 
 /// `[events]`
@@ -477,6 +494,56 @@ pub fn parse_duration(raw: &str) -> Option<Duration> {
     (secs > 0).then(|| Duration::from_secs(secs))
 }
 
+/// Why a token secret must not sign production tokens: missing, short, a published placeholder
+/// (e.g. `.env.example`'s), or too regular to be random. Generate one with
+/// `openssl rand -base64 48`.
+pub fn secret_weakness(secret: &str) -> Option<&'static str> {
+    const PLACEHOLDERS: [&str; 8] = [
+        "replace-with",
+        "change-me",
+        "changeme",
+        "placeholder",
+        "example",
+        "your-secret",
+        "insert-",
+        "secret-secret",
+    ];
+    if secret.is_empty() {
+        return Some(
+            "required in production (set it in the environment; e.g. `openssl rand -base64 48`)",
+        );
+    }
+    if secret.len() < 32 {
+        return Some("at least 32 bytes in production (e.g. `openssl rand -base64 48`)");
+    }
+    let lower = secret.to_ascii_lowercase();
+    if PLACEHOLDERS.iter().any(|p| lower.contains(p)) {
+        return Some(
+            "is a published placeholder; generate a random one (e.g. `openssl rand -base64 48`)",
+        );
+    }
+    // Shannon entropy per byte: random hex has 4 bits, base64 6; a word or a repeated pattern
+    // far less.
+    let mut counts = [0u32; 256];
+    for b in secret.bytes() {
+        counts[usize::from(b)] += 1;
+    }
+    let n = secret.len() as f64;
+    let entropy: f64 = counts
+        .iter()
+        .filter(|c| **c > 0)
+        .map(|c| {
+            let p = f64::from(*c) / n;
+            -p * p.log2()
+        })
+        .sum();
+    let distinct = counts.iter().filter(|c| **c > 0).count();
+    if distinct < 12 || entropy < 3.3 {
+        return Some("too regular to be random; generate one (e.g. `openssl rand -base64 48`)");
+    }
+    None
+}
+
 /// Maps the seed's environment variable names onto our keys (lower precedence than
 /// `ATOMICSEATS__*`). `REDIS_HOST`/`REDIS_PORT` become `redis.url`.
 fn seed_overrides(env: &HashMap<String, String>) -> Vec<(&'static str, String)> {
@@ -589,6 +656,15 @@ impl Settings {
                 ));
             }
         }
+        if !matches!(
+            self.kafka.assignment_strategy.as_str(),
+            "cooperative-sticky" | "range" | "roundrobin"
+        ) {
+            return Err(ConfigError::invalid(
+                "kafka.assignment_strategy",
+                "must be \"cooperative-sticky\", \"range\" or \"roundrobin\"",
+            ));
+        }
         if self.queue.kind == QueueKind::Kafka && self.kafka.brokers.trim().is_empty() {
             return Err(ConfigError::invalid(
                 "kafka.brokers",
@@ -688,13 +764,20 @@ impl Settings {
                 ("auth.access_token_secret", &self.auth.access_token_secret),
                 ("auth.refresh_token_secret", &self.auth.refresh_token_secret),
             ] {
-                let len = secret.as_ref().map_or(0, |s| s.expose_secret().len());
-                if len < 32 {
-                    return Err(ConfigError::invalid(
-                        key,
-                        "required in production, at least 32 bytes (set it in the environment)",
-                    ));
+                let value = secret.as_ref().map_or("", |s| s.expose_secret());
+                if let Some(why) = secret_weakness(value) {
+                    return Err(ConfigError::invalid(key, why));
                 }
+            }
+            if let (Some(a), Some(r)) = (
+                &self.auth.access_token_secret,
+                &self.auth.refresh_token_secret,
+            ) && a.expose_secret() == r.expose_secret()
+            {
+                return Err(ConfigError::invalid(
+                    "auth.refresh_token_secret",
+                    "must differ from auth.access_token_secret (a refresh token must never pass as an access token)",
+                ));
             }
             if self.mail.transport == MailTransport::Log {
                 return Err(ConfigError::invalid(

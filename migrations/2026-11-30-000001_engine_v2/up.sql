@@ -13,19 +13,27 @@ ALTER TABLE waitlist ADD CONSTRAINT waitlist_price_quoted_check CHECK (price_quo
 --    against. A write behind the writer's back (a cancellation, a capacity change, a host's
 --    edit) bumps the version, so a decision made on stale state can never commit. The writer
 --    then reloads and decides again; the `CHECK` on reserved_seats still backs invariant 1.
+--
+--    The rows are locked first: under READ COMMITTED an UPDATE filtering on `version` would judge
+--    the row by the statement's snapshot, from before the writer's previous transaction
+--    committed, and skip it instead of waiting. `FOR NO KEY UPDATE` waits for that transaction
+--    and returns the row as it committed; the UPDATE after it runs on a fresh snapshot.
 CREATE FUNCTION engine_advance(ids BIGINT[], deltas INTEGER[], versions BIGINT[]) RETURNS VOID
 LANGUAGE plpgsql AS $$
 DECLARE
-    moved BIGINT;
+    current BIGINT;
 BEGIN
+    SELECT count(*) INTO current
+      FROM (SELECT e.id, e.version FROM events e WHERE e.id = ANY(ids)
+             ORDER BY e.id FOR NO KEY UPDATE) AS locked
+      JOIN UNNEST(ids, versions) AS d(id, v) ON d.id = locked.id AND d.v = locked.version;
+    IF current <> cardinality(ids) THEN
+        RAISE EXCEPTION 'event state moved under the writer (% of % events at the expected version)',
+            current, cardinality(ids) USING ERRCODE = '40001';
+    END IF;
     UPDATE events e
        SET reserved_seats = e.reserved_seats + d.delta, version = e.version + 1
-      FROM UNNEST(ids, deltas, versions) AS d(id, delta, v)
-     WHERE e.id = d.id AND e.version = d.v;
-    GET DIAGNOSTICS moved = ROW_COUNT;
-    IF moved <> cardinality(ids) THEN
-        RAISE EXCEPTION 'event state moved under the writer (% of % events at the expected version)',
-            moved, cardinality(ids) USING ERRCODE = '40001';
-    END IF;
+      FROM UNNEST(ids, deltas) AS d(id, delta)
+     WHERE e.id = d.id;
 END
 $$;

@@ -15,15 +15,19 @@
 //! `topic_suffix`.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt;
 use rdkafka::Message;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -64,6 +68,97 @@ pub struct KafkaQueue {
     topics: Topics,
     timeout: Duration,
     pending: Mutex<(HashMap<Uuid, i64>, VecDeque<Uuid>)>,
+    lag: Arc<LagWatch>,
+}
+
+/// The booking consumers' lag as the API sees it: refreshed at most once a second, off the
+/// request path (a request reads the last figure).
+struct LagWatch {
+    /// Requests produced and not yet committed by the consumer group.
+    behind: AtomicU64,
+    /// When a refresh last started (ms since the watch was made).
+    last: AtomicU64,
+    born: std::time::Instant,
+    max: u64,
+    /// A client of the consumer group that never joins it: reads committed offsets only.
+    client: Option<BaseConsumer>,
+    topic: String,
+}
+
+impl LagWatch {
+    fn new(k: &KafkaSettings, topic: &str) -> Self {
+        let client = (k.max_lag > 0)
+            .then(|| {
+                base_config(k)
+                    .set("group.id", &k.group_id)
+                    .set("enable.auto.commit", "false")
+                    .create::<BaseConsumer>()
+                    .map_err(|e| tracing::warn!(error = %e, "no Kafka lag watch"))
+                    .ok()
+            })
+            .flatten();
+        Self {
+            behind: AtomicU64::new(0),
+            last: AtomicU64::new(0),
+            born: std::time::Instant::now(),
+            max: k.max_lag,
+            client,
+            topic: topic.to_owned(),
+        }
+    }
+
+    /// The last known lag when it is over the bound.
+    fn over(self: &Arc<Self>) -> Option<u64> {
+        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.last.load(Ordering::Relaxed);
+        if self.client.is_some()
+            && now.saturating_sub(last) >= 1000
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let me = self.clone();
+            tokio::task::spawn_blocking(move || me.refresh());
+        }
+        let behind = self.behind.load(Ordering::Relaxed);
+        (self.max > 0 && behind > self.max).then_some(behind)
+    }
+
+    fn refresh(&self) {
+        let Some(c) = &self.client else { return };
+        match group_lag(c, &self.topic, Duration::from_secs(2)) {
+            Ok(lag) => {
+                self.behind
+                    .store(lag.iter().map(|(_, l)| *l).sum(), Ordering::Relaxed);
+                metrics::gauge!("booking_consumer_group_lag")
+                    .set(self.behind.load(Ordering::Relaxed) as f64);
+            }
+            Err(e) => tracing::debug!(error = %e, "reading the booking consumers' lag failed"),
+        }
+    }
+}
+
+/// Per partition of `topic`: produced minus committed by the client's group.
+fn group_lag(c: &BaseConsumer, topic: &str, timeout: Duration) -> anyhow::Result<Vec<(i32, u64)>> {
+    let meta = c.fetch_metadata(Some(topic), timeout)?;
+    let mut tpl = TopicPartitionList::new();
+    for t in meta.topics() {
+        for p in t.partitions() {
+            tpl.add_partition(topic, p.id());
+        }
+    }
+    let committed = c.committed_offsets(tpl, timeout)?;
+    let mut out = Vec::new();
+    for e in committed.elements() {
+        let (low, high) = c.fetch_watermarks(topic, e.partition(), timeout)?;
+        let done = match e.offset() {
+            Offset::Offset(n) => n,
+            _ => low,
+        };
+        out.push((e.partition(), u64::try_from(high - done).unwrap_or(0)));
+    }
+    Ok(out)
 }
 
 fn base_config(k: &KafkaSettings) -> ClientConfig {
@@ -90,7 +185,13 @@ impl KafkaQueue {
             topics: Topics::from_settings(k),
             timeout: Duration::from_millis(k.produce_timeout_ms),
             pending: Mutex::new((HashMap::new(), VecDeque::new())),
+            lag: Arc::new(LagWatch::new(k, &Topics::from_settings(k).bookings)),
         })
+    }
+
+    /// The consumers' lag when it is over `kafka.max_lag` (the API then answers 503).
+    pub fn backlog(&self) -> Option<u64> {
+        self.lag.over()
     }
 
     /// Produces `request` and waits for the broker's acknowledgement.
@@ -172,15 +273,49 @@ pub async fn ensure_topics(k: &KafkaSettings) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn consumer(k: &KafkaSettings) -> anyhow::Result<StreamConsumer> {
-    let c: StreamConsumer = base_config(k)
+/// Logs what the worker owns: every assignment, revocation and rebalance error.
+pub struct Ownership;
+
+impl ClientContext for Ownership {}
+
+impl ConsumerContext for Ownership {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let parts = |tpl: &TopicPartitionList| -> Vec<i32> {
+            tpl.elements().iter().map(|e| e.partition()).collect()
+        };
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = ?parts(tpl), "booking partitions assigned");
+                metrics::counter!("booking_rebalances_total", "kind" => "assign").increment(1);
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = ?parts(tpl), "booking partitions revoked");
+                metrics::counter!("booking_rebalances_total", "kind" => "revoke").increment(1);
+            }
+            Rebalance::Error(e) => {
+                tracing::warn!(error = %e, "booking consumer rebalance failed");
+            }
+        }
+    }
+}
+
+type BookingConsumer = StreamConsumer<Ownership>;
+
+fn consumer(k: &KafkaSettings) -> anyhow::Result<BookingConsumer> {
+    let mut config = base_config(k);
+    if !k.instance_id.is_empty() {
+        config.set("group.instance.id", &k.instance_id);
+    }
+    let c: BookingConsumer = config
+        .set("partition.assignment.strategy", &k.assignment_strategy)
+        .set("fetch.wait.max.ms", k.fetch_wait_max_ms.to_string())
         .set("group.id", &k.group_id)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", k.session_timeout_ms.to_string())
         .set("heartbeat.interval.ms", k.heartbeat_interval_ms.to_string())
         .set("enable.partition.eof", "false")
-        .create()
+        .create_with_context(Ownership)
         .map_err(|e| anyhow::anyhow!("creating the Kafka consumer: {e}"))?;
     Ok(c)
 }
@@ -216,6 +351,7 @@ pub async fn run_consumer(state: AppState, shutdown: CancellationToken) -> anyho
         .set("enable.idempotence", "true")
         .create()
         .map_err(|e| anyhow::anyhow!("creating the dead-letter producer: {e}"))?;
+    let lag_task = tokio::spawn(export_lag(consumer.clone(), shutdown.clone()));
     let batch_max = state.settings().booking.batch_max.max(1);
     let mut writer: Writer<TopicPartitionList> = Writer::new(state.clone(), "work-bookings")?;
     tracing::info!(topic = %topics.bookings, group = %k.group_id, "booking worker running (Kafka)");
@@ -247,8 +383,6 @@ pub async fn run_consumer(state: AppState, shutdown: CancellationToken) -> anyho
                 _ => break,
             }
         }
-        metrics::gauge!("booking_queue_depth").set(0.0);
-
         let mut envelopes = Vec::with_capacity(messages.len());
         let mut defective = Vec::new();
         for m in &messages {
@@ -281,6 +415,7 @@ pub async fn run_consumer(state: AppState, shutdown: CancellationToken) -> anyho
         let done = writer.submit(envelopes, offsets(&messages)?).await;
         commit_offsets(&consumer, done);
     }
+    lag_task.abort();
     // Decide what was taken (bounded by the role's drain time), then commit its offsets.
     let done = writer.drain().await;
     dead_letter(&dlq, &topics, writer.take_dead(), &shutdown).await;
@@ -299,7 +434,7 @@ pub async fn run_consumer(state: AppState, shutdown: CancellationToken) -> anyho
 
 /// Commits the offsets of wholly decided batches. A lost commit means a redelivery, which the
 /// writer recognises by request id.
-fn commit_offsets(consumer: &StreamConsumer, done: Vec<TopicPartitionList>) {
+fn commit_offsets(consumer: &BookingConsumer, done: Vec<TopicPartitionList>) {
     for tpl in done {
         if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
             tracing::warn!(error = %e, "offset commit failed; the batch will be redelivered and deduplicated");
@@ -345,4 +480,51 @@ async fn produce_dead_letter(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     true
+}
+
+/// Exports what this worker owns and how far behind it is, every second:
+/// `booking_consumer_lag{partition}` and their sum as `booking_queue_depth`.
+async fn export_lag(consumer: Arc<BookingConsumer>, shutdown: CancellationToken) {
+    let mut owned: Vec<i32> = Vec::new();
+    loop {
+        let c = consumer.clone();
+        let read = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(i32, u64)>> {
+            let assigned = c.assignment()?;
+            let position = c.position()?;
+            let mut out = Vec::new();
+            for e in assigned.elements() {
+                let (low, high) =
+                    c.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1))?;
+                let at = position
+                    .find_partition(e.topic(), e.partition())
+                    .and_then(|p| match p.offset() {
+                        Offset::Offset(n) => Some(n),
+                        _ => None,
+                    })
+                    .unwrap_or(low);
+                out.push((e.partition(), u64::try_from(high - at).unwrap_or(0)));
+            }
+            Ok(out)
+        })
+        .await;
+        if let Ok(Ok(lag)) = read {
+            for p in &owned {
+                if !lag.iter().any(|(q, _)| q == p) {
+                    metrics::gauge!("booking_consumer_lag", "partition" => p.to_string()).set(0.0);
+                }
+            }
+            owned = lag.iter().map(|(p, _)| *p).collect();
+            for (p, l) in &lag {
+                metrics::gauge!("booking_consumer_lag", "partition" => p.to_string())
+                    .set(*l as f64);
+            }
+            metrics::gauge!("booking_partitions_assigned").set(lag.len() as f64);
+            metrics::gauge!("booking_queue_depth")
+                .set(lag.iter().map(|(_, l)| *l).sum::<u64>() as f64);
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
 }

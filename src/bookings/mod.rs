@@ -34,6 +34,14 @@ use crate::error::ApiError;
 use crate::http::{rate_limit, resource};
 use crate::state::AppState;
 
+/// How a submitted request will be answered.
+pub enum Submitted {
+    /// In-process: the writer answers here once the decision is committed.
+    Deciding(tokio::sync::oneshot::Receiver<queue::Reply>),
+    /// Kafka: durable in the broker, decided later (wait for or poll the outcome).
+    Queued,
+}
+
 /// The transport of booking requests, chosen by `queue.kind`.
 pub enum BookingQueue {
     /// In-process channels (single node).
@@ -60,24 +68,56 @@ impl BookingQueue {
         }
     }
 
-    /// Publishes durably (Kafka transport). The in-process transport is driven by the handler.
-    pub async fn publish(
-        &self,
-        _state: &AppState,
-        request: &BookingRequest,
-    ) -> Result<(), ApiError> {
+    /// Submits a request: the only way a handler queues one, on either transport. In-process,
+    /// the writer answers on the returned channel once the decision is committed; with Kafka,
+    /// `Ok` means the broker has the request (acks=all) and it is decided later.
+    pub async fn submit(&self, request: &BookingRequest) -> Result<Submitted, ApiError> {
         match self {
-            Self::Memory(_) => Err(ApiError::Internal(anyhow::anyhow!(
-                "publish is for the Kafka transport"
-            ))),
-            Self::Kafka(k) => k.publish(request).await.map_err(|e| {
-                tracing::warn!(error = %e, "booking request not acknowledged by Kafka");
-                metrics::counter!("booking_publish_failures_total").increment(1);
-                ApiError::Unavailable {
-                    message: "the booking queue is unavailable, retry shortly".to_owned(),
-                    retry_after_secs: 2,
+            Self::Memory(m) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                match m.try_send(queue::Envelope::new(request.clone(), Some(tx))) {
+                    Ok(()) => Ok(Submitted::Deciding(rx)),
+                    Err(queue::SendError::Full) => {
+                        metrics::counter!("booking_backpressure_total").increment(1);
+                        Err(ApiError::Unavailable {
+                            message: "too many bookings in flight, retry shortly".to_owned(),
+                            retry_after_secs: 1,
+                        })
+                    }
+                    Err(queue::SendError::Closed) => Err(ApiError::Unavailable {
+                        message: "the booking service is restarting, retry shortly".to_owned(),
+                        retry_after_secs: 2,
+                    }),
                 }
-            }),
+            }
+            Self::Kafka(k) => {
+                if let Some(behind) = k.backlog() {
+                    metrics::counter!("booking_backpressure_total").increment(1);
+                    tracing::debug!(lag = behind, "booking consumers behind; answering 503");
+                    return Err(ApiError::Unavailable {
+                        message: "too many bookings waiting to be decided, retry shortly"
+                            .to_owned(),
+                        retry_after_secs: 1,
+                    });
+                }
+                k.publish(request).await.map_err(|e| {
+                    tracing::warn!(error = %e, "booking request not acknowledged by Kafka");
+                    metrics::counter!("booking_publish_failures_total").increment(1);
+                    ApiError::Unavailable {
+                        message: "the booking queue is unavailable, retry shortly".to_owned(),
+                        retry_after_secs: 2,
+                    }
+                })?;
+                Ok(Submitted::Queued)
+            }
+        }
+    }
+
+    /// Remembers a request whose handler answered `pending` before the decision (in-process;
+    /// Kafka remembers every request it published).
+    pub fn remember_pending(&self, request: uuid::Uuid, owner: i64) {
+        if let Self::Memory(m) = self {
+            m.remember_pending(request, owner);
         }
     }
 

@@ -15,9 +15,9 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::bookings::Submitted;
 use crate::bookings::domain::{BookingRequest, Outcome, Reason, SEATS_RANGE, Status};
 use crate::bookings::engine::{self, StoredRequest};
-use crate::bookings::queue::{Envelope, SendError};
 use crate::db::schema::{booking_requests, bookings, events, outbox, waitlist};
 use crate::error::{ApiError, ApiResult, FieldError, error_response};
 use crate::events::model::{Closed, Event};
@@ -253,24 +253,7 @@ pub async fn book(
     span.record("request.id", tracing::field::display(request.request_id));
 
     let queue = state.booking_queue();
-    if let Some(memory) = queue.memory() {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        match memory.try_send(Envelope::new(request.clone(), Some(tx))) {
-            Ok(()) => {}
-            Err(SendError::Full) => {
-                metrics::counter!("booking_backpressure_total").increment(1);
-                return Err(ApiError::Unavailable {
-                    message: "too many bookings in flight, retry shortly".to_owned(),
-                    retry_after_secs: 1,
-                });
-            }
-            Err(SendError::Closed) => {
-                return Err(ApiError::Unavailable {
-                    message: "the booking service is restarting, retry shortly".to_owned(),
-                    retry_after_secs: 2,
-                });
-            }
-        }
+    if let Submitted::Deciding(rx) = queue.submit(&request).await? {
         let timeout = Duration::from_secs(state.settings().booking.decision_timeout_secs);
         let outcome = match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(Ok(o))) => o,
@@ -294,34 +277,21 @@ pub async fn book(
             // Still queued or being written: the outcome is not known yet, and a blind retry
             // without a key could book twice. Say so, with where to look.
             Err(_) => {
-                memory.remember_pending(request.request_id, caller.id);
+                queue.remember_pending(request.request_id, caller.id);
                 return Ok(pending_response(
                     &request,
                     "Booking request accepted; its outcome is not known yet, poll statusUrl",
                 ));
             }
         };
-        if outcome.reason == Some(Reason::UnknownUser) {
-            return Err(ApiError::Unauthorized(
-                "your account no longer exists".to_owned(),
-            ));
-        }
-        if !outcome.matches(&request) {
-            return Err(idempotency_mismatch());
-        }
-        return Ok(outcome_response(&outcome, wait.is_some()));
+        return answer(&request, &outcome, wait.is_some());
     }
-
-    // Kafka: durable once the broker acknowledges (acks=all).
-    queue.publish(&state, &request).await?;
+    // Kafka: durable once the broker acknowledged it (acks=all).
     if let Some(wait) = wait
         && let Some(o) =
             crate::bookings::outcomes::wait_for(&state, request.request_id, wait).await?
     {
-        if !o.matches(&request) {
-            return Err(idempotency_mismatch());
-        }
-        return Ok(outcome_response(&o, true));
+        return answer(&request, &o, true);
     }
     Ok(pending_response(
         &request,
@@ -341,6 +311,19 @@ fn pending_response(request: &BookingRequest, message: &str) -> HttpResponse {
         }),
         message,
     )
+}
+
+/// The answer for a decided request (either transport).
+fn answer(request: &BookingRequest, outcome: &Outcome, waited: bool) -> ApiResult<HttpResponse> {
+    if outcome.reason == Some(Reason::UnknownUser) {
+        return Err(ApiError::Unauthorized(
+            "your account no longer exists".to_owned(),
+        ));
+    }
+    if !outcome.matches(request) {
+        return Err(idempotency_mismatch());
+    }
+    Ok(outcome_response(outcome, waited))
 }
 
 fn idempotency_mismatch() -> ApiError {

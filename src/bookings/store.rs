@@ -112,15 +112,20 @@ pub enum CommitError {
 
 impl CommitError {
     fn of(e: tokio_postgres::Error) -> Self {
+        // tokio-postgres's Display says only "db error"; the server's words are in the source.
+        let describe = |e: &tokio_postgres::Error| match e.as_db_error() {
+            Some(d) => format!("{}: {}", d.code().code(), d.message()),
+            None => e.to_string(),
+        };
         match e.code() {
             Some(c)
                 if *c == SqlState::T_R_SERIALIZATION_FAILURE
                     || *c == SqlState::T_R_DEADLOCK_DETECTED =>
             {
-                Self::Conflict(e.to_string())
+                Self::Conflict(describe(&e))
             }
             Some(c) if c.code().starts_with("22") || c.code().starts_with("23") => Self::Refused(e),
-            _ => Self::Lost(e.to_string()),
+            _ => Self::Lost(describe(&e)),
         }
     }
 
@@ -209,8 +214,19 @@ impl Conn {
     }
 
     /// Writes one batch in one transaction, every statement pipelined. `Ok` means committed.
-    pub async fn commit(&self, w: &Writes) -> Result<(), CommitError> {
-        use futures_util::future::{BoxFuture, FutureExt, join_all};
+    ///
+    /// Transactions of one writer are chained: `after` resolves once the previous transaction
+    /// in flight has moved its events (it then holds their rows until it commits), and
+    /// `advanced` is fired once this one has. The inserts go out at once; `engine_advance` only
+    /// after the predecessor's, so it queues behind the predecessor's row locks instead of
+    /// overtaking it and finding the events one version short.
+    pub async fn commit(
+        &self,
+        w: &Writes,
+        after: Option<tokio::sync::oneshot::Receiver<()>>,
+        advanced: tokio::sync::oneshot::Sender<()>,
+    ) -> Result<(), CommitError> {
+        use futures_util::future::{BoxFuture, FutureExt, join, join_all};
         type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
         let (c, s) = (&self.client, &self.stmts);
         let rq = RequestArrays::of(&w.requests);
@@ -301,20 +317,50 @@ impl Conn {
         if !o.is_empty() {
             run!(&s.outbox, &p_outbox);
         }
-        // Takes the event rows: waits here for the previous transaction on the same events.
-        run!(&s.advance, &p_advance);
-        // The waitlist rows after the event rows: the lock order of every writer.
-        if !sv.is_empty() {
-            run!(&s.serve_requests, &p_serve);
-            run!(&s.serve_waitlist_done, &p_serve_done);
-            run!(&s.serve_waitlist_part, &p_serve_part);
-        }
-        // In an aborted transaction PostgreSQL answers COMMIT with ROLLBACK: every step's own
-        // result says whether it committed.
-        steps.push(c.batch_execute("COMMIT").boxed());
-        let errors: Vec<_> = join_all(steps)
-            .await
+        let head = join_all(steps);
+        let tail = async {
+            if let Some(after) = after {
+                // Err: the predecessor ended without moving its events (it failed); this
+                // transaction's version check then fails too, as it must.
+                let _ = after.await;
+            }
+            let mut steps: Vec<BoxFuture<'_, Result<(), tokio_postgres::Error>>> = Vec::new();
+            // Takes the event rows: waits for the predecessor's commit.
+            steps.push(
+                c.execute(&s.advance, &p_advance)
+                    .map(|r| {
+                        let _ = advanced.send(());
+                        r.map(drop)
+                    })
+                    .boxed(),
+            );
+            // The waitlist rows after the event rows: the lock order of every writer.
+            if !sv.is_empty() {
+                steps.push(
+                    c.execute(&s.serve_requests, &p_serve)
+                        .map(|r| r.map(drop))
+                        .boxed(),
+                );
+                steps.push(
+                    c.execute(&s.serve_waitlist_done, &p_serve_done)
+                        .map(|r| r.map(drop))
+                        .boxed(),
+                );
+                steps.push(
+                    c.execute(&s.serve_waitlist_part, &p_serve_part)
+                        .map(|r| r.map(drop))
+                        .boxed(),
+                );
+            }
+            // In an aborted transaction PostgreSQL answers COMMIT with ROLLBACK: every step's
+            // own result says whether it committed.
+            steps.push(c.batch_execute("COMMIT").boxed());
+            join_all(steps).await
+        };
+        let (head, tail) = join(head, tail).await;
+        let errors: Vec<_> = head
             .into_iter()
+            .chain(tail)
             .filter_map(Result::err)
             .collect();
         match CommitError::first(errors) {

@@ -130,6 +130,9 @@ pub struct Writer<T> {
     known_users: HashSet<i64>,
     booking_ids: VecDeque<i64>,
     failures: u32,
+    /// Fires once the newest transaction in flight has moved its events (the next one's
+    /// `engine_advance` waits for it).
+    last_advanced: Option<tokio::sync::oneshot::Receiver<()>>,
     /// Requests given up on (refused alone by the database): the caller dead-letters them.
     dead: Vec<BookingRequest>,
 }
@@ -154,6 +157,7 @@ impl<T> Writer<T> {
             known_users: HashSet::new(),
             booking_ids: VecDeque::new(),
             failures: 0,
+            last_advanced: None,
             dead: Vec::new(),
         })
     }
@@ -508,8 +512,15 @@ impl<T> Writer<T> {
         let mut batch = batch;
         let to_write = std::mem::take(&mut batch.writes);
         batch.writes.advance.clone_from(&to_write.advance);
+        let (advanced, next) = tokio::sync::oneshot::channel();
+        let after = if self.in_flight.is_empty() {
+            None
+        } else {
+            self.last_advanced.take()
+        };
+        self.last_advanced = Some(next);
         let task = tokio::spawn(async move {
-            let result = conn.commit(&to_write).await;
+            let result = conn.commit(&to_write, after, advanced).await;
             (conn, result)
         });
         metrics::gauge!("booking_transactions_in_flight").set((self.in_flight.len() + 1) as f64);

@@ -1,6 +1,6 @@
 //! `work-notify` (delivering) and the outbox relay (publishing).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use diesel::prelude::*;
@@ -215,16 +215,46 @@ pub async fn publish_due(state: &AppState) -> anyhow::Result<usize> {
     }
 }
 
-/// The relay: publishes right after commits (woken) and on a one-second tick.
+/// The relay: publishes what commits wrote, and everything due (retries, lost hand-overs) on a
+/// one-second tick. It yields to a busy writer: after a commit it waits until commits pause for
+/// `notify.relay_quiet_ms`, at most `notify.relay_max_delay_ms` after the first one waiting, so
+/// during a flash sale its bookkeeping comes in a few large bursts instead of one per batch.
 pub async fn run_relay(state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let settings = &state.settings().notify;
+    let quiet = Duration::from_millis(settings.relay_quiet_ms);
+    let max_delay = Duration::from_millis(settings.relay_max_delay_ms);
+    let tick = Duration::from_secs(1);
+    // The first commit not handed over yet, and the latest one.
+    let mut waiting_since: Option<Instant> = None;
+    let mut last_commit = Instant::now();
+    let mut last_run: Option<Instant> = None;
     loop {
-        if let Err(e) = publish_due(&state).await {
-            tracing::warn!(error = %e, "publishing notifications failed; retrying");
+        let due = match waiting_since {
+            Some(first) => last_commit.elapsed() >= quiet || first.elapsed() >= max_delay,
+            None => last_run.is_none_or(|t| t.elapsed() >= tick),
+        };
+        if due {
+            if let Some(first) = waiting_since.take() {
+                metrics::histogram!("notification_relay_delay_seconds")
+                    .record(first.elapsed().as_secs_f64());
+            }
+            if let Err(e) = publish_due(&state).await {
+                tracing::warn!(error = %e, "publishing notifications failed; retrying");
+            }
+            last_run = Some(Instant::now());
         }
+        let nap = if waiting_since.is_some() {
+            quiet.min(max_delay).max(Duration::from_millis(10))
+        } else {
+            tick
+        };
         tokio::select! {
             () = shutdown.cancelled() => break,
-            () = state.outbox_signal().notified() => {}
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = state.outbox_signal().notified() => {
+                last_commit = Instant::now();
+                waiting_since.get_or_insert(last_commit);
+            }
+            () = tokio::time::sleep(nap) => {}
         }
     }
     // Hand over what the last batches wrote before leaving, within bounds: anything left is

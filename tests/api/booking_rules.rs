@@ -304,3 +304,38 @@ async fn version(db: &tokio_postgres::Client, event: i64) -> i64 {
         .unwrap()
         .get(0)
 }
+
+/// Kafka mode keeps a decision's latency bounded: while the booking consumers are more than
+/// `kafka.max_lag` requests behind, the API answers 503 with `Retry-After` instead of queueing.
+#[tokio::test]
+async fn kafka_answers_503_while_the_consumers_are_too_far_behind() {
+    let app = crate::bookings::kafka_builder()
+        .env("ATOMICSEATS__KAFKA__MAX_LAG", "5")
+        .without_worker()
+        .spawn()
+        .await;
+    atomicseats::bookings::kafka::ensure_topics(&app.state.settings().kafka)
+        .await
+        .unwrap();
+    let host = app.user_unlimited(Role::Host).await;
+    let event = app
+        .create_event(&host, &crate::events::event_body("Backlog", 5, 100))
+        .await;
+    let buyer = app.user_unlimited(Role::Guest).await;
+    for _ in 0..8 {
+        json_with_status(app.book(&buyer, &book_body(event, 1), &[]).await, 202).await;
+    }
+    // The lag is read off the request path at most once a second: within a few seconds the
+    // eight undecided requests (no consumer runs) exceed the bound of five.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let resp = app.book(&buyer, &book_body(event, 1), &[]).await;
+        if resp.status() == 503 {
+            assert!(resp.headers().contains_key("retry-after"));
+            break;
+        }
+        assert_eq!(resp.status(), 202);
+        assert!(std::time::Instant::now() < deadline, "never answered 503");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}

@@ -154,22 +154,66 @@ fn production_requires_secrets() {
     let err = load(&[("ATOMICSEATS_ENV", "production")]).unwrap_err();
     assert_eq!(invalid_key(err), "auth.access_token_secret");
 
-    let long = "x".repeat(40);
+    let access = "q3T9vLx2Rk8ZpN4wHc7YbJ1mFs6GdE0a";
+    let refresh = "Wm5Kx8Pq2Zr7Nt4Lv9Bc1Hj6Fd3Gs0Ye";
     let err = load(&[
         ("ATOMICSEATS_ENV", "production"),
-        ("ACCESS_TOKEN_SECRET", &long),
+        ("ACCESS_TOKEN_SECRET", access),
     ])
     .unwrap_err();
     assert_eq!(invalid_key(err), "auth.refresh_token_secret");
 
     let s = load(&[
         ("ATOMICSEATS_ENV", "production"),
-        ("ACCESS_TOKEN_SECRET", &long),
-        ("REFRESH_TOKEN_SECRET", &long),
+        ("ACCESS_TOKEN_SECRET", access),
+        ("REFRESH_TOKEN_SECRET", refresh),
     ])
     .unwrap();
     assert_eq!(s.environment, Environment::Production);
     assert_eq!(s.log.format, atomicseats::config::LogFormat::Json);
+}
+
+/// Security #2: the placeholders in `.env.example`, regular strings and one key for both
+/// token kinds are refused at start-up in production, naming the key.
+#[test]
+fn production_refuses_placeholder_weak_and_shared_secrets() {
+    let example = std::fs::read_to_string(config_dir().join("../.env.example")).unwrap();
+    let value = |name: &str| {
+        example
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap()
+            .to_owned()
+    };
+    let good = "Wm5Kx8Pq2Zr7Nt4Lv9Bc1Hj6Fd3Gs0Ye";
+    for (access, key) in [
+        (value("ACCESS_TOKEN_SECRET"), "auth.access_token_secret"),
+        ("x".repeat(40), "auth.access_token_secret"),
+        (
+            "abababababababababababababababab".to_owned(),
+            "auth.access_token_secret",
+        ),
+        (
+            "my-super-secret-secret-secret-key".to_owned(),
+            "auth.access_token_secret",
+        ),
+        (good.to_owned(), "auth.refresh_token_secret"),
+    ] {
+        let err = load(&[
+            ("ATOMICSEATS_ENV", "production"),
+            ("ACCESS_TOKEN_SECRET", &access),
+            ("REFRESH_TOKEN_SECRET", good),
+        ])
+        .unwrap_err();
+        assert_eq!(invalid_key(err), key, "{access}");
+    }
+    let err = load(&[
+        ("ATOMICSEATS_ENV", "production"),
+        ("ACCESS_TOKEN_SECRET", "q3T9vLx2Rk8ZpN4wHc7YbJ1mFs6GdE0a"),
+        ("REFRESH_TOKEN_SECRET", &value("REFRESH_TOKEN_SECRET")),
+    ])
+    .unwrap_err();
+    assert_eq!(invalid_key(err), "auth.refresh_token_secret");
 }
 
 #[test]

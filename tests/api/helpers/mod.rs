@@ -73,6 +73,7 @@ pub struct TestAppBuilder {
     env: Vec<(String, String)>,
     extra_routes: Option<ExtraRoutes>,
     without_relay: bool,
+    without_worker: bool,
 }
 
 impl TestAppBuilder {
@@ -97,6 +98,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// Does not run the booking worker (requests stay queued).
+    pub fn without_worker(mut self) -> Self {
+        self.without_worker = true;
+        self
+    }
+
     /// Creates the database and starts the app.
     pub async fn spawn(self) -> TestApp {
         init_tracing();
@@ -113,10 +120,14 @@ impl TestAppBuilder {
         let address = format!("http://127.0.0.1:{}", app.port());
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-        let worker = tokio::spawn(atomicseats::bookings::run_worker(
-            state.clone(),
-            shutdown.clone(),
-        ));
+        let worker = if self.without_worker {
+            tokio::spawn(async { anyhow::Ok(()) })
+        } else {
+            tokio::spawn(atomicseats::bookings::run_worker(
+                state.clone(),
+                shutdown.clone(),
+            ))
+        };
         let mut background = vec![tokio::spawn(atomicseats::notifications::worker::run(
             state.clone(),
             shutdown.clone(),
