@@ -175,3 +175,56 @@ async fn timestamps_are_timestamptz_everywhere() {
         .get(0);
     assert_eq!(naive, 0);
 }
+
+/// Bookings and waitlist entries belong to their request: same user, same event (one composite
+/// foreign key each), and they go when the request goes.
+#[tokio::test]
+async fn bookings_and_waitlist_entries_match_their_request() {
+    let db = TestDatabase::migrated().await;
+    let c = db.client().await;
+    let host = user(&c, "host9", "host9@example.com").await;
+    let other = user(&c, "other9", "other9@example.com").await;
+    let ev = event(&c, host, 10).await;
+    let ev2 = event(&c, host, 10).await;
+    let request = uuid::Uuid::new_v4();
+    c.execute(
+        "INSERT INTO booking_requests (id, user_id, event_id, seats, status, seats_confirmed, requested_at) \
+         VALUES ($1, $2, $3, 2, 'confirmed', 2, now())",
+        &[&request, &host, &ev],
+    )
+    .await
+    .unwrap();
+    for (u, e) in [(other, ev), (host, ev2)] {
+        let err = c
+            .execute(
+                "INSERT INTO bookings (request_id, user_id, event_id, seats, cost) VALUES ($1, $2, $3, 2, 200)",
+                &[&request, &u, &e],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(constraint_of(&err), "bookings_request_fkey");
+        let err = c
+            .execute(
+                "INSERT INTO waitlist (request_id, user_id, event_id, seats, price_quoted) VALUES ($1, $2, $3, 2, 100)",
+                &[&request, &u, &e],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(constraint_of(&err), "waitlist_request_fkey");
+    }
+    c.execute(
+        "INSERT INTO bookings (request_id, user_id, event_id, seats, cost) VALUES ($1, $2, $3, 2, 200)",
+        &[&request, &host, &ev],
+    )
+    .await
+    .unwrap();
+    c.execute("DELETE FROM events WHERE id = $1", &[&ev])
+        .await
+        .unwrap();
+    let left: i64 = c
+        .query_one("SELECT count(*) FROM bookings", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "deleting the event cascades through the request");
+}
