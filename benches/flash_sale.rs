@@ -200,6 +200,18 @@ async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<
     }
 }
 
+/// The server's peak resident memory so far (VmHWM), in MiB.
+fn peak_rss_mib(server: &Server) -> f64 {
+    std::fs::read_to_string(format!("/proc/{}/status", server.0.id()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -543,6 +555,7 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
         row.get(5),
         row.get(6),
     );
+    let peak_mib = peak_rss_mib(&server);
     drop(server);
 
     let accepted_per_sec = accepted as f64 / send_elapsed.as_secs_f64();
@@ -562,7 +575,7 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
     let lost = accepted as i64 - stored;
     let duplicated = stored - distinct;
     println!(
-        "{label:>9} notifications: every email out {drained:.1} s after the first request ({after:.1} s after the last decision); WAL with the email bookkeeping {wal_with_mail:.0} B/decision",
+        "{label:>9} server peak memory {peak_mib:.0} MiB; notifications: every email out {drained:.1} s after the first request ({after:.1} s after the last decision); WAL with the email bookkeeping {wal_with_mail:.0} B/decision",
         drained = drained_at.as_secs_f64(),
         after = drained_at.saturating_sub(decided_at).as_secs_f64(),
     );

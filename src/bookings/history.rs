@@ -136,7 +136,7 @@ pub fn encode_ticket_cursor(k: &Key) -> String {
 pub fn decode_ticket_cursor(raw: &str) -> Option<Key> {
     let [rank, micros, id] = cursor::decode::<3>(raw, "t1")?;
     let source = Source::from_rank(rank.parse().ok()?)?;
-    let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+    let at = cursor::timestamp(&micros)?;
     let id = match source {
         Source::Rejected => RowId::Request(Uuid::parse_str(&id).ok()?),
         Source::Booking | Source::Waitlist => {
@@ -154,7 +154,7 @@ pub fn encode_summary_cursor(at: DateTime<Utc>, event_id: i64) -> String {
 /// Decodes a `summary` cursor.
 pub fn decode_summary_cursor(raw: &str) -> Option<(DateTime<Utc>, i64)> {
     let [micros, id] = cursor::decode::<2>(raw, "s1")?;
-    let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+    let at = cursor::timestamp(&micros)?;
     let id = id.parse::<i64>().ok().filter(|n| *n > 0)?;
     Some((at, id))
 }

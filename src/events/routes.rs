@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use actix_web::{HttpResponse, web};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde_json::json;
 
 use crate::error::{ApiError, ApiResult, FieldError};
@@ -39,7 +39,7 @@ pub fn decode_cursor(raw: &str) -> Option<CatalogueCursor> {
     let [micros, id] = cursor::decode::<2>(raw, "e1")?;
     let id = id.parse::<i64>().ok().filter(|id| *id > 0)?;
     Some(CatalogueCursor {
-        starts_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        starts_at: cursor::timestamp(&micros)?,
         id,
     })
 }

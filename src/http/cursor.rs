@@ -27,9 +27,33 @@ pub fn decode<const N: usize>(raw: &str, tag: &str) -> Option<[String; N]> {
     out.try_into().ok()
 }
 
+/// Earliest instant PostgreSQL's `timestamptz` holds (4714-11-24 BC, Julian day 0), in
+/// microseconds since the Unix epoch; its latest (294276 AD) is past what chrono holds.
+const PG_MIN_MICROS: i64 = -210_866_803_200_000_000;
+
+/// A cursor's timestamp part: microseconds since the epoch, within what PostgreSQL can compare
+/// (a forged value outside it would fail the query, not the parse).
+pub fn timestamp(micros: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let micros: i64 = micros.parse().ok()?;
+    if micros < PG_MIN_MICROS {
+        return None;
+    }
+    chrono::DateTime::from_timestamp_micros(micros)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_outside_what_postgresql_holds_are_refused() {
+        assert!(timestamp("0").is_some());
+        assert!(timestamp(&PG_MIN_MICROS.to_string()).is_some());
+        assert!(timestamp(&(PG_MIN_MICROS - 1).to_string()).is_none());
+        assert!(timestamp("-9223372036854775808").is_none());
+        assert!(timestamp("9223372036854775807").is_none());
+        assert!(timestamp("1e9").is_none());
+    }
 
     #[test]
     fn round_trips_and_refuses_other_tags_and_counts() {

@@ -394,3 +394,34 @@ async fn tokens_of_other_algorithms_are_401() {
     }
     json_with_status(app.get_as("/api/user/me", &user.access).await, 200).await;
 }
+
+/// Security #6: a forged cursor whose timestamp PostgreSQL cannot hold (before 4714 BC) is a
+/// 400 naming `cursor`, on the public catalogue and on a buyer's history — not a 500.
+#[tokio::test]
+async fn forged_cursors_with_impossible_dates_are_400() {
+    let app = TestApp::spawn().await;
+    let buyer = app.user_unlimited(Role::Guest).await;
+    let ancient = "-300000000000000000";
+    let forged = [
+        (
+            "/api/events/all",
+            atomicseats::http::cursor::encode("e1", &[&ancient, &1]),
+        ),
+        (
+            "/api/user/bookings",
+            atomicseats::http::cursor::encode("t1", &[&0, &ancient, &1]),
+        ),
+        (
+            "/api/user/bookings?view=summary",
+            atomicseats::http::cursor::encode("s1", &[&ancient, &1]),
+        ),
+    ];
+    for (path, cursor) in forged {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let resp = app
+            .get_as(&format!("{path}{sep}cursor={cursor}"), &buyer)
+            .await;
+        let body = json_with_status(resp, 400).await;
+        assert_eq!(body["errors"][0]["field"], "cursor", "{path}: {body}");
+    }
+}
