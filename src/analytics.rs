@@ -526,13 +526,10 @@ pub async fn event_stats(
     let event = Event::find(&mut conn, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no event with id {id}")))?;
-    if event.host_id != caller.id {
-        caller.require_admin(&mut conn).await.map_err(|e| match e {
-            ApiError::Forbidden(_) => {
-                ApiError::Forbidden("only the event's host or an admin sees its stats".into())
-            }
-            other => other,
-        })?;
+    if !caller.manages(&mut conn, event.host_id).await? {
+        return Err(ApiError::Forbidden(
+            "only the event's host or an admin sees its stats".into(),
+        ));
     }
     let mut out = flows(&mut conn, Scope::Event(id), window).await?;
     let reserved = i64::from(event.reserved_seats);

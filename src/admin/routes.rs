@@ -1,6 +1,7 @@
 //! Admin handlers.
 
 use actix_web::{HttpResponse, web};
+use diesel_async::AsyncConnection;
 use serde::Deserialize;
 
 use crate::error::{ApiError, ApiResult};
@@ -33,21 +34,31 @@ pub async fn set_user_role(
     let role = Role::parse(&body.into_inner().role).map_err(|e| ApiError::field("role", e))?;
     let mut conn = state.db().get().await?;
     caller.require_admin(&mut conn).await?;
-    let target = User::find(&mut conn, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no user with id {id}")))?;
-    if target.role == Role::Admin.as_str()
-        && role != Role::Admin
-        && User::count_admins(&mut conn).await? <= 1
-    {
-        return Err(ApiError::Conflict {
-            code: "last_admin",
-            message: "this is the last admin; promote another user first".to_owned(),
-        });
-    }
-    let user = User::set_role(&mut conn, id, role.as_str())
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no user with id {id}")))?;
+    // Check and change in one transaction, with every admin row locked: two admins demoting
+    // each other at the same moment are serialised, and the second sees one admin left (and
+    // that it is no longer an admin itself).
+    let user = conn
+        .transaction(async |conn| {
+            let admins = User::lock_admins(conn).await?;
+            if !admins.contains(&caller.id) {
+                return Err(ApiError::Forbidden(
+                    "this action needs the role admin".to_owned(),
+                ));
+            }
+            let target = User::find(conn, id)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("no user with id {id}")))?;
+            if target.role == Role::Admin.as_str() && role != Role::Admin && admins.len() <= 1 {
+                return Err(ApiError::Conflict {
+                    code: "last_admin",
+                    message: "this is the last admin; promote another user first".to_owned(),
+                });
+            }
+            User::set_role(conn, id, role.as_str())
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("no user with id {id}")))
+        })
+        .await?;
     tracing::info!(user.role = role.as_str(), "user role changed");
     Ok(response::ok(PublicUser::from(user), "User role updated"))
 }

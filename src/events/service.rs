@@ -14,13 +14,8 @@ use crate::events::domain::{self, Limits, UpdateEventBody};
 use crate::events::model::{Event, NewEvent};
 use crate::http::auth::AuthUser;
 use crate::state::AppState;
-use crate::users::domain::Role;
 
 /// Who may change an event: its host, or an admin.
-fn may_manage(caller: &AuthUser, event: &Event) -> bool {
-    caller.role == Role::Admin || event.host_id == caller.id
-}
-
 /// One event, from the cache when it holds it, else from PostgreSQL (and then cached unless
 /// cancelled). A tombstone does not say whether the event was deleted (404) or cancelled, so it
 /// is answered like a miss. Cancelled events are returned: callers decide who may see them.
@@ -93,7 +88,7 @@ pub async fn update(
             let current = Event::lock(conn, id)
                 .await?
                 .ok_or_else(|| ApiError::NotFound(format!("no event with id {id}")))?;
-            if !may_manage(&caller, &current) {
+            if !caller.manages(conn, current.host_id).await? {
                 return Err(ApiError::Forbidden(
                     "only the event's host or an admin may change it".to_owned(),
                 ));
@@ -165,7 +160,7 @@ pub async fn delete(
             let event = Event::lock(conn, id)
                 .await?
                 .ok_or_else(|| ApiError::NotFound(format!("no event with id {id}")))?;
-            if !may_manage(&caller, &event) {
+            if !caller.manages(conn, event.host_id).await? {
                 return Err(ApiError::Forbidden(
                     "only the event's host or an admin may delete it".to_owned(),
                 ));

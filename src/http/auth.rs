@@ -254,6 +254,23 @@ impl AuthUser {
         Ok(user)
     }
 
+    /// Whether the caller may manage what `host_id` hosts (an event: change it, cancel it, see
+    /// its stats, its waitlist, or it once cancelled) **now**: an admin, or its host while
+    /// still a host. The role is re-read from the database — a demotion takes effect at once,
+    /// not when the access token expires (a host demoted to guest loses their events to the
+    /// admins). A token that could not grant it costs no query.
+    pub async fn manages(
+        &self,
+        conn: &mut diesel_async::AsyncPgConnection,
+        host_id: i64,
+    ) -> Result<bool, ApiError> {
+        if self.role != Role::Admin && self.id != host_id {
+            return Ok(false);
+        }
+        let role = Role::parse(&self.load(conn).await?.role).unwrap_or(Role::Guest);
+        Ok(role == Role::Admin || (self.id == host_id && role == Role::Host))
+    }
+
     /// The caller's row; 401 when the user was deleted after the token was issued.
     pub async fn load(
         &self,

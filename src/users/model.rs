@@ -159,6 +159,18 @@ impl User {
             .optional()
     }
 
+    /// Every admin's id, their rows locked until the transaction ends (role changes that
+    /// could leave no admin are serialised on them).
+    pub async fn lock_admins(conn: &mut AsyncPgConnection) -> QueryResult<Vec<i64>> {
+        users::table
+            .filter(users::role.eq("admin"))
+            .order(users::id.asc())
+            .select(users::id)
+            .for_update()
+            .load(conn)
+            .await
+    }
+
     /// How many admins exist.
     pub async fn count_admins(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
         users::table

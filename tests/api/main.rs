@@ -16,6 +16,7 @@ mod cache;
 mod cli;
 mod config;
 mod crash;
+mod demotion;
 mod errors;
 mod events;
 mod health;
