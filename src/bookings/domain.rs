@@ -211,6 +211,26 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// An outcome with nothing confirmed or waitlisted (pending, or rejected before a seat was
+    /// looked at).
+    pub fn undecided(r: &BookingRequest, status: Status, reason: Option<Reason>) -> Self {
+        Self {
+            request_id: r.request_id,
+            event_id: r.event_id,
+            user_id: r.user_id,
+            status,
+            seats_requested: r.seats,
+            seats_confirmed: 0,
+            seats_waitlisted: 0,
+            booking_id: None,
+            cost: 0,
+            position: None,
+            reason,
+            allow_partial: r.allow_partial,
+            join_waitlist: r.join_waitlist,
+        }
+    }
+
     /// Whether this outcome belongs to a request with these parameters (an idempotency key
     /// reused with another body does not).
     pub fn matches(&self, r: &BookingRequest) -> bool {

@@ -19,6 +19,45 @@ use crate::bookings::domain::{self, EventSeats, Outcome, Reason, Status, WaitEnt
 use crate::db::schema::{booking_requests, bookings, events, outbox, waitlist};
 use crate::events::model::Event;
 
+/// A waitlist row as the allocator sees it.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = waitlist)]
+struct WaitRow {
+    request_id: Uuid,
+    user_id: i64,
+    seats: i32,
+    allow_partial: bool,
+    price_quoted: i64,
+}
+
+impl From<WaitRow> for WaitEntry {
+    fn from(r: WaitRow) -> Self {
+        Self {
+            request_id: r.request_id,
+            user_id: r.user_id,
+            seats: r.seats,
+            allow_partial: r.allow_partial,
+            price_quoted: r.price_quoted,
+        }
+    }
+}
+
+/// An event's whole waitlist, FIFO (the writer's state when it loads an event).
+pub async fn waitlist_of(
+    conn: &mut AsyncPgConnection,
+    event_id: i64,
+) -> QueryResult<Vec<WaitEntry>> {
+    Ok(waitlist::table
+        .filter(waitlist::event_id.eq(event_id))
+        .order(waitlist::id.asc())
+        .select(WaitRow::as_select())
+        .load::<WaitRow>(conn)
+        .await?
+        .into_iter()
+        .map(WaitEntry::from)
+        .collect())
+}
+
 #[derive(QueryableByName)]
 struct UserSeats {
     #[diesel(sql_type = BigInt)]
@@ -105,6 +144,32 @@ pub async fn stored_outcome(
     Ok(row.outcome(booking_id, position))
 }
 
+/// The stored outcomes of those of `ids` that are stored (retries, redeliveries).
+pub async fn stored_outcomes(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+) -> QueryResult<Vec<Outcome>> {
+    let rows: Vec<StoredRequest> = booking_requests::table
+        .filter(booking_requests::id.eq_any(ids))
+        .select(StoredRequest::as_select())
+        .load(conn)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        out.push(stored_outcome(conn, row).await?);
+    }
+    Ok(out)
+}
+
+/// Those of `ids` that are users.
+pub async fn existing_users(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<Vec<i64>> {
+    crate::db::schema::users::table
+        .filter(crate::db::schema::users::id.eq_any(ids))
+        .select(crate::db::schema::users::id)
+        .load(conn)
+        .await
+}
+
 /// 1-based place of a request in its event's waitlist.
 pub async fn waitlist_position(
     conn: &mut AsyncPgConnection,
@@ -165,26 +230,12 @@ pub async fn serve_waitlist_locked(
         )
         .order(waitlist::id.asc())
         .limit(i64::from(free))
-        .select((
-            waitlist::request_id,
-            waitlist::user_id,
-            waitlist::seats,
-            waitlist::allow_partial,
-            waitlist::price_quoted,
-        ))
+        .select(WaitRow::as_select())
         .for_update()
-        .load::<(Uuid, i64, i32, bool, i64)>(conn)
+        .load::<WaitRow>(conn)
         .await?
         .into_iter()
-        .map(
-            |(request_id, user_id, seats, allow_partial, price_quoted)| WaitEntry {
-                request_id,
-                user_id,
-                seats,
-                allow_partial,
-                price_quoted,
-            },
-        )
+        .map(WaitEntry::from)
         .collect();
     let seats = EventSeats {
         capacity: event.capacity,

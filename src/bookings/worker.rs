@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::bookings::domain::{Outcome, Status};
 use crate::bookings::queue::Envelope;
 use crate::bookings::writer::Writer;
 use crate::state::AppState;
@@ -25,22 +26,7 @@ async fn run_dry(mut rx: mpsc::Receiver<Envelope>, shutdown: CancellationToken) 
                 None => return,
             },
         };
-        let r = &env.request;
-        let pending = crate::bookings::domain::Outcome {
-            request_id: r.request_id,
-            event_id: r.event_id,
-            user_id: r.user_id,
-            status: crate::bookings::domain::Status::Pending,
-            seats_requested: r.seats,
-            seats_confirmed: 0,
-            seats_waitlisted: 0,
-            booking_id: None,
-            cost: 0,
-            position: None,
-            reason: None,
-            allow_partial: r.allow_partial,
-            join_waitlist: r.join_waitlist,
-        };
+        let pending = Outcome::undecided(&env.request, Status::Pending, None);
         if let Some(tx) = env.reply {
             let _ = tx.send(Ok(pending));
         }

@@ -27,8 +27,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use serde_json::json;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -36,9 +34,9 @@ use uuid::Uuid;
 use crate::bookings::domain::{
     self, BookingRequest, EventSeats, Outcome, Plan, Reason, Status, WaitEntry,
 };
+use crate::bookings::engine;
 use crate::bookings::queue::Envelope;
 use crate::bookings::store::{self, CommitError, Writes};
-use crate::db::schema::{booking_requests, users, waitlist};
 use crate::events::model::Event;
 use crate::state::AppState;
 
@@ -378,23 +376,13 @@ impl<T> Writer<T> {
         }
         let mut conn = self.state.db().get().await?;
         if !maybe_stored.is_empty() {
-            let rows: Vec<super::engine::StoredRequest> = booking_requests::table
-                .filter(booking_requests::id.eq_any(&maybe_stored))
-                .select(super::engine::StoredRequest::as_select())
-                .load(&mut conn)
-                .await?;
-            for row in rows {
-                let o = super::engine::stored_outcome(&mut conn, &row).await?;
-                outcomes.insert(row.id, Ok(o));
+            for o in engine::stored_outcomes(&mut conn, &maybe_stored).await? {
+                outcomes.insert(o.request_id, Ok(o));
             }
         }
         if !unknown_users.is_empty() {
-            let found: Vec<i64> = users::table
-                .filter(users::id.eq_any(&unknown_users))
-                .select(users::id)
-                .load(&mut conn)
-                .await?;
-            self.known_users.extend(found);
+            self.known_users
+                .extend(engine::existing_users(&mut conn, &unknown_users).await?);
             for e in envelopes {
                 let r = &e.request;
                 if !self.known_users.contains(&r.user_id) {
@@ -466,7 +454,7 @@ impl<T> Writer<T> {
             return Ok(());
         }
         let mut conn = self.state.db().get().await?;
-        let rows = super::engine::seats_held(&mut conn, event_id, &missing).await?;
+        let rows = engine::seats_held(&mut conn, event_id, &missing).await?;
         if let Some(st) = self.events.get_mut(&event_id) {
             for u in missing {
                 st.held.insert(u, rows.get(&u).copied().unwrap_or(0));
@@ -481,7 +469,7 @@ impl<T> Writer<T> {
         }
         let want = i64::try_from(n).unwrap_or(i64::MAX).max(ID_BLOCK);
         let mut conn = self.state.db().get().await?;
-        let ids = super::engine::next_booking_ids(&mut conn, want).await?;
+        let ids = engine::next_booking_ids(&mut conn, want).await?;
         self.booking_ids.extend(ids);
         Ok(())
     }
@@ -670,29 +658,7 @@ async fn load_event(state: &AppState, event_id: i64) -> anyhow::Result<Option<Ev
     let Some(event) = Event::find(&mut conn, event_id).await? else {
         return Ok(None);
     };
-    let waitlist = waitlist::table
-        .filter(waitlist::event_id.eq(event_id))
-        .order(waitlist::id.asc())
-        .select((
-            waitlist::request_id,
-            waitlist::user_id,
-            waitlist::seats,
-            waitlist::allow_partial,
-            waitlist::price_quoted,
-        ))
-        .load::<(Uuid, i64, i32, bool, i64)>(&mut conn)
-        .await?
-        .into_iter()
-        .map(
-            |(request_id, user_id, seats, allow_partial, price_quoted)| WaitEntry {
-                request_id,
-                user_id,
-                seats,
-                allow_partial,
-                price_quoted,
-            },
-        )
-        .collect();
+    let waitlist = engine::waitlist_of(&mut conn, event_id).await?;
     Ok(Some(EventState {
         event,
         waitlist,
@@ -881,19 +847,5 @@ fn record(
 
 /// A rejection that is not stored (its event or its buyer does not exist).
 pub fn unstored_rejection(r: &BookingRequest, reason: Reason) -> Outcome {
-    Outcome {
-        request_id: r.request_id,
-        event_id: r.event_id,
-        user_id: r.user_id,
-        status: Status::Rejected,
-        seats_requested: r.seats,
-        seats_confirmed: 0,
-        seats_waitlisted: 0,
-        booking_id: None,
-        cost: 0,
-        position: None,
-        reason: Some(reason),
-        allow_partial: r.allow_partial,
-        join_waitlist: r.join_waitlist,
-    }
+    Outcome::undecided(r, Status::Rejected, Some(reason))
 }
