@@ -681,23 +681,23 @@ fn operations() -> Vec<Op> {
             .ok(200, r("EventStats"))
             .errors(&[404]),
         Op::new("post", "/api/events/book", "bookings")
-            .doc("Book seats", "Durable when answered. Plain: 202 with the outcome (in-process) or `pending` (Kafka). With `Prefer: wait=N`: 201 confirmed, 202 waitlisted, 409 rejected (`sold_out`, `per_user_limit`, `event_closed`, `waitlist_closed`). The same Idempotency-Key never books twice.")
+            .doc("Book seats", "Durable when answered. Plain: 202 with the outcome (in-process) or `pending` (Kafka). With `Prefer: wait=N`: 201 confirmed, 202 waitlisted, 409 rejected (`sold_out`, `per_user_limit`, `event_closed`, `waitlist_closed`). A decision not known in time: 202 `pending` with `statusUrl`. The same Idempotency-Key never books twice. Cost: seats × the lower of the price shown at the request and the price at the decision. Kafka consumers too far behind: 503 with Retry-After.")
             .auth(Auth::User)
             .header("Idempotency-Key", string(1, 255), "Retries with the same key return the first outcome")
-            .header("Prefer", json!({ "type": "string", "pattern": "^wait=\\d+$" }), "wait=N (N ≤ 30 s): answer with the decision")
+            .header("Prefer", json!({ "type": "string", "pattern": "^wait=\\d+$" }), "wait=N (seconds; more than 30 counts as 30): answer with the decision; not a non-negative number → 400")
             .body(book)
             .ok(201, r("BookingOutcome"))
             .ok(202, r("BookingOutcome"))
             .errors(&[404, 409, 422]),
         Op::new("delete", "/api/events/book", "bookings")
-            .doc("Cancel bookings", "One (`bookingId`), all (`cancelAll`) or else the latest confirmed booking of the caller on the event; in the body or the query string. Freed seats serve the waitlist in the same transaction.")
+            .doc("Cancel bookings", "One (`bookingId`), all (`cancelAll`) or else the latest confirmed booking of the caller on the event; in the body or the query string. Freed seats serve the waitlist in the same transaction. After the event started (or was cancelled): 409 `event_closed`.")
             .auth(Auth::User)
             .query("eventId", id.clone(), "Instead of the body")
             .query("bookingId", id.clone(), "Instead of the body")
             .query("cancelAll", json!({ "type": "boolean" }), "Instead of the body")
             .optional_body(cancel)
             .ok(200, r("Cancelled"))
-            .errors(&[404]),
+            .errors(&[404, 409]),
         Op::new("get", "/api/bookings/requests/{requestId}", "bookings")
             .doc("A booking request's outcome", "Its owner or an admin (others 404).")
             .auth(Auth::User)
