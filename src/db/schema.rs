@@ -115,16 +115,10 @@ diesel::table! {
 
 diesel::joinable!(booking_requests -> events (event_id));
 diesel::joinable!(booking_requests -> users (user_id));
-diesel::joinable!(bookings -> booking_requests (request_id));
-diesel::joinable!(bookings -> events (event_id));
-diesel::joinable!(bookings -> users (user_id));
 diesel::joinable!(events -> users (host_id));
 diesel::joinable!(outbox -> events (event_id));
 diesel::joinable!(outbox -> users (user_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
-diesel::joinable!(waitlist -> booking_requests (request_id));
-diesel::joinable!(waitlist -> events (event_id));
-diesel::joinable!(waitlist -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     booking_requests,
