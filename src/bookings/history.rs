@@ -726,7 +726,9 @@ pub async fn summary_page(
                 sum(rejected_requests)::int8 AS rejected_requests,
                 sum(active_cost)::int8 AS active_cost,
                 min(at) AS first_at, max(at) AS last_at
-           FROM ({}) AS rows
+           FROM ({}) AS rows (event_id, active_seats, cancelled_seats, waitlisted_seats,
+                              active_bookings, cancelled_bookings, rejected_requests,
+                              active_cost, at)
           GROUP BY event_id{having}
           ORDER BY last_at DESC, event_id DESC
           LIMIT {limit}",

@@ -303,6 +303,24 @@ async fn the_summary_groups_all_rows_by_event_and_equals_sql() {
     assert_eq!(items[0]["activeTickets"], 0);
     assert_eq!(items[0]["cancelledTickets"], want[&events[0]].cancelled);
     assert_eq!(items[0]["totalCost"], 0, "cost counts active seats only");
+
+    // Every status filter works on the summary, also those that leave only the waitlist or only
+    // the rejected requests (the fuzzer found `status=waitlisted` answering 500).
+    for status in ["confirmed", "cancelled", "waitlisted", "rejected"] {
+        let body = json_with_status(
+            app.get_as(
+                &format!("/api/user/bookings?view=summary&status={status}"),
+                &token,
+            )
+            .await,
+            200,
+        )
+        .await;
+        assert!(
+            !body["data"]["items"].as_array().unwrap().is_empty(),
+            "{status}: {body}"
+        );
+    }
 }
 
 #[tokio::test]
