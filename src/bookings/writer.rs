@@ -418,14 +418,17 @@ impl<T> Writer<T> {
                 }
             }
         }
-        let ids_needed = requests.len() + self.events[&event_id].waitlist.len().min(64);
-        self.reserve_booking_ids(ids_needed).await?;
         self.load_held(event_id, requests).await?;
+        let Some(st) = self.events.get(&event_id) else {
+            return Ok(());
+        };
+        let plan = domain::allocate(st.seats(Utc::now()), &st.waitlist, requests, &st.held);
+        // One booking id per row the plan writes: every served entry and every confirmation.
+        let rows = plan.served.len() + plan.decided.iter().filter(|d| d.confirmed > 0).count();
+        self.reserve_booking_ids(rows).await?;
         let Some(st) = self.events.get_mut(&event_id) else {
             return Ok(());
         };
-        let now = Utc::now();
-        let plan = domain::allocate(st.seats(now), &st.waitlist, requests, &st.held);
         record(st, &plan, requests, &mut self.booking_ids, batch);
         Ok(())
     }
