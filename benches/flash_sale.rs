@@ -308,7 +308,10 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
     c.batch_execute(&format!(
         "INSERT INTO users (username, name, email, password_hash, role) \
          SELECT 'buyer' || g, 'Buyer', 'buyer' || g || '@bench.local', 'x', 'guest' FROM generate_series(1, {}) g; \
-         INSERT INTO users (username, name, email, password_hash, role) VALUES ('host', 'Host', 'host@bench.local', 'x', 'host');",
+         INSERT INTO users (username, name, email, password_hash, role) VALUES ('host', 'Host', 'host@bench.local', 'x', 'host'); \
+         DO $$ BEGIN IF EXISTS (SELECT 1 FROM information_schema.columns \
+           WHERE table_name = 'users' AND column_name = 'email_verified_at') \
+         THEN UPDATE users SET email_verified_at = now(); END IF; END $$;",
         a.users
     ))
     .await

@@ -36,6 +36,7 @@ const SECRET_KEYS: &[&str] = &[
     "auth.refresh_token_secret",
     "mail.password",
     "redis.password",
+    "metrics.token",
 ];
 
 /// A configuration problem, naming the key at fault.
@@ -135,6 +136,22 @@ pub struct Settings {
     pub notify: NotifySettings,
     /// Logging.
     pub log: LogSettings,
+    /// Where Prometheus scrapes this process.
+    pub metrics: MetricsSettings,
+}
+
+/// `[metrics]`: `/metrics` carries business volumes, so it is not public. Every role serves it
+/// on `listen` (an internal address) when set; on the API's public port it needs
+/// `Authorization: Bearer <token>`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// `host:port` of the internal metrics listener of every role; empty = none.
+    pub listen: String,
+    /// Bearer token for `/metrics` on the public port (environment only); unset = refused
+    /// there.
+    #[serde(default, serialize_with = "serialize_secret")]
+    pub token: Option<SecretString>,
 }
 
 fn default_environment() -> Environment {
@@ -147,6 +164,8 @@ fn default_environment() -> Environment {
 pub struct HttpSettings {
     /// Address to bind.
     pub host: String,
+    /// The URL buyers reach this service at (links in emails), without a trailing slash.
+    pub public_url: String,
     /// Port to bind; 0 picks a free port (tests).
     pub port: u16,
     /// actix worker threads; 0 means one per core.
@@ -289,6 +308,11 @@ pub struct AuthSettings {
     pub bcrypt_cost: u32,
     /// Mark the token cookies `Secure` (browsers then send them over HTTPS only).
     pub cookie_secure: bool,
+    /// Login attempts per account (or per remembered device) per window before 429
+    /// `login_throttled`; 0 = off.
+    pub login_attempts: u32,
+    /// The login throttle's window, e.g. `15m`.
+    pub login_window: String,
 }
 
 /// `[booking]`
@@ -701,6 +725,7 @@ impl Settings {
         for (key, value) in [
             ("auth.access_token_ttl", &self.auth.access_token_ttl),
             ("auth.refresh_token_ttl", &self.auth.refresh_token_ttl),
+            ("auth.login_window", &self.auth.login_window),
         ] {
             if parse_duration(value).is_none() {
                 return Err(ConfigError::invalid(
@@ -716,6 +741,29 @@ impl Settings {
                     format!("`{ip}` is not an IP address"),
                 ));
             }
+        }
+        if url::Url::parse(&self.http.public_url)
+            .map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
+            || self.http.public_url.ends_with('/')
+        {
+            return Err(ConfigError::invalid(
+                "http.public_url",
+                format!(
+                    "`{}` is not a URL like https://tickets.example.com (no trailing slash)",
+                    self.http.public_url
+                ),
+            ));
+        }
+        if !self.metrics.listen.is_empty()
+            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(ConfigError::invalid(
+                "metrics.listen",
+                format!(
+                    "`{}` is not an address like 127.0.0.1:9464",
+                    self.metrics.listen
+                ),
+            ));
         }
         for origin in &self.http.cors_allowed_origins {
             let ok = url::Url::parse(origin).is_ok_and(|u| {

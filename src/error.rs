@@ -102,6 +102,24 @@ pub enum ApiError {
         /// Seconds until a request would pass.
         retry_after_secs: u64,
     },
+    /// 403 with a code of its own (e.g. `email_unverified`).
+    #[error("{message}")]
+    Denied {
+        /// Stable code.
+        code: &'static str,
+        /// Human text.
+        message: String,
+    },
+    /// 429 with a code of its own (e.g. `login_throttled`).
+    #[error("{message}")]
+    Throttled {
+        /// Stable code.
+        code: &'static str,
+        /// Human text.
+        message: String,
+        /// Seconds until a request may pass.
+        retry_after_secs: u64,
+    },
     /// 503: a dependency is down or saturated; the client may retry.
     #[error("{message}")]
     Unavailable {
@@ -150,6 +168,8 @@ impl ApiError {
             Self::Validation { .. } => "validation_failed",
             Self::BadRequest { code, .. }
             | Self::Conflict { code, .. }
+            | Self::Throttled { code, .. }
+            | Self::Denied { code, .. }
             | Self::Unprocessable { code, .. } => code,
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
@@ -200,14 +220,14 @@ impl ResponseError for ApiError {
                 StatusCode::BAD_REQUEST
             }
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::Denied { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyRequests { .. } | Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -229,6 +249,9 @@ impl ResponseError for ApiError {
         let mut resp = error_response(status, self.code(), &message, errors);
         match self {
             Self::TooManyRequests { retry_after_secs }
+            | Self::Throttled {
+                retry_after_secs, ..
+            }
             | Self::Unavailable {
                 retry_after_secs, ..
             } => {

@@ -33,6 +33,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod ephemeral;
 pub mod error;
 pub mod events;
 pub mod http;

@@ -25,6 +25,10 @@ pub enum SendError {
     /// Retrying will not help (5xx, bad address).
     #[error("permanent mail failure: {0}")]
     Permanent(String),
+    /// Not sent: the recipient has not confirmed their address (only the confirmation itself
+    /// goes to an unconfirmed address).
+    #[error("not sent: the recipient's email address is not verified")]
+    Unverified,
 }
 
 /// Sends rendered notifications.

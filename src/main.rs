@@ -91,24 +91,28 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
                     ),
                 ]
             };
-            roles::run_all(roles, token, drain).await?;
+            roles::run_all(roles::with_metrics(roles, &state, &token), token, drain).await?;
         }
         Command::WorkBookings => {
             roles::run_all(
-                vec![
-                    Role::new(
-                        "work-bookings",
-                        atomicseats::bookings::run_worker,
-                        &state,
-                        &token,
-                    ),
-                    Role::new(
-                        "outbox-relay",
-                        atomicseats::notifications::worker::run_relay,
-                        &state,
-                        &token,
-                    ),
-                ],
+                roles::with_metrics(
+                    vec![
+                        Role::new(
+                            "work-bookings",
+                            atomicseats::bookings::run_worker,
+                            &state,
+                            &token,
+                        ),
+                        Role::new(
+                            "outbox-relay",
+                            atomicseats::notifications::worker::run_relay,
+                            &state,
+                            &token,
+                        ),
+                    ],
+                    &state,
+                    &token,
+                ),
                 token,
                 drain,
             )
@@ -116,12 +120,16 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         }
         Command::WorkNotify => {
             roles::run_all(
-                vec![Role::new(
-                    "work-notify",
-                    atomicseats::notifications::worker::run,
+                roles::with_metrics(
+                    vec![Role::new(
+                        "work-notify",
+                        atomicseats::notifications::worker::run,
+                        &state,
+                        &token,
+                    )],
                     &state,
                     &token,
-                )],
+                ),
                 token,
                 drain,
             )
@@ -129,12 +137,16 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         }
         Command::Reconcile { schedule: true } => {
             roles::run_all(
-                vec![Role::new(
-                    "reconcile",
-                    atomicseats::reconcile::run,
+                roles::with_metrics(
+                    vec![Role::new(
+                        "reconcile",
+                        atomicseats::reconcile::run,
+                        &state,
+                        &token,
+                    )],
                     &state,
                     &token,
-                )],
+                ),
                 token,
                 drain,
             )

@@ -391,11 +391,12 @@ fn schemas() -> Value {
         })),
         "PageInfo": page_info,
         "Counts": counts,
-        "User": obj(&["id", "username", "name", "email", "role", "createdAt"], json!({
+        "User": obj(&["id", "username", "name", "email", "role", "createdAt", "emailVerified"], json!({
             "id": int(1, None), "username": { "type": "string" }, "name": { "type": "string" },
             "email": { "type": "string" },
             "role": { "type": "string", "enum": ["guest", "host", "admin"] },
             "createdAt": date_time(),
+            "emailVerified": { "type": "boolean" },
         })),
         "Session": obj(
             &["user", "accessToken", "refreshToken", "accessTokenExpiresAt", "refreshTokenExpiresAt"],
@@ -536,10 +537,32 @@ fn operations() -> Vec<Op> {
         "properties": {
             "username": { "type": "string", "pattern": "^[A-Za-z0-9_.-]{3,32}$" },
             "name": string(1, 100), "email": { "type": "string", "format": "email", "maxLength": 254 },
-            "password": { "type": "string", "minLength": 8, "maxLength": 72 },
+            "password": { "type": "string", "minLength": 15, "maxLength": 72,
+                "description": "15 characters to 72 bytes; not a common password, not mostly one character, not containing the username or the email's local part" },
             "role": { "type": "string", "enum": ["guest", "host"] },
         },
     });
+    let change_password = json!({
+        "type": "object", "additionalProperties": false,
+        "required": ["currentPassword", "newPassword"],
+        "properties": {
+            "currentPassword": { "type": "string" },
+            "newPassword": { "type": "string", "minLength": 15, "maxLength": 72 },
+        },
+    });
+    let verify = json!({
+        "type": "object", "additionalProperties": false,
+        "properties": { "token": { "type": "string" } },
+    });
+    let registered = obj(
+        &["username", "name", "email", "role", "emailVerified"],
+        json!({
+            "username": { "type": "string" }, "name": { "type": "string" },
+            "email": { "type": "string" },
+            "role": { "type": "string", "enum": ["guest", "host"] },
+            "emailVerified": { "type": "boolean" },
+        }),
+    );
     let login = json!({
         "type": "object", "additionalProperties": false, "required": ["password"],
         "properties": {
@@ -593,7 +616,7 @@ fn operations() -> Vec<Op> {
             .ok(200, obj(&["checks"], json!({ "checks": { "type": "object",
                 "additionalProperties": { "type": "string", "enum": ["ok", "not configured", "failed"] } } }))),
         Op::new("get", "/metrics", "operations")
-            .doc("Prometheus metrics", "Text exposition format.")
+            .doc("Prometheus metrics", "Text exposition format. On this port only with `Authorization: Bearer <metrics.token>` (401 without, 403 when no token is configured); every role also serves it on `metrics.listen`.")
             .raw("text/plain", json!({ "type": "string" })),
         Op::new("get", "/api/openapi.json", "operations")
             .doc("This document", "OpenAPI 3.1.")
@@ -611,22 +634,43 @@ fn operations() -> Vec<Op> {
             .doc("API info", "As `GET /api/user`.")
             .ok(200, any.clone()),
         Op::new("post", "/api/user/register", "accounts")
-            .doc("Register", "Creates a guest (default) or host; `admin` is refused (403). Email and username are unique case-insensitively (409 `user_exists`).")
+            .doc("Register", "Creates a guest (default) or host with an unconfirmed address and emails the confirmation link; `admin` is refused (403). A taken username is a 409 `username_taken`. An address that already has an account gets the same 201 (no account is created; its owner is emailed), so registering does not reveal who has an account.")
             .body(register)
-            .ok(201, r("User"))
+            .ok(201, registered)
             .errors(&[403, 409]),
+        Op::new("get", "/api/user/verify-email", "accounts")
+            .doc("Confirm the email address (link)", "The link in the confirmation email. 400 `invalid_verification_token` for a bad or expired token.")
+            .query("token", json!({ "type": "string" }), "The token from the email")
+            .ok(200, obj(&["emailVerified"], json!({ "emailVerified": { "type": "boolean" } })))
+            .errors(&[400]),
+        Op::new("post", "/api/user/verify-email", "accounts")
+            .doc("Confirm the email address", "`{ token }` from the email (or `?token=`).")
+            .query("token", json!({ "type": "string" }), "The token from the email")
+            .optional_body(verify)
+            .ok(200, obj(&["emailVerified"], json!({ "emailVerified": { "type": "boolean" } })))
+            .errors(&[400]),
+        Op::new("post", "/api/user/verify-email/resend", "accounts")
+            .doc("Send the confirmation email again", "202 when sent, 200 when already confirmed.")
+            .auth(Auth::User)
+            .ok(202, obj(&["emailVerified"], json!({ "emailVerified": { "type": "boolean" } }))),
+        Op::new("post", "/api/user/password", "accounts")
+            .doc("Change the password", "Checks the current password (401 when wrong, counted like logins), applies the password policy to the new one (400 naming `newPassword`), then ends every session of the account — refresh and access tokens — and answers with a new session, as login does.")
+            .auth(Auth::User)
+            .body(change_password)
+            .ok(200, r("Session"))
+            .errors(&[401, 429]),
         Op::new("post", "/api/user/login", "accounts")
-            .doc("Log in", "By email or username. Unknown user and wrong password get the same 401. Sets the `accessToken` and `refreshToken` cookies.")
+            .doc("Log in", "By email or username. Unknown user and wrong password get the same 401. Sets the `accessToken` and `refreshToken` cookies, and `deviceToken` (this browser logged in to this account). More than `auth.login_attempts` attempts on one account within `auth.login_window` → 429 `login_throttled`; a client with that account's `deviceToken` has a count of its own, so guessing elsewhere cannot lock the owner out.")
             .body(login)
             .ok(200, r("Session"))
-            .errors(&[401]),
+            .errors(&[401, 429]),
         Op::new("post", "/api/user/refresh", "accounts")
             .doc("Rotate the refresh token", "From the body or the cookie. Reusing a rotated token revokes its whole login (401).")
             .optional_body(refresh.clone())
             .ok(200, r("Session"))
             .errors(&[401]),
         Op::new("post", "/api/user/logout", "accounts")
-            .doc("Log out", "Revokes the presented refresh token, or every session with `all=true`; clears the cookies.")
+            .doc("Log out", "Revokes the presented refresh token and the access token used (at once, not at its expiry), or every session with `all=true`; clears the cookies.")
             .auth(Auth::User)
             .query("all", json!({ "type": "boolean" }), "End every session of the caller")
             .optional_body(refresh)

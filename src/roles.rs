@@ -62,6 +62,22 @@ pub fn single_node(state: &AppState, token: &CancellationToken) -> Vec<Role> {
     ]
 }
 
+/// `roles` plus the internal metrics listener (`metrics.listen`; idle when unset), so that
+/// every role, not only the API, can be scraped.
+pub fn with_metrics(
+    mut roles: Vec<Role>,
+    state: &AppState,
+    token: &CancellationToken,
+) -> Vec<Role> {
+    roles.push(Role::new(
+        "metrics",
+        crate::http::metrics::run_listener,
+        state,
+        token,
+    ));
+    roles
+}
+
 /// Runs `roles` on `token`. A role that returns before the token is cancelled (with an error or
 /// not) is named in the log and cancels the others. After cancellation the rest get `drain` to
 /// finish, then are aborted. Returns an error naming every role that failed.

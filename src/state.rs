@@ -28,6 +28,7 @@ struct Inner {
     mailer: crate::mail::Mailer,
     notification_queue: crate::notifications::NotificationQueue,
     outbox_signal: tokio::sync::Notify,
+    ephemeral: crate::ephemeral::Ephemeral,
 }
 
 impl AppState {
@@ -50,6 +51,12 @@ impl AppState {
             (None, QueueKind::Memory) => EventCache::memory(),
             (None, QueueKind::Kafka) => EventCache::none(),
         };
+        let ephemeral = match &redis {
+            Some(pool) => {
+                crate::ephemeral::Ephemeral::redis(pool.clone(), &settings.redis.key_prefix)
+            }
+            None => crate::ephemeral::Ephemeral::memory(),
+        };
         let booking_queue = BookingQueue::from_settings(&settings)?;
         let mailer = crate::mail::Mailer::from_settings(&settings.mail)?;
         let notification_queue = crate::notifications::NotificationQueue::from_settings(&settings)?;
@@ -66,6 +73,7 @@ impl AppState {
                 mailer,
                 notification_queue,
                 outbox_signal: tokio::sync::Notify::new(),
+                ephemeral,
             }),
         })
     }
@@ -118,6 +126,11 @@ impl AppState {
     /// Waiters for booking outcomes in this process.
     pub fn outcomes(&self) -> &OutcomeHub {
         &self.inner.outcomes
+    }
+
+    /// Short-lived shared facts (revoked tokens, login counters, idempotency claims).
+    pub fn ephemeral(&self) -> &crate::ephemeral::Ephemeral {
+        &self.inner.ephemeral
     }
 
     /// The Redis pool, when `redis.url` is configured.

@@ -292,9 +292,9 @@ class Scenario:
     # -- data ---------------------------------------------------------------------------
     def seed(self):
         psql(self.url, f"""
-            INSERT INTO users (username, name, email, password_hash, role)
+            INSERT INTO users (username, name, email, password_hash, role, email_verified_at)
               SELECT 'buyer' || g, 'Buyer ' || g, 'buyer' || g || '@example.com', 'x',
-                     CASE WHEN g = 0 THEN 'host' ELSE 'guest' END
+                     CASE WHEN g = 0 THEN 'host' ELSE 'guest' END, now()
               FROM generate_series(0, {BUYERS}) g;
             INSERT INTO events (host_id, name, description, venue, starts_at, ends_at, capacity, price)
               SELECT (SELECT id FROM users WHERE username = 'buyer0'), 'Fault show ' || g, '', 'Hall',

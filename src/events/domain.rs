@@ -126,6 +126,31 @@ impl Check {
         Some(s.to_owned())
     }
 
+    /// A single line of text (a name, a venue): as [`Self::text`], without control characters
+    /// (CR, LF, tab…), Unicode line or paragraph separators or bidirectional overrides — these
+    /// go into email subjects and lines the platform sends in its own name.
+    fn line(
+        &mut self,
+        field: &str,
+        raw: Option<&str>,
+        max: usize,
+        required: bool,
+    ) -> Option<String> {
+        let s = self.text(field, raw, max, required)?;
+        let forbidden = |c: char| {
+            c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        };
+        if s.chars().any(forbidden) {
+            self.fail(
+                field,
+                "must be a single line without control or direction-override characters",
+            );
+            return None;
+        }
+        Some(s)
+    }
+
     fn time(&mut self, field: &str, raw: Option<&str>, required: bool) -> Option<DateTime<Utc>> {
         let Some(raw) = raw else {
             if required {
@@ -188,9 +213,9 @@ pub fn validate_create(
     now: DateTime<Utc>,
 ) -> Result<NewEvent, ApiError> {
     let mut c = Check { errors: Vec::new() };
-    let name = c.text("name", body.name.as_deref(), 200, true);
+    let name = c.line("name", body.name.as_deref(), 200, true);
     let description = c.text("description", body.description.as_deref(), 5000, true);
-    let venue = c.text("venue", body.venue.as_deref(), 300, true);
+    let venue = c.line("venue", body.venue.as_deref(), 300, true);
     let starts_at = c.time("startsAt", body.starts_at.as_deref(), true);
     let ends_at = c.time("endsAt", body.ends_at.as_deref(), true);
     let capacity = c.int("capacity", body.capacity, 1, limits.max_capacity, true);
@@ -258,9 +283,9 @@ pub fn validate_update(
 ) -> Result<EventChanges, ApiError> {
     let mut c = Check { errors: Vec::new() };
     let changes = EventChanges {
-        name: c.text("name", body.name.as_deref(), 200, false),
+        name: c.line("name", body.name.as_deref(), 200, false),
         description: c.text("description", body.description.as_deref(), 5000, false),
-        venue: c.text("venue", body.venue.as_deref(), 300, false),
+        venue: c.line("venue", body.venue.as_deref(), 300, false),
         starts_at: c.time("startsAt", body.starts_at.as_deref(), false),
         ends_at: c.time("endsAt", body.ends_at.as_deref(), false),
         capacity: c

@@ -204,6 +204,9 @@ pub async fn create_event(
     body: ApiJson<CreateEventBody>,
 ) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Host, Role::Admin])?;
+    caller
+        .require_publisher(&mut *state.db().get().await?)
+        .await?;
     let body = body.into_inner();
     if body.host_id.is_some_and(|h| h != caller.id) {
         return Err(ApiError::field(

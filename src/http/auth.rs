@@ -5,14 +5,20 @@
 //! signature, expiry (5 s clock tolerance), issuer and audience; the audience differs between
 //! the two kinds, so a refresh token is never accepted as an access token or the reverse.
 //!
-//! Claims: `sub` = user id, `jti` = token id, `role` (custom). The role in an access token is
-//! trusted until it expires (`auth.access_token_ttl`, 15 min by default): that is how long a
-//! role change takes to reach a session that does not log in again. Admin routes re-read the
-//! user from the database ([`AuthUser::require_admin`]), so a demotion or deletion stops admin
-//! access at once.
+//! Claims: `sub` = user id, `jti` = token id, `role` and `iatMs` (custom). The role in an access
+//! token only opens doors that do not need it checked again: every decision that depends on
+//! being an admin or a host re-reads the user ([`AuthUser::require_admin`],
+//! [`AuthUser::manages`]), so a demotion or deletion takes effect at once.
+//!
+//! **Revocation.** Logout revokes the presented access token (its `jti`) and a password change
+//! or `logout?all=true` every access token of the user issued before that moment; the facts
+//! live in the [`Ephemeral`](crate::ephemeral::Ephemeral) store (Redis when configured, shared
+//! by every node) until the tokens would have expired anyway. The [`AuthUser`] extractor checks
+//! them on every request: one lookup in this process, or one `MGET` with Redis. If Redis fails
+//! the check fails open (logged, `auth_revocation_check_errors_total`): the signature and
+//! expiry still hold, and refresh tokens are revoked in PostgreSQL regardless.
 
 use std::collections::HashSet;
-use std::future::{Ready, ready};
 use std::time::Duration;
 
 use actix_web::dev::Payload;
@@ -33,6 +39,16 @@ pub const ISSUER: &str = "atomicseats";
 pub const ACCESS_AUDIENCE: &str = "atomicseats-api";
 /// `aud` of refresh tokens.
 pub const REFRESH_AUDIENCE: &str = "atomicseats-refresh";
+/// `aud` of email verification tokens (signed with the access key; never an access token).
+pub const VERIFY_EMAIL_AUDIENCE: &str = "atomicseats-verify-email";
+/// `aud` of device tokens (signed with the refresh key).
+pub const DEVICE_AUDIENCE: &str = "atomicseats-device";
+/// Name of the device cookie: this browser has logged in to this account before.
+pub const DEVICE_COOKIE: &str = "deviceToken";
+/// How long a device is remembered.
+pub const DEVICE_TTL: Duration = Duration::from_secs(180 * 24 * 3600);
+/// How long an email verification link works.
+pub const VERIFY_EMAIL_TTL: Duration = Duration::from_secs(48 * 3600);
 /// Name of the access token cookie (the seed's).
 pub const ACCESS_COOKIE: &str = "accessToken";
 /// Name of the refresh token cookie (the seed's).
@@ -47,6 +63,17 @@ const MAX_TOKEN_LENGTH: usize = 4096;
 pub struct RoleClaim {
     /// The user's role when the token was issued.
     pub role: Role,
+    /// Issue time in Unix milliseconds (the standard `iat` has whole seconds, too coarse to
+    /// tell a token issued just before a password change from one issued just after).
+    #[serde(default, rename = "iatMs")]
+    pub issued_ms: i64,
+}
+
+/// Custom claim of email verification tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EmailClaim {
+    /// The address, lower-cased.
+    pub email: String,
 }
 
 /// The signing keys and lifetimes.
@@ -69,6 +96,8 @@ pub struct IssuedToken {
     pub id: uuid::Uuid,
     /// Its expiry.
     pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// When it was issued, Unix milliseconds (the `iatMs` claim).
+    pub issued_ms: i64,
 }
 
 /// Verified claims of a refresh token.
@@ -125,7 +154,8 @@ impl TokenKeys {
         ttl: Duration,
     ) -> anyhow::Result<IssuedToken> {
         let id = uuid::Uuid::new_v4();
-        let claims = Claims::with_custom_claims(RoleClaim { role }, ttl.into())
+        let issued_ms = chrono::Utc::now().timestamp_millis();
+        let claims = Claims::with_custom_claims(RoleClaim { role, issued_ms }, ttl.into())
             .with_issuer(ISSUER)
             .with_audience(audience)
             .with_subject(user_id)
@@ -139,6 +169,7 @@ impl TokenKeys {
             token,
             id,
             expires_at,
+            issued_ms,
         })
     }
 
@@ -178,7 +209,7 @@ impl TokenKeys {
         key: &HS256Key,
         audience: &str,
         token: &str,
-    ) -> Result<(i64, uuid::Uuid, Role), ApiError> {
+    ) -> Result<(i64, uuid::Uuid, RoleClaim, i64), ApiError> {
         let invalid = || ApiError::Unauthorized("invalid or expired token".to_owned());
         let claims = key
             .verify_token::<RoleClaim>(token, Some(Self::options(audience)))
@@ -193,18 +224,85 @@ impl TokenKeys {
             .as_deref()
             .and_then(|s| s.parse::<uuid::Uuid>().ok())
             .ok_or_else(invalid)?;
-        Ok((user_id, token_id, claims.custom.role))
+        let expires = claims.expires_at.map_or(0, |t| t.as_secs() as i64);
+        Ok((user_id, token_id, claims.custom, expires))
     }
 
-    /// Verifies an access token.
+    /// Verifies an access token (signature, expiry, audience; revocation is checked by the
+    /// extractor).
     pub fn verify_access(&self, token: &str) -> Result<AuthUser, ApiError> {
-        let (id, token_id, role) = Self::verify(&self.access, ACCESS_AUDIENCE, token)?;
-        Ok(AuthUser { id, role, token_id })
+        let (id, token_id, claim, expires) = Self::verify(&self.access, ACCESS_AUDIENCE, token)?;
+        Ok(AuthUser {
+            id,
+            role: claim.role,
+            token_id,
+            issued_ms: claim.issued_ms,
+            expires_at: expires,
+        })
+    }
+
+    /// A token proving that whoever holds it received mail at `email` for `user_id`. Minted when
+    /// the verification email is sent (so no token is stored anywhere), valid 48 hours.
+    pub fn issue_email_verification(&self, user_id: i64, email: &str) -> anyhow::Result<String> {
+        let claims = Claims::with_custom_claims(
+            EmailClaim {
+                email: email.to_lowercase(),
+            },
+            VERIFY_EMAIL_TTL.into(),
+        )
+        .with_issuer(ISSUER)
+        .with_audience(VERIFY_EMAIL_AUDIENCE)
+        .with_subject(user_id);
+        self.access
+            .authenticate(claims)
+            .map_err(|e| anyhow::anyhow!("signing a token: {e}"))
+    }
+
+    /// A device token: proof that this client logged in to `user_id` before. With it, logins
+    /// are throttled per device instead of per account, so that someone guessing the password
+    /// from elsewhere cannot lock the owner out.
+    pub fn issue_device(&self, user_id: i64) -> anyhow::Result<String> {
+        let claims = Claims::create(DEVICE_TTL.into())
+            .with_issuer(ISSUER)
+            .with_audience(DEVICE_AUDIENCE)
+            .with_subject(user_id)
+            .with_jwt_id(uuid::Uuid::new_v4());
+        self.refresh
+            .authenticate(claims)
+            .map_err(|e| anyhow::anyhow!("signing a token: {e}"))
+    }
+
+    /// The user and device id of a valid device token.
+    pub fn verify_device(&self, token: &str) -> Option<(i64, String)> {
+        let claims = self
+            .refresh
+            .verify_token::<NoCustomClaims>(token, Some(Self::options(DEVICE_AUDIENCE)))
+            .ok()?;
+        let user = claims.subject.as_deref()?.parse().ok()?;
+        Some((user, claims.jwt_id?))
+    }
+
+    /// The user id and address an email verification token was issued for.
+    pub fn verify_email_token(&self, token: &str) -> Result<(i64, String), ApiError> {
+        let invalid = || ApiError::BadRequest {
+            code: "invalid_verification_token",
+            message: "the verification link is invalid or expired; ask for a new one".to_owned(),
+        };
+        let claims = self
+            .access
+            .verify_token::<EmailClaim>(token, Some(Self::options(VERIFY_EMAIL_AUDIENCE)))
+            .map_err(|_| invalid())?;
+        let user = claims
+            .subject
+            .as_deref()
+            .and_then(|s| s.parse::<i64>().ok())
+            .ok_or_else(invalid)?;
+        Ok((user, claims.custom.email))
     }
 
     /// Verifies a refresh token's signature and claims (the database decides if it is live).
     pub fn verify_refresh(&self, token: &str) -> Result<RefreshClaims, ApiError> {
-        let (user_id, token_id, _) = Self::verify(&self.refresh, REFRESH_AUDIENCE, token)?;
+        let (user_id, token_id, _, _) = Self::verify(&self.refresh, REFRESH_AUDIENCE, token)?;
         Ok(RefreshClaims { user_id, token_id })
     }
 }
@@ -219,6 +317,10 @@ pub struct AuthUser {
     pub role: Role,
     /// The access token's id.
     pub token_id: uuid::Uuid,
+    /// When the token was issued, Unix milliseconds.
+    pub issued_ms: i64,
+    /// When it expires, Unix seconds.
+    pub expires_at: i64,
 }
 
 impl AuthUser {
@@ -254,6 +356,30 @@ impl AuthUser {
         Ok(user)
     }
 
+    /// 403 unless the caller may publish events **now**: a host or an admin (re-read, like
+    /// [`Self::require_admin`]) whose email address is confirmed (`email_unverified`
+    /// otherwise: the platform sends mail in the host's name to their buyers).
+    pub async fn require_publisher(
+        &self,
+        conn: &mut diesel_async::AsyncPgConnection,
+    ) -> Result<crate::users::model::User, ApiError> {
+        self.require(&[Role::Host, Role::Admin])?;
+        let user = self.load(conn).await?;
+        let role = Role::parse(&user.role).unwrap_or(Role::Guest);
+        if !matches!(role, Role::Host | Role::Admin) {
+            return Err(ApiError::Forbidden(
+                "this action needs the role host or admin".to_owned(),
+            ));
+        }
+        if user.email_verified_at.is_none() {
+            return Err(ApiError::Denied {
+                code: "email_unverified",
+                message: "confirm your email address first (POST /api/user/verify-email/resend sends the link again)".to_owned(),
+            });
+        }
+        Ok(user)
+    }
+
     /// Whether the caller may manage what `host_id` hosts (an event: change it, cancel it, see
     /// its stats, its waitlist, or it once cancelled) **now**: an admin, or its host while
     /// still a host. The role is re-read from the database — a demotion takes effect at once,
@@ -282,10 +408,9 @@ impl AuthUser {
     }
 }
 
-/// The access token of a request: the `Authorization: Bearer` header, else the cookie.
-pub fn access_token(req: &HttpRequest) -> Option<String> {
-    let bearer = req
-        .headers()
+/// The `Authorization: Bearer` token of a request.
+pub fn bearer(req: &HttpRequest) -> Option<String> {
+    req.headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
@@ -293,8 +418,12 @@ pub fn access_token(req: &HttpRequest) -> Option<String> {
             scheme
                 .eq_ignore_ascii_case("bearer")
                 .then(|| token.trim().to_owned())
-        });
-    bearer.or_else(|| req.cookie(ACCESS_COOKIE).map(|c| c.value().to_owned()))
+        })
+}
+
+/// The access token of a request: the `Authorization: Bearer` header, else the cookie.
+pub fn access_token(req: &HttpRequest) -> Option<String> {
+    bearer(req).or_else(|| req.cookie(ACCESS_COOKIE).map(|c| c.value().to_owned()))
 }
 
 /// Verifies the request's access token once and caches the result in the request extensions
@@ -313,11 +442,97 @@ pub fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
     Ok(user)
 }
 
+fn revoked_token_key(token: uuid::Uuid) -> String {
+    format!("revoked:jti:{token}")
+}
+
+fn revoked_user_key(user: i64) -> String {
+    format!("revoked:user:{user}")
+}
+
+/// Ends the access token `user` was authenticated with, now (logout). Kept until the token
+/// would have expired.
+pub async fn revoke_token(state: &crate::state::AppState, user: &AuthUser) -> anyhow::Result<()> {
+    let left = (user.expires_at - chrono::Utc::now().timestamp()).max(0) as u64;
+    state
+        .ephemeral()
+        .set(
+            &revoked_token_key(user.token_id),
+            "1",
+            Duration::from_secs(left) + TIME_TOLERANCE,
+        )
+        .await
+}
+
+/// Ends every access token of `user_id` issued before now (password change, logout
+/// everywhere). Kept for one access-token lifetime, after which they have expired anyway.
+pub async fn revoke_user_tokens(
+    state: &crate::state::AppState,
+    user_id: i64,
+) -> anyhow::Result<()> {
+    revoke_user_tokens_before(state, user_id, chrono::Utc::now().timestamp_millis()).await
+}
+
+/// Ends every access token of `user_id` issued at or before `at_ms` (Unix milliseconds).
+pub async fn revoke_user_tokens_before(
+    state: &crate::state::AppState,
+    user_id: i64,
+    at_ms: i64,
+) -> anyhow::Result<()> {
+    let now = at_ms;
+    state
+        .ephemeral()
+        .set(
+            &revoked_user_key(user_id),
+            &now.to_string(),
+            state.tokens().access_ttl + TIME_TOLERANCE,
+        )
+        .await
+}
+
+/// 401 when the token was revoked (see the module docs; fails open when the store fails).
+async fn check_not_revoked(
+    state: &crate::state::AppState,
+    user: &AuthUser,
+) -> Result<(), ApiError> {
+    let keys = [revoked_token_key(user.token_id), revoked_user_key(user.id)];
+    match state.ephemeral().get_many(&keys).await {
+        Ok(found) => {
+            let token_revoked = found.first().is_some_and(Option::is_some);
+            let user_revoked_at = found
+                .get(1)
+                .and_then(|v| v.as_deref())
+                .and_then(|v| v.parse::<i64>().ok());
+            if token_revoked || user_revoked_at.is_some_and(|at| user.issued_ms <= at) {
+                return Err(ApiError::Unauthorized(
+                    "this session has ended; log in again".to_owned(),
+                ));
+            }
+            Ok(())
+        }
+        Err(e) => {
+            metrics::counter!("auth_revocation_check_errors_total").increment(1);
+            tracing::warn!(error = %e, "token revocation check failed; allowing the token");
+            Ok(())
+        }
+    }
+}
+
 impl FromRequest for AuthUser {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req))
+        let user = authenticate(req);
+        let state = req
+            .app_data::<actix_web::web::Data<crate::state::AppState>>()
+            .cloned();
+        Box::pin(async move {
+            let user = user?;
+            if let Some(state) = state {
+                check_not_revoked(&state, &user).await?;
+            }
+            Ok(user)
+        })
     }
 }

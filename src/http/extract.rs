@@ -31,14 +31,8 @@ impl<T> ApiJson<T> {
 }
 
 fn is_json_content_type(req: &HttpRequest) -> Option<bool> {
-    let raw = req.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
-    let essence = raw
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    Some(essence == "application/json" || essence.ends_with("+json"))
+    req.headers().get(header::CONTENT_TYPE)?;
+    Some(crate::http::guard::is_json(req.headers()))
 }
 
 /// Turns a serde error at `path` into the API error, naming the field.

@@ -42,6 +42,48 @@ pub fn security_headers() -> DefaultHeaders {
         .add(("permissions-policy", "interest-cohort=()"))
 }
 
+/// Whether the request's `Content-Type` is exactly `application/json` (parameters such as
+/// `charset` allowed). Not `*+json`, not `text/plain`: a cross-site page can send only the
+/// CORS-safelisted types without a preflight, and `application/json` is not one of them.
+pub fn is_json(headers: &header::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Middleware: cross-site request forgery protection for cookie sessions. A state-changing
+/// request (anything but GET, HEAD, OPTIONS) that carries a session cookie and no
+/// `Authorization` header must be `Content-Type: application/json` or carry an
+/// `X-Requested-With` header: both need a CORS preflight, which a foreign origin (a sibling
+/// subdomain included) does not pass. Otherwise 403 `csrf_rejected`, before any work is done.
+/// Bearer-token clients are not affected: a browser never adds that header on its own.
+pub async fn cookie_csrf(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let headers = req.headers();
+    let cookie_session = !headers.contains_key(header::AUTHORIZATION)
+        && (req.cookie(crate::http::auth::ACCESS_COOKIE).is_some()
+            || req.cookie(crate::http::auth::REFRESH_COOKIE).is_some());
+    if safe || !cookie_session || is_json(headers) || headers.contains_key("x-requested-with") {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    }
+    metrics::counter!("csrf_rejected_total").increment(1);
+    let resp = crate::error::error_response(
+        actix_web::http::StatusCode::FORBIDDEN,
+        "csrf_rejected",
+        "a request authenticated by cookie must be sent as Content-Type: application/json or with an X-Requested-With header",
+        &[],
+    );
+    Ok(req.into_response(resp).map_into_right_body())
+}
+
 /// CORS for the configured origins. Requests from other origins are served without CORS
 /// headers (the browser then withholds the answer); preflights name what is allowed.
 pub fn cors(http: &HttpSettings) -> Cors {
@@ -55,6 +97,7 @@ pub fn cors(http: &HttpSettings) -> Cors {
             header::HeaderName::from_static("idempotency-key"),
             header::HeaderName::from_static("x-idempotency-key"),
             header::HeaderName::from_static("prefer"),
+            header::HeaderName::from_static("x-requested-with"),
         ])
         .expose_headers([
             header::HeaderName::from_static("x-request-id"),

@@ -1,5 +1,10 @@
 //! Prometheus metrics: one recorder per process, rendered at `GET /metrics`.
 //!
+//! The numbers are business volumes, so `/metrics` is not public: on the API's port it needs
+//! `Authorization: Bearer <metrics.token>` ([`render_public`]); every role can also serve it on
+//! an internal listener, `metrics.listen` ([`run_listener`]), which is how worker roles, which
+//! have no API port, are scraped.
+//!
 //! HTTP metrics: `http_requests_total{method,route,status}` and the histogram
 //! `http_request_duration_seconds{method,route}`, labelled by route *pattern* (`/api/events/{id}`),
 //! never by raw path, so label cardinality stays bounded.
@@ -34,6 +39,75 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
             Some(handle)
         })
         .as_ref()
+}
+
+/// `GET /metrics` on the public port: only with the configured bearer token (compared as
+/// SHA-256 digests, so the comparison takes the same time however much of it matches).
+pub async fn render_public(
+    req: actix_web::HttpRequest,
+    state: actix_web::web::Data<crate::state::AppState>,
+) -> HttpResponse {
+    use secrecy::ExposeSecret;
+    use sha2::{Digest, Sha256};
+    let configured = state.settings().metrics.token.as_ref();
+    let Some(token) = configured.filter(|t| !t.expose_secret().is_empty()) else {
+        return crate::error::error_response(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            "metrics are served on the internal listener (metrics.listen) or with metrics.token",
+            &[],
+        );
+    };
+    let given = crate::http::auth::bearer(&req).unwrap_or_default();
+    if Sha256::digest(given.as_bytes()) != Sha256::digest(token.expose_secret().as_bytes()) {
+        return crate::error::error_response(
+            actix_web::http::StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the metrics token is missing or wrong",
+            &[],
+        );
+    }
+    render().await
+}
+
+/// The internal metrics listener (`metrics.listen`), as a role: `GET /metrics` only, no
+/// authentication (bind it to an address only the scraper reaches). Returns at once when no
+/// listener is configured.
+pub async fn run_listener(
+    state: crate::state::AppState,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    let addr = state.settings().metrics.listen.clone();
+    if addr.is_empty() {
+        shutdown.cancelled().await;
+        return Ok(());
+    }
+    let listener = std::net::TcpListener::bind(&addr)
+        .map_err(|e| anyhow::anyhow!("binding metrics.listen {addr}: {e}"))?;
+    let _ = handle();
+    let server = actix_web::HttpServer::new(|| {
+        actix_web::App::new()
+            .route("/metrics", actix_web::web::get().to(render))
+            .default_service(actix_web::web::to(crate::error::not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    tracing::info!(metrics.listen = %addr, "metrics listener up");
+    let handle = server.handle();
+    let mut task = tokio::spawn(server);
+    tokio::select! {
+        res = &mut task => {
+            res??;
+            anyhow::bail!("metrics listener stopped unexpectedly")
+        }
+        () = shutdown.cancelled() => {
+            handle.stop(false).await;
+            let _ = task.await;
+            Ok(())
+        }
+    }
 }
 
 /// `GET /metrics` in the Prometheus text format.

@@ -79,8 +79,12 @@ pub fn registered_paths() -> Vec<String> {
 /// Registers every route of the API.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/health").get(health::health))
-        .service(resource("/ready").get(health::ready))
-        .service(resource("/metrics").get(metrics::render))
+        .service(
+            resource("/ready")
+                .wrap(from_fn(rate_limit::read))
+                .get(health::ready),
+        )
+        .service(resource("/metrics").get(metrics::render_public))
         .configure(crate::users::configure)
         .configure(crate::bookings::configure)
         .configure(crate::events::configure)
@@ -161,6 +165,7 @@ impl Application {
                     guard::cors(&cors_settings),
                 ))
                 .wrap(ErrorHandlers::new().default_handler(error::jsonify_error))
+                .wrap(from_fn(guard::cookie_csrf))
                 .wrap(from_fn(guard::limit_head))
                 .wrap(from_fn(metrics::track))
                 .wrap(guard::security_headers())

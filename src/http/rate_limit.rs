@@ -123,7 +123,15 @@ struct Inner {
     settings: RateLimitSettings,
     backend: Backend,
     trusted: Vec<IpAddr>,
+    /// Checks since start, for pruning the in-process state every [`PRUNE_EVERY`] checks.
+    checks: std::sync::atomic::AtomicU64,
+    /// Whether the "behind a proxy without trusted_proxies" warning was logged.
+    warned_proxy: std::sync::atomic::AtomicBool,
 }
+
+/// In-process limiters forget the keys whose buckets are full again every this many checks, so
+/// their memory does not grow with every address ever seen.
+const PRUNE_EVERY: u64 = 4096;
 
 impl RateLimiter {
     /// Builds the limiter: Redis-backed when `redis` is given, in-process otherwise.
@@ -172,6 +180,8 @@ impl RateLimiter {
                 settings: settings.clone(),
                 backend,
                 trusted,
+                checks: std::sync::atomic::AtomicU64::new(0),
+                warned_proxy: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -186,6 +196,13 @@ impl RateLimiter {
         let window = Duration::from_secs(settings.window_secs.max(1));
         match &self.inner.backend {
             Backend::Memory(limiters) => {
+                let n = self
+                    .inner
+                    .checks
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n % PRUNE_EVERY == PRUNE_EVERY - 1 {
+                    self.prune();
+                }
                 let limiter = limiters.iter().find(|(c, _)| *c == class)?.1.clone();
                 let interval = window / limit;
                 match limiter.check_key(&key.to_owned()) {
@@ -249,10 +266,29 @@ impl RateLimiter {
         }
     }
 
+    /// Forgets in-process keys whose buckets are full again (nothing to remember about them).
+    pub fn prune(&self) {
+        if let Backend::Memory(limiters) = &self.inner.backend {
+            for (_, limiter) in limiters {
+                limiter.retain_recent();
+                limiter.shrink_to_fit();
+            }
+        }
+    }
+
+    /// Keys the in-process limiters hold (0 with Redis).
+    pub fn tracked_keys(&self) -> usize {
+        match &self.inner.backend {
+            Backend::Memory(limiters) => limiters.iter().map(|(_, l)| l.len()).sum(),
+            Backend::Redis { .. } => 0,
+        }
+    }
+
     /// The client IP of `req`, honouring `X-Forwarded-For` only from trusted proxies.
     pub fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
         let peer = req.peer_addr()?.ip();
         if !self.inner.trusted.contains(&peer) {
+            self.warn_if_proxied(peer, req);
             return Some(peer);
         }
         let forwarded = req
@@ -271,6 +307,35 @@ impl RateLimiter {
             }
         }
         Some(client)
+    }
+}
+
+impl RateLimiter {
+    /// Logs once when requests come through what looks like a reverse proxy (a loopback or
+    /// private peer sending `X-Forwarded-For`) while no proxy is trusted: every client then
+    /// shares the proxy's bucket (5 logins a minute for the whole site).
+    fn warn_if_proxied(&self, peer: IpAddr, req: &HttpRequest) {
+        if !self.inner.trusted.is_empty() || !req.headers().contains_key("x-forwarded-for") {
+            return;
+        }
+        let proxy_like = match peer {
+            IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+            IpAddr::V6(v6) => v6.is_loopback() || v6.is_unique_local(),
+        };
+        if proxy_like
+            && !self
+                .inner
+                .warned_proxy
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            metrics::counter!("rate_limit_untrusted_proxy_total").increment(1);
+            tracing::warn!(
+                peer = %peer,
+                "requests arrive through a proxy (X-Forwarded-For from a private address) but \
+                 rate_limit.trusted_proxies is empty: every client shares the proxy's rate-limit \
+                 bucket; list the proxy's address in rate_limit.trusted_proxies"
+            );
+        }
     }
 }
 
@@ -353,4 +418,36 @@ pub async fn read(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     limit(Class::Read, req, next).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(window_secs: u64) -> RateLimitSettings {
+        RateLimitSettings {
+            enabled: true,
+            window_secs,
+            auth: 5,
+            booking: 5,
+            write: 5,
+            read: 30,
+            trusted_proxies: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn in_process_limiter_forgets_addresses_whose_buckets_refilled() {
+        let limiter = RateLimiter::new(&settings(1), None).unwrap();
+        for i in 0..500 {
+            limiter
+                .check(Class::Auth, &format!("ip:10.0.{}.{}", i / 256, i % 256))
+                .await;
+        }
+        assert_eq!(limiter.tracked_keys(), 500);
+        // One window later every bucket is full again: nothing left worth remembering.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        limiter.prune();
+        assert_eq!(limiter.tracked_keys(), 0);
+    }
 }

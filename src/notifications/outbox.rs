@@ -45,6 +45,49 @@ pub struct OutboxRow {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
+/// A notification to send, written in the transaction of the decision it reports.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = outbox)]
+pub struct NewNotification {
+    /// Template kind.
+    pub kind: &'static str,
+    /// Recipient.
+    pub user_id: Option<i64>,
+    /// The event it is about, if any.
+    pub event_id: Option<i64>,
+    /// Facts for the template.
+    pub payload: serde_json::Value,
+}
+
+impl NewNotification {
+    /// A notification of `kind` to `user` about `event`.
+    pub fn new(
+        kind: &'static str,
+        user: i64,
+        event: Option<i64>,
+        payload: serde_json::Value,
+    ) -> Self {
+        Self {
+            kind,
+            user_id: Some(user),
+            event_id: event,
+            payload,
+        }
+    }
+}
+
+/// Writes `rows` (in the caller's transaction); call [`wake`](super::wake) after the commit.
+pub async fn enqueue(conn: &mut AsyncPgConnection, rows: &[NewNotification]) -> QueryResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    diesel::insert_into(outbox::table)
+        .values(rows)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Claims due, pending rows for one delivery attempt each. Rows already sent or failed, not due
 /// yet, claimed by another delivery, or unknown are left out.
 pub async fn claim(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<Vec<OutboxRow>> {

@@ -43,7 +43,12 @@ templates!(
     "event_cancelled",
     "event_cancelled_waitlist",
     "waitlist_left",
+    "verify_email",
+    "account_exists",
 );
+
+/// The kind of the address confirmation email, the one kind sent to unconfirmed addresses.
+pub const VERIFY_EMAIL: &str = "verify_email";
 
 /// The notification kinds there are templates for.
 pub fn kinds() -> impl Iterator<Item = &'static str> {
@@ -172,11 +177,20 @@ mod tests {
             "eventName": "Rock <Night>", "venue": "Arena", "startsAt": "2030-12-20T19:00:00Z",
             "seats": 2, "seatsRequested": 3, "seatsWaitlisted": 1, "cost": 2400, "bookingId": 7,
             "requestId": "r-1", "position": 4, "reason": "sold_out", "seatsWaited": 2,
+            "verifyUrl": "https://t.example/api/user/verify-email?token=a.b&c",
         });
         for kind in kinds() {
             let r = render(kind, &payload, "Ada & co").unwrap();
             for part in [&r.subject, &r.text, &r.html] {
                 assert!(!part.contains("{{"), "{kind}: {part}");
+            }
+            if kind == VERIFY_EMAIL {
+                assert!(r.text.contains("token=a.b&c"), "{}", r.text);
+                assert!(r.html.contains("token=a.b&amp;c"), "{}", r.html);
+            }
+            // Account emails are not about an event.
+            if matches!(kind, VERIFY_EMAIL | "account_exists") {
+                continue;
             }
             assert!(
                 r.subject.contains("Rock <Night>"),

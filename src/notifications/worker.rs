@@ -64,6 +64,36 @@ async fn mark_sent_persistently(state: &AppState, ids: &[i64]) -> anyhow::Result
     }
 }
 
+/// Who a notification goes to.
+#[derive(Debug, Clone)]
+struct Recipient {
+    id: i64,
+    email: String,
+    name: String,
+    verified: bool,
+}
+
+/// The row's payload plus what is minted at sending time: the verification link (signed now,
+/// so no token is ever stored). `None` when it cannot be built.
+fn personalise(
+    state: &AppState,
+    row: &outbox::OutboxRow,
+    recipient: &Recipient,
+) -> Option<serde_json::Value> {
+    let mut payload = row.payload.clone();
+    if row.kind == render::VERIFY_EMAIL {
+        let token = state
+            .tokens()
+            .issue_email_verification(recipient.id, &recipient.email)
+            .ok()?;
+        payload["verifyUrl"] = serde_json::Value::String(format!(
+            "{}/api/user/verify-email?token={token}",
+            state.settings().http.public_url
+        ));
+    }
+    Some(payload)
+}
+
 /// Delivers outbox rows once each: one claim for the batch, one recipient lookup, the emails
 /// sent concurrently (`notify.concurrency`), each marked sent as soon as the server took it. Safe to call for
 /// any ids, any number of times: ids already sent, failed, not due or claimed elsewhere are
@@ -76,13 +106,28 @@ pub async fn deliver_batch(state: &AppState, ids: &[i64]) -> anyhow::Result<Vec<
         metrics::counter!("notifications_skipped_total").increment(skipped as u64);
     }
     let user_ids: Vec<i64> = rows.iter().filter_map(|r| r.user_id).collect();
-    let recipients: std::collections::HashMap<i64, (String, String)> = users::table
+    let recipients: std::collections::HashMap<i64, Recipient> = users::table
         .filter(users::id.eq_any(&user_ids))
-        .select((users::id, users::email, users::name))
-        .load::<(i64, String, String)>(&mut conn)
+        .select((
+            users::id,
+            users::email,
+            users::name,
+            users::email_verified_at.is_not_null(),
+        ))
+        .load::<(i64, String, String, bool)>(&mut conn)
         .await?
         .into_iter()
-        .map(|(id, email, name)| (id, (email, name)))
+        .map(|(id, email, name, verified)| {
+            (
+                id,
+                Recipient {
+                    id,
+                    email,
+                    name,
+                    verified,
+                },
+            )
+        })
         .collect();
     // Not inside a transaction: the claims hold the rows while SMTP talks.
     drop(conn);
@@ -95,12 +140,22 @@ pub async fn deliver_batch(state: &AppState, ids: &[i64]) -> anyhow::Result<Vec<
                     None => Err(SendError::Permanent(
                         "the recipient no longer exists".to_owned(),
                     )),
-                    Some((email, name)) => match render::render(&row.kind, &row.payload, &name) {
+                    Some(r) if !r.verified && row.kind != render::VERIFY_EMAIL => {
+                        Err(SendError::Unverified)
+                    }
+                    Some(r) => match personalise(state, &row, &r)
+                        .and_then(|payload| render::render(&row.kind, &payload, &r.name))
+                    {
                         None => Err(SendError::Permanent(format!(
                             "no template for kind `{}`",
                             row.kind
                         ))),
-                        Some(mail) => state.mailer().send(&email, row.id, &row.kind, &mail).await,
+                        Some(mail) => {
+                            state
+                                .mailer()
+                                .send(&r.email, row.id, &row.kind, &mail)
+                                .await
+                        }
                     },
                 };
                 (row, result)
@@ -150,6 +205,12 @@ pub async fn deliver_batch(state: &AppState, ids: &[i64]) -> anyhow::Result<Vec<
                 metrics::counter!("notifications_retried_total").increment(1);
                 tracing::warn!(notification.id = row.id, attempts = row.attempts, retry_in_ms = delay_ms, error = %e, "sending failed; will retry");
                 outcomes.push((row.id, Delivery::Retrying));
+            }
+            Err(SendError::Unverified) => {
+                outbox::mark_failed(&mut conn, row.id, &SendError::Unverified.to_string()).await?;
+                metrics::counter!("notifications_unverified_total").increment(1);
+                tracing::debug!(notification.id = row.id, notification.kind = %row.kind, "not sent: address not verified");
+                outcomes.push((row.id, Delivery::Failed));
             }
             Err(e) => {
                 outbox::mark_failed(&mut conn, row.id, &e.to_string()).await?;

@@ -28,6 +28,8 @@ pub struct User {
     pub role: String,
     /// Registration time.
     pub created_at: DateTime<Utc>,
+    /// When the email address was confirmed; `None` until then (no hosting, no email).
+    pub email_verified_at: Option<DateTime<Utc>>,
 }
 
 /// What the API shows of a user to that user (and to admins).
@@ -46,6 +48,8 @@ pub struct PublicUser {
     pub role: String,
     /// Registration time.
     pub created_at: DateTime<Utc>,
+    /// Whether the email address is confirmed.
+    pub email_verified: bool,
 }
 
 impl From<User> for PublicUser {
@@ -57,6 +61,7 @@ impl From<User> for PublicUser {
             email: u.email,
             role: u.role,
             created_at: u.created_at,
+            email_verified: u.email_verified_at.is_some(),
         }
     }
 }
@@ -75,6 +80,8 @@ pub struct NewUser<'a> {
     pub password_hash: &'a str,
     /// Role.
     pub role: &'a str,
+    /// Verified at creation (an operator's `users create`), or `None` (self-registration).
+    pub email_verified_at: Option<DateTime<Utc>>,
 }
 
 /// Which unique rule a registration broke.
@@ -87,31 +94,71 @@ pub enum Taken {
 }
 
 impl NewUser<'_> {
-    /// Inserts the user. A unique violation (also from a concurrent registration) is returned as
-    /// a value, not an error.
+    /// Inserts the user. A taken username or email (also under a concurrent registration) is
+    /// returned as a value, not an error, and without failing the caller's transaction
+    /// (`ON CONFLICT DO NOTHING`, then which rule it was).
     pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<Result<User, Taken>> {
-        use diesel::result::{DatabaseErrorKind, Error};
-        match diesel::insert_into(users::table)
+        let inserted = diesel::insert_into(users::table)
             .values(self)
+            .on_conflict_do_nothing()
             .returning(User::as_returning())
             .get_result(conn)
             .await
-        {
-            Ok(u) => Ok(Ok(u)),
-            Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info)) => {
-                Ok(Err(match info.constraint_name() {
-                    Some("users_username_lower_key") => Taken::Username,
-                    _ => Taken::Email,
-                }))
-            }
-            Err(e) => Err(e),
+            .optional()?;
+        if let Some(user) = inserted {
+            return Ok(Ok(user));
         }
+        let username_taken: bool = diesel::select(diesel::dsl::exists(
+            users::table.filter(lower(users::username).eq(self.username.to_lowercase())),
+        ))
+        .get_result(conn)
+        .await?;
+        Ok(Err(if username_taken {
+            Taken::Username
+        } else {
+            Taken::Email
+        }))
     }
 }
 
 pub use crate::db::lower;
 
 impl User {
+    /// Replaces the password hash.
+    pub async fn set_password(
+        conn: &mut AsyncPgConnection,
+        id: i64,
+        hash: &str,
+    ) -> QueryResult<bool> {
+        let n = diesel::update(users::table.find(id))
+            .set((
+                users::password_hash.eq(hash),
+                users::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Marks `id`'s address verified if it is still `email` (case-insensitively) and not yet
+    /// verified; whether it changed anything.
+    pub async fn mark_verified(
+        conn: &mut AsyncPgConnection,
+        id: i64,
+        email: &str,
+    ) -> QueryResult<bool> {
+        let n = diesel::update(
+            users::table
+                .find(id)
+                .filter(lower(users::email).eq(email.to_lowercase()))
+                .filter(users::email_verified_at.is_null()),
+        )
+        .set(users::email_verified_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await?;
+        Ok(n == 1)
+    }
+
     /// The user with `id`, if any.
     pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<User>> {
         users::table

@@ -9,12 +9,15 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::http::auth::{ACCESS_COOKIE, AuthUser, IssuedToken, REFRESH_COOKIE};
+use crate::http::auth::{
+    ACCESS_COOKIE, AuthUser, DEVICE_COOKIE, DEVICE_TTL, IssuedToken, REFRESH_COOKIE,
+};
 use crate::http::extract::ApiJson;
 use crate::http::response;
 use crate::state::AppState;
+use crate::users::Registration;
 use crate::users::domain::{self, Role};
-use crate::users::model::{PublicUser, RefreshToken, Taken, User};
+use crate::users::model::{PublicUser, RefreshToken, User};
 use crate::users::password;
 
 /// Path the refresh cookie is scoped to: only refresh and logout read it.
@@ -95,9 +98,14 @@ fn validate_registration(body: &RegisterBody) -> ApiResult<(String, String, Stri
     );
     let name = collect("name", name.map(domain::parse_name), &mut errors);
     let email = collect("email", email.map(domain::parse_email), &mut errors);
+    let local_part = email
+        .as_deref()
+        .and_then(|e| e.split('@').next())
+        .unwrap_or("");
+    let related = [username.as_deref().unwrap_or(""), local_part];
     collect(
         "password",
-        password.map(domain::check_password),
+        password.map(|p| domain::check_password(p, &related)),
         &mut errors,
     );
     let role = match body.role.as_deref() {
@@ -110,7 +118,10 @@ fn validate_registration(body: &RegisterBody) -> ApiResult<(String, String, Stri
     }
 }
 
-/// `POST /api/user/register` → 201 with the user (never the hash).
+/// `POST /api/user/register` → 201 `{ username, name, email, role, emailVerified: false }`
+/// and a confirmation email. The same answer when the address already has an account (its
+/// owner is told by email instead), so registering does not reveal who has an account; a taken
+/// username is a 409 naming `username` (usernames are public handles).
 #[tracing::instrument(name = "register", skip_all, fields(user.id = tracing::field::Empty))]
 pub async fn register(
     state: web::Data<AppState>,
@@ -124,24 +135,105 @@ pub async fn register(
         ));
     }
     let password = body.password.unwrap_or_default();
-    match crate::users::create(&state, &username, &name, &email, role, password).await? {
-        Ok(user) => {
+    let account = crate::users::NewAccount {
+        username: &username,
+        name: &name,
+        email: &email,
+        role,
+    };
+    match crate::users::register(&state, &account, password).await? {
+        Registration::Created(user) => {
             tracing::Span::current().record("user.id", user.id);
             tracing::info!("user registered");
-            Ok(response::created(
-                PublicUser::from(user),
-                "User created successfully",
-            ))
         }
-        Err(taken) => Err(ApiError::Conflict {
-            code: "user_exists",
-            message: match taken {
-                Taken::Email => "a user with this email already exists",
-                Taken::Username => "a user with this username already exists",
-            }
-            .to_owned(),
-        }),
+        Registration::EmailTaken => tracing::info!("registration for a taken address"),
+        Registration::UsernameTaken => {
+            return Err(ApiError::Conflict {
+                code: "username_taken",
+                message: "this username is taken; choose another".to_owned(),
+            });
+        }
     }
+    Ok(response::created(
+        json!({
+            "username": username,
+            "name": name,
+            "email": email,
+            "role": role,
+            "emailVerified": false,
+        }),
+        "Account created: confirm your email address with the link we sent to it, then log in",
+    ))
+}
+
+/// `token` of the verification link, as a query parameter or a JSON body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyEmailBody {
+    token: Option<String>,
+}
+
+fn verification_answer(state: &AppState, token: Option<&str>) -> ApiResult<&'static str> {
+    let token = token
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 4096)
+        .ok_or_else(|| ApiError::field("token", "the verification token is required"))?;
+    // Checked here first so that a bad token costs no database work.
+    state.tokens().verify_email_token(token)?;
+    Ok("Email address confirmed")
+}
+
+/// `GET /api/user/verify-email?token=…` (the link in the email) and `POST` with `{ token }`:
+/// confirms the address. Repeating it is harmless.
+#[tracing::instrument(name = "verify_email", skip_all)]
+pub async fn verify_email(
+    state: web::Data<AppState>,
+    query: web::Query<VerifyEmailBody>,
+    bytes: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let body: VerifyEmailBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+        VerifyEmailBody::default()
+    } else {
+        crate::http::extract::parse_json(&bytes)?
+    };
+    let token = body.token.or_else(|| query.into_inner().token);
+    let message = verification_answer(&state, token.as_deref())?;
+    let changed = crate::users::verify_email(&state, token.as_deref().unwrap_or("")).await?;
+    tracing::info!(changed, "email verification");
+    Ok(response::ok(json!({ "emailVerified": true }), message))
+}
+
+/// `POST /api/user/verify-email/resend` (auth): sends the confirmation email again.
+#[tracing::instrument(name = "resend_verification", skip_all, fields(user.id = caller.id))]
+pub async fn resend_verification(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+) -> ApiResult<HttpResponse> {
+    use crate::notifications::outbox::{self, NewNotification};
+    let mut conn = state.db().get().await?;
+    let user = caller.load(&mut conn).await?;
+    if user.email_verified_at.is_some() {
+        return Ok(response::ok(
+            json!({ "emailVerified": true }),
+            "Your email address is already confirmed",
+        ));
+    }
+    outbox::enqueue(
+        &mut conn,
+        &[NewNotification::new(
+            crate::notifications::render::VERIFY_EMAIL,
+            user.id,
+            None,
+            json!({}),
+        )],
+    )
+    .await?;
+    crate::notifications::wake(&state);
+    Ok(response::respond(
+        actix_web::http::StatusCode::ACCEPTED,
+        json!({ "emailVerified": false }),
+        "A new confirmation email is on its way",
+    ))
 }
 
 /// `POST /api/user/login` body: `email` or `username` (either may hold either), `password`.
@@ -254,6 +346,7 @@ fn session_response(state: &AppState, session: Session, message: &str) -> ApiRes
 #[tracing::instrument(name = "login", skip_all, fields(user.id = tracing::field::Empty))]
 pub async fn login(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: ApiJson<LoginBody>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
@@ -274,6 +367,8 @@ pub async fn login(
     let (Some(login), Some(password)) = (login, password) else {
         return Err(ApiError::fields(errors));
     };
+    let throttle = LoginThrottle::new(&state, &req, login);
+    throttle.count_attempt().await?;
     // Over-long input can never match; answer like a wrong password (after the same work).
     let mut conn = state.db().get().await?;
     let user = if login.len() <= 254 {
@@ -292,10 +387,90 @@ pub async fn login(
         tracing::info!("login failed");
         return Err(ApiError::Unauthorized("invalid credentials".to_owned()));
     };
+    throttle.succeeded().await;
     tracing::Span::current().record("user.id", user.id);
     tracing::info!("user logged in");
+    let user_id = user.id;
     let session = create_session(&state, &mut conn, user, Uuid::new_v4()).await?;
-    session_response(&state, session, "User logged in successfully")
+    let mut resp = session_response(&state, session, "User logged in successfully")?;
+    let device = state.tokens().issue_device(user_id)?;
+    resp.add_cookie(&cookie(
+        DEVICE_COOKIE,
+        device,
+        "/api/user/login",
+        DEVICE_TTL.as_secs() as i64,
+        state.settings().auth.cookie_secure,
+    ))
+    .map_err(|e| anyhow::anyhow!("cookie: {e}"))?;
+    Ok(resp)
+}
+
+/// Per-account login throttle (NIST SP 800-63B: limit failed attempts without letting an
+/// attacker lock the owner out). Attempts are counted per login name in a fixed window
+/// (`auth.login_attempts` per `auth.login_window`), unknown names alike; a client presenting
+/// the device cookie of a past login to that account is counted on its own.
+struct LoginThrottle<'a> {
+    state: &'a AppState,
+    key: String,
+}
+
+impl<'a> LoginThrottle<'a> {
+    fn new(state: &'a AppState, req: &HttpRequest, login: &str) -> Self {
+        let login = login.to_lowercase();
+        let device = req
+            .cookie(DEVICE_COOKIE)
+            .and_then(|c| state.tokens().verify_device(c.value()));
+        // The device counts for the account it was issued to only: it names the user id, the
+        // login names a user; both are hashed into the key, so a device of another account
+        // gives a key of its own that guessing cannot share.
+        let key = match device {
+            Some((user, device)) => {
+                format!(
+                    "login:dev:{}",
+                    hex(&sha256(&format!("{user}:{device}:{login}")))
+                )
+            }
+            None => format!("login:acct:{}", hex(&sha256(&login))),
+        };
+        Self { state, key }
+    }
+
+    /// Counts this attempt; 429 `login_throttled` once over the limit.
+    async fn count_attempt(&self) -> ApiResult<()> {
+        let auth = &self.state.settings().auth;
+        let window = crate::config::parse_duration(&auth.login_window)
+            .unwrap_or(std::time::Duration::from_secs(900));
+        if auth.login_attempts == 0 {
+            return Ok(());
+        }
+        match self.state.ephemeral().incr(&self.key, window).await {
+            Ok(n) if n > u64::from(auth.login_attempts) => {
+                metrics::counter!("login_throttled_total").increment(1);
+                tracing::warn!("login throttled");
+                Err(ApiError::Throttled {
+                    code: "login_throttled",
+                    message: "too many login attempts for this account; try again later".to_owned(),
+                    retry_after_secs: window.as_secs(),
+                })
+            }
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "login throttle unavailable; allowing the attempt");
+                Ok(())
+            }
+        }
+    }
+
+    /// A successful login clears its count.
+    async fn succeeded(&self) {
+        if let Err(e) = self.state.ephemeral().remove(&self.key).await {
+            tracing::warn!(error = %e, "login throttle reset failed");
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Body of refresh and logout: the refresh token, when not sent as the cookie.
@@ -404,6 +579,15 @@ pub async fn logout(
     } else {
         0
     };
+    // The access token ends now too (or every one of the user's, with `all`).
+    let ended = if query.all.unwrap_or(false) {
+        crate::http::auth::revoke_user_tokens(&state, user.id).await
+    } else {
+        crate::http::auth::revoke_token(&state, &user).await
+    };
+    if let Err(e) = ended {
+        tracing::warn!(error = %e, "access token revocation failed; it ends at its expiry");
+    }
     tracing::info!(tokens.revoked = revoked, "user logged out");
     let secure = state.settings().auth.cookie_secure;
     let mut resp = response::ok(
@@ -424,6 +608,78 @@ pub async fn logout(
 #[serde(deny_unknown_fields)]
 pub struct LogoutQuery {
     all: Option<bool>,
+}
+
+/// `POST /api/user/password` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PasswordBody {
+    current_password: Option<String>,
+    new_password: Option<String>,
+}
+
+/// `POST /api/user/password { currentPassword, newPassword }` → 200 with a new session
+/// (tokens and cookies, as login): the password is replaced and every session of the account
+/// ends at once — refresh tokens revoked, access tokens revoked. Wrong current password → 401,
+/// counted by the login throttle; a new password against the policy → 400 naming
+/// `newPassword`.
+#[tracing::instrument(name = "change_password", skip_all, fields(user.id = caller.id))]
+pub async fn change_password(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    req: HttpRequest,
+    body: ApiJson<PasswordBody>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner();
+    let mut errors = Vec::new();
+    let current = required(&body.current_password, "currentPassword", &mut errors);
+    let new = required(&body.new_password, "newPassword", &mut errors);
+    let (Some(current), Some(new)) = (current, new) else {
+        return Err(ApiError::fields(errors));
+    };
+    let mut conn = state.db().get().await?;
+    let user = caller.load(&mut conn).await?;
+    let local_part = user.email.split('@').next().unwrap_or("");
+    domain::check_password(new, &[user.username.as_str(), local_part])
+        .map_err(|m| ApiError::field("newPassword", m))?;
+    let throttle = LoginThrottle::new(&state, &req, &user.email);
+    throttle.count_attempt().await?;
+    let cost = state.settings().auth.bcrypt_cost;
+    if !password::verify(current.to_owned(), Some(user.password_hash.clone()), cost).await? {
+        return Err(ApiError::Unauthorized(
+            "the current password is wrong".to_owned(),
+        ));
+    }
+    throttle.succeeded().await;
+    let hash = password::hash(new.to_owned(), cost).await?;
+    let app = state.clone().into_inner();
+    let session = conn
+        .transaction(async |conn| {
+            User::set_password(conn, user.id, &hash).await?;
+            let revoked = RefreshToken::revoke_all(conn, user.id).await?;
+            tracing::info!(tokens.revoked = revoked, "password changed");
+            let user = User::find(conn, user.id)
+                .await?
+                .ok_or_else(|| ApiError::Unauthorized("the account no longer exists".to_owned()))?;
+            create_session(&app, conn, user, Uuid::new_v4()).await
+        })
+        .await?;
+    // Every access token issued before now ends (the new one is issued after this moment's
+    // millisecond only if the clock moved: sessions are created above, so revoke up to just
+    // before the new token).
+    if let Err(e) = revoke_before(&state, user.id, session.access.issued_ms).await {
+        tracing::warn!(error = %e, "access token revocation failed; they end at their expiry");
+    }
+    session_response(
+        &state,
+        session,
+        "Password changed; every other session has ended",
+    )
+}
+
+/// Revokes the user's access tokens issued before `issued_ms` (the new session's).
+async fn revoke_before(state: &AppState, user: i64, issued_ms: i64) -> anyhow::Result<()> {
+    crate::http::auth::revoke_user_tokens_before(state, user, issued_ms - 1).await
 }
 
 /// `GET /api/user/me` → the caller.

@@ -421,15 +421,7 @@ async fn reconciliation_reports_counter_drift_injected_with_sql() {
     assert_eq!(report.drift[0].event_id, bad);
     assert_eq!(report.drift[0].reserved_seats, 7);
     assert_eq!(report.drift[0].confirmed_seats, 3);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("reconcile_drift_events"), "{metrics}");
 }
 

@@ -105,10 +105,8 @@ async fn metrics_count_requests_by_route_pattern() {
         .await
         .unwrap();
 
-    let resp = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let text = app.metrics().await;
 
-    assert_eq!(resp.status(), 200);
-    let text = resp.text().await.unwrap();
     assert!(text.contains("http_requests_total{"), "{text}");
     assert!(text.contains(r#"route="/health""#), "{text}");
     assert!(text.contains(r#"route="unmatched""#), "{text}");
@@ -120,4 +118,92 @@ async fn metrics_count_requests_by_route_pattern() {
         !text.contains("/no/such/route"),
         "raw paths must not become labels"
     );
+}
+
+#[tokio::test]
+async fn metrics_on_the_public_port_need_the_metrics_token() {
+    let app = TestApp::spawn().await;
+
+    let anonymous = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let wrong = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth("not-the-token")
+        .send()
+        .await
+        .unwrap();
+
+    let body = json_with_status(anonymous, 401).await;
+    assert_eq!(body["code"], "unauthorized", "{body}");
+    json_with_status(wrong, 401).await;
+    assert!(app.metrics().await.contains("http_requests_total"));
+}
+
+#[tokio::test]
+async fn metrics_without_a_token_are_not_served_on_the_public_port() {
+    let app = TestApp::builder()
+        .env("ATOMICSEATS__METRICS__TOKEN", "")
+        .spawn()
+        .await;
+
+    let resp = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth("")
+        .send()
+        .await
+        .unwrap();
+
+    let body = json_with_status(resp, 403).await;
+    assert!(
+        body["message"].as_str().unwrap().contains("metrics.listen"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn every_role_can_serve_metrics_on_the_internal_listener() {
+    // A free loopback port for the listener.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let app = TestApp::builder()
+        .env("ATOMICSEATS__METRICS__LISTEN", &listen)
+        .spawn()
+        .await;
+    // What a worker role runs (`roles::with_metrics`), without the API.
+    let listener = tokio::spawn(atomicseats::http::metrics::run_listener(
+        app.state.clone(),
+        app.shutdown.clone(),
+    ));
+    app.client.get(app.url("/health")).send().await.unwrap();
+
+    let mut text = String::new();
+    for _ in 0..50 {
+        if let Ok(resp) = app
+            .client
+            .get(format!("http://{listen}/metrics"))
+            .send()
+            .await
+        {
+            assert_eq!(resp.status(), 200);
+            text = resp.text().await.unwrap();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let other = app
+        .client
+        .get(format!("http://{listen}/api/events/all"))
+        .send()
+        .await
+        .unwrap();
+
+    assert!(text.contains("http_requests_total"), "{text}");
+    assert_eq!(other.status(), 404, "the listener serves /metrics only");
+    app.shutdown.cancel();
+    listener.await.unwrap().unwrap();
 }

@@ -332,7 +332,20 @@ async fn hostile_json_gets_400s_naming_fields() {
     nul_desc["description"] = json!("a\u{0}b");
     let body = json_with_status(post("/api/events/create", nul_desc.to_string()).await, 400).await;
     assert_eq!(body["errors"][0]["field"], "description", "{body}");
-    let fancy = "Ünïcødé 🎟️ \u{202e}RTL \u{feff}";
+    // Names are single lines the platform emails in its own name (security #11): no line
+    // breaks and no direction overrides; other unicode is data.
+    for bad in [
+        "Gig\r\nVerify your account at evil.example",
+        "Spoof \u{202e}gpj.exe",
+    ] {
+        let body = json_with_status(
+            post("/api/events/create", event_body(bad, 3, 10).to_string()).await,
+            400,
+        )
+        .await;
+        assert_eq!(body["errors"][0]["field"], "name", "{body}");
+    }
+    let fancy = "Ünïcødé 🎟️ RTL עברית \u{feff}";
     let id = app.create_event(&host, &event_body(fancy, 3, 10)).await;
     let got = json_with_status(
         app.client
@@ -373,7 +386,10 @@ async fn tokens_of_other_algorithms_are_401() {
     let user = app.user(Role::Admin).await;
     // The right secret, the wrong algorithm (HS512), and an RS256 header on an HS256 body.
     let claims = Claims::with_custom_claims(
-        RoleClaim { role: Role::Admin },
+        RoleClaim {
+            role: Role::Admin,
+            issued_ms: chrono::Utc::now().timestamp_millis(),
+        },
         jwt_simple::prelude::Duration::from_mins(5),
     )
     .with_issuer(ISSUER)

@@ -27,5 +27,6 @@ mod notifications;
 mod openapi;
 mod rate_limit;
 mod schema;
+mod security;
 mod shutdown;
 mod users;

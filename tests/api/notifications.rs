@@ -103,7 +103,7 @@ impl Drop for SmtpSink {
     }
 }
 
-fn with_smtp(builder: TestAppBuilder, port: u16) -> TestAppBuilder {
+pub fn with_smtp(builder: TestAppBuilder, port: u16) -> TestAppBuilder {
     builder
         .env("ATOMICSEATS__MAIL__TRANSPORT", "smtp")
         .env("ATOMICSEATS__MAIL__SMTP_HOST", "127.0.0.1")
@@ -116,7 +116,7 @@ fn with_smtp(builder: TestAppBuilder, port: u16) -> TestAppBuilder {
 }
 
 /// Decodes quoted-printable soft breaks enough to search the text.
-fn plain(message: &str) -> String {
+pub fn plain(message: &str) -> String {
     message
         .replace("=\r\n", "")
         .replace("=\n", "")
@@ -491,15 +491,7 @@ async fn a_permanent_failure_is_dead_lettered_and_an_admin_can_retry_it() {
         400,
     )
     .await;
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("notifications_failed_total"), "{metrics}");
 
     // Fix the cause (here: make it a known kind) and retry from the admin API.

@@ -50,6 +50,9 @@ fn init_tracing() {
     }
 }
 
+/// The `metrics.token` every test app runs with.
+pub const METRICS_TOKEN: &str = "test-metrics-token";
+
 /// A running application.
 pub struct TestApp {
     /// `http://127.0.0.1:<port>`.
@@ -109,11 +112,8 @@ impl TestAppBuilder {
         init_tracing();
         let db = TestDatabase::migrated().await;
         let url = db.url();
-        let extra: Vec<(&str, &str)> = self
-            .env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let mut extra: Vec<(&str, &str)> = vec![("ATOMICSEATS__METRICS__TOKEN", METRICS_TOKEN)];
+        extra.extend(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let settings = test_settings(&url, &extra);
         let state = AppState::build(settings, "test").expect("state");
         let app = Application::build_with(state.clone(), self.extra_routes).expect("bind");
@@ -163,6 +163,19 @@ impl TestApp {
     /// A builder for overrides.
     pub fn builder() -> TestAppBuilder {
         TestAppBuilder::default()
+    }
+
+    /// `GET /metrics` on the public port with the test's metrics token, as text.
+    pub async fn metrics(&self) -> String {
+        let resp = self
+            .client
+            .get(self.url("/metrics"))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .expect("metrics");
+        assert_eq!(resp.status(), 200, "GET /metrics");
+        resp.text().await.expect("metrics body")
     }
 
     /// `address + path`.
