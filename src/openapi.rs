@@ -432,7 +432,7 @@ fn schemas() -> Value {
             "requestId": { "type": "string", "format": "uuid" },
             "messageId": { "type": "string", "format": "uuid" },
             "eventId": int(1, None),
-            "status": { "type": "string", "enum": ["pending", "confirmed", "partial", "waitlisted", "rejected"] },
+            "status": { "type": "string", "enum": ["pending", "confirmed", "partial", "waitlisted", "rejected", "cancelled"] },
             "statusUrl": { "type": "string" },
             "seatsRequested": int(1, Some(10)), "seats": int(0, Some(10)),
             "seatsWaitlisted": int(0, Some(10)), "bookingId": nullable("integer"),
@@ -705,7 +705,7 @@ fn operations() -> Vec<Op> {
             .ok(200, r("Event"))
             .errors(&[404, 409]),
         Op::new("post", "/api/events/delete", "events")
-            .doc("Delete or cancel an event", "Without bookings it is removed; with bookings it is cancelled and every holder notified.")
+            .doc("Delete (cancel) an event", "Cancelled, never removed (requests already queued for it are still decided and stored): bookings cancelled, every holder and waiting buyer notified; gone from listings. Repeating it answers the same.")
             .auth(Auth::Role)
             .body(r("EventId"))
             .ok(200, r("EventDeleted"))

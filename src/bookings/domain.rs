@@ -82,6 +82,9 @@ pub enum Status {
     Waitlisted,
     /// Refused (see the reason).
     Rejected,
+    /// It got seats, and every booking it made has since been cancelled (by the buyer, or with
+    /// the event). Derived when read, never stored on the request row.
+    Cancelled,
 }
 
 impl Status {
@@ -93,6 +96,7 @@ impl Status {
             Self::Partial => "partial",
             Self::Waitlisted => "waitlisted",
             Self::Rejected => "rejected",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -104,6 +108,7 @@ impl Status {
             "partial" => Self::Partial,
             "waitlisted" => Self::Waitlisted,
             "rejected" => Self::Rejected,
+            "cancelled" => Self::Cancelled,
             _ => return None,
         })
     }

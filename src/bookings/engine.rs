@@ -141,7 +141,20 @@ pub async fn stored_outcome(
     } else {
         None
     };
-    Ok(row.outcome(booking_id, position))
+    let mut outcome = row.outcome(booking_id, position);
+    // Seats it got, all since cancelled, nothing still waiting: `cancelled`.
+    if booking_id.is_some() && position.is_none() {
+        let live: i64 = bookings::table
+            .filter(bookings::request_id.eq(row.id))
+            .filter(bookings::status.eq("confirmed"))
+            .count()
+            .get_result(conn)
+            .await?;
+        if live == 0 {
+            outcome.status = Status::Cancelled;
+        }
+    }
+    Ok(outcome)
 }
 
 /// The stored outcomes of those of `ids` that are stored (retries, redeliveries).

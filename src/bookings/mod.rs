@@ -15,6 +15,7 @@
 pub mod domain;
 pub mod engine;
 pub mod history;
+pub mod idempotency;
 pub mod kafka;
 pub mod outcomes;
 pub mod queue;

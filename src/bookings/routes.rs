@@ -18,12 +18,14 @@ use uuid::Uuid;
 use crate::bookings::Submitted;
 use crate::bookings::domain::{BookingRequest, Outcome, Reason, SEATS_RANGE, Status};
 use crate::bookings::engine::{self, StoredRequest};
-use crate::db::schema::{booking_requests, bookings, events, outbox, waitlist};
+use crate::bookings::idempotency::{self, Claim};
+use crate::db::schema::{booking_requests, bookings, events, waitlist};
 use crate::error::{ApiError, ApiResult, FieldError, error_response};
 use crate::events::model::{Closed, Event};
 use crate::http::auth::AuthUser;
 use crate::http::extract::{ApiJson, parse_json};
 use crate::http::response;
+use crate::notifications::outbox::{self, NewNotification};
 use crate::state::AppState;
 use crate::users::domain::Role;
 
@@ -153,7 +155,9 @@ fn outcome_response(o: &Outcome, waited: bool) -> HttpResponse {
         "position": o.position,
         "reason": o.reason,
     });
-    if !waited {
+    // A rejection is a 409 whether or not the client asked to wait (the old fast path
+    // answered sold-out and closed events so; now the writer decides and stores them).
+    if !waited && o.status != Status::Rejected {
         return response::respond(StatusCode::ACCEPTED, data, "Booking request received");
     }
     match o.status {
@@ -167,6 +171,8 @@ fn outcome_response(o: &Outcome, waited: bool) -> HttpResponse {
             "Booking partially confirmed; the rest is waitlisted",
         ),
         Status::Waitlisted => response::respond(StatusCode::ACCEPTED, data, "Waitlisted"),
+        // A replay after the booking was cancelled: say so, not "confirmed".
+        Status::Cancelled => response::ok(data, "This request's booking has been cancelled"),
         Status::Pending => {
             response::respond(StatusCode::ACCEPTED, data, "Booking request received")
         }
@@ -191,15 +197,6 @@ fn outcome_response(o: &Outcome, waited: bool) -> HttpResponse {
     }
 }
 
-fn rejection(reason: Reason) -> HttpResponse {
-    error_response(
-        StatusCode::CONFLICT,
-        rejected_code(reason),
-        &format!("booking rejected: {}", reason.describe()),
-        &[],
-    )
-}
-
 /// `POST /api/events/book`: queue a booking request. Answers once it is durable: in-process,
 /// once decided and committed (the answer carries the outcome); with Kafka, once the broker has
 /// acknowledged it. `Prefer: wait=N` waits for the decision (201 / 202 / 409).
@@ -220,22 +217,9 @@ pub async fn book(
     let allow_partial = body.allow_partial.unwrap_or(false);
     let join_waitlist = body.join_waitlist.unwrap_or(true);
     let now = Utc::now();
-    if let Some(closed) = event.closed_at(now) {
-        metrics::counter!("booking_fast_path_total", "reason" => "event_closed").increment(1);
-        return Ok(match closed {
-            Closed::Cancelled | Closed::Started => rejection(Reason::EventClosed),
-        });
-    }
-    // Sold out and no waitlist for this buyer: answered from the cache without queueing. Not
-    // for idempotent retries, which must get their first outcome back from the engine.
-    if key.is_none() && event.available_seats() == 0 && !(event.waitlist_open && join_waitlist) {
-        metrics::counter!("booking_fast_path_total", "reason" => "sold_out").increment(1);
-        return Ok(rejection(if join_waitlist {
-            Reason::WaitlistClosed
-        } else {
-            Reason::SoldOut
-        }));
-    }
+    // No shortcut for closed or sold-out events: every request goes to the writer, which
+    // decides it with the others and stores it, so each answered request has a status
+    // (`statusUrl`) and counts in analytics.
     let request = BookingRequest {
         request_id: key
             .as_deref()
@@ -253,6 +237,22 @@ pub async fn book(
     span.record("request.id", tracing::field::display(request.request_id));
 
     let queue = state.booking_queue();
+    // Kafka answers before the decision: claim the id so that a retry gets what an in-process
+    // retry gets (the first outcome, or 422 for a different body).
+    if queue.memory().is_none() {
+        match idempotency::claim(&state, &request).await {
+            Claim::Reused => return Err(idempotency_mismatch()),
+            Claim::Retry => {
+                // Answered as the in-process path answers a decided request.
+                if let Some(o) = load_outcome(&state, request.request_id).await? {
+                    return answer(&request, &o, wait.is_some());
+                }
+                // Not decided yet (or its first publish failed): queue it again; the writer
+                // decides an id once.
+            }
+            Claim::New => {}
+        }
+    }
     if let Submitted::Deciding(rx) = queue.submit(&request).await? {
         let timeout = Duration::from_secs(state.settings().booking.decision_timeout_secs);
         let outcome = match tokio::time::timeout(timeout, rx).await {
@@ -379,13 +379,22 @@ pub async fn request_status(
             Ok(response::ok(outcome_json(&o), "Booking request status"))
         }
         Some(_) => Err(not_found()),
-        None => match state.booking_queue().pending_owner(id) {
+        None => match pending_owner(&state, id).await {
             Some(owner) if may_see(owner).await? => Ok(response::ok(
                 json!({ "requestId": id, "status": Status::Pending }),
                 "Booking request status",
             )),
             _ => Err(not_found()),
         },
+    }
+}
+
+/// Who owns a request accepted but not decided yet: this process's queue, or the claim any
+/// API node made when it queued the request on Kafka.
+async fn pending_owner(state: &AppState, id: Uuid) -> Option<i64> {
+    match state.booking_queue().pending_owner(id) {
+        Some(owner) => Some(owner),
+        None => idempotency::owner(state, id).await,
     }
 }
 
@@ -525,22 +534,19 @@ pub async fn cancel(
             let rows: Vec<_> = targets
                 .iter()
                 .map(|(id, request, seats, cost)| {
-                    (
-                        outbox::kind.eq("booking_cancelled"),
-                        outbox::user_id.eq(Some(user)),
-                        outbox::event_id.eq(Some(event_id)),
-                        outbox::payload.eq(json!({
+                    NewNotification::new(
+                        "booking_cancelled",
+                        user,
+                        Some(event_id),
+                        json!({
                             "eventId": event.id, "eventName": event.name, "venue": event.venue,
                             "startsAt": event.starts_at, "bookingId": id, "requestId": request,
                             "seats": seats, "cost": cost,
-                        })),
+                        }),
                     )
                 })
                 .collect();
-            diesel::insert_into(outbox::table)
-                .values(&rows)
-                .execute(conn)
-                .await?;
+            outbox::enqueue(conn, &rows).await?;
             // Freed seats go to the waitlist first (FIFO), before any new request.
             let decided = engine::serve_waitlist_locked(conn, event)
                 .await
@@ -647,18 +653,19 @@ pub async fn leave_waitlist(
                 .execute(conn)
                 .await?;
             let seats: i32 = removed.iter().map(|r| r.1).sum();
-            diesel::insert_into(outbox::table)
-                .values((
-                    outbox::kind.eq("waitlist_left"),
-                    outbox::user_id.eq(Some(user)),
-                    outbox::event_id.eq(Some(event_id)),
-                    outbox::payload.eq(json!({
+            outbox::enqueue(
+                conn,
+                &[NewNotification::new(
+                    "waitlist_left",
+                    user,
+                    Some(event_id),
+                    json!({
                         "eventId": event.id, "eventName": event.name, "venue": event.venue,
                         "startsAt": event.starts_at, "seats": seats, "requestIds": ids,
-                    })),
-                ))
-                .execute(conn)
-                .await?;
+                    }),
+                )],
+            )
+            .await?;
             let updated: Event = diesel::update(events::table.find(event_id))
                 .set(events::version.eq(events::version + 1))
                 .returning(Event::as_returning())

@@ -825,7 +825,7 @@ fn record(
             Status::Confirmed => "booking_confirmed",
             Status::Partial => "booking_partial",
             Status::Waitlisted => "booking_waitlisted",
-            Status::Rejected | Status::Pending => "booking_rejected",
+            Status::Rejected | Status::Pending | Status::Cancelled => "booking_rejected",
         };
         w.outbox.push(note(
             kind,

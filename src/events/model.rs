@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 
-use crate::db::schema::{bookings, events, waitlist};
+use crate::db::schema::{events, waitlist};
 
 /// An `events` row. It is also what the cache stores (it holds nothing secret).
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Serialize, Deserialize)]
@@ -328,20 +328,5 @@ impl Event {
             .first(conn)
             .await?;
         Ok(sum.unwrap_or(0))
-    }
-
-    /// Whether any booking (of any status) or waitlist entry refers to the event.
-    pub async fn has_bookings(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<bool> {
-        let bookings: i64 = bookings::table
-            .filter(bookings::event_id.eq(id))
-            .count()
-            .get_result(conn)
-            .await?;
-        let waiting: i64 = waitlist::table
-            .filter(waitlist::event_id.eq(id))
-            .count()
-            .get_result(conn)
-            .await?;
-        Ok(bookings + waiting > 0)
     }
 }

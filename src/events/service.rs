@@ -8,11 +8,12 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::json;
 
 use crate::cache::Lookup;
-use crate::db::schema::{booking_requests, bookings, events, outbox, users, waitlist};
+use crate::db::schema::{booking_requests, bookings, events, users, waitlist};
 use crate::error::{ApiError, ApiResult};
 use crate::events::domain::{self, Limits, UpdateEventBody};
 use crate::events::model::{Event, NewEvent};
 use crate::http::auth::AuthUser;
+use crate::notifications::outbox::{self, NewNotification};
 use crate::state::AppState;
 
 /// Who may change an event: its host, or an admin.
@@ -142,9 +143,9 @@ pub struct Deleted {
     pub waitlist_cleared: usize,
 }
 
-/// Deletes an event as `caller`. With bookings it is cancelled instead: no more bookings, its
-/// bookings cancelled, its waitlist cleared, every ticket holder and waiting buyer notified
-/// through the outbox. Either way it leaves listings and the cache at once.
+/// Deletes an event as `caller` by cancelling it: no more bookings, its bookings cancelled, its
+/// waitlist cleared, every ticket holder and waiting buyer notified through the outbox. It
+/// leaves listings and the cache at once; the row stays (see below).
 pub async fn delete(
     state: &AppState,
     caller: &AuthUser,
@@ -175,17 +176,10 @@ pub async fn delete(
                     },
                 ));
             }
-            if !Event::has_bookings(conn, id).await? {
-                diesel::delete(events::table.find(id)).execute(conn).await?;
-                return Ok((
-                    event,
-                    Deleted {
-                        cancelled: false,
-                        bookings_cancelled: 0,
-                        waitlist_cleared: 0,
-                    },
-                ));
-            }
+            // Never a hard delete, even without bookings: requests already queued for it
+            // (in Kafka, acknowledged with 202) must still be decided and stored, which needs
+            // the row. Cancelled events are gone from listings and hidden from everyone but
+            // their managers.
             cancel_inner(conn, &event).await
         })
         .await?;
@@ -266,30 +260,25 @@ async fn cancel_inner(conn: &mut AsyncPgConnection, event: &Event) -> ApiResult<
         payload["bookingId"] = json!(booking_id);
         payload["seats"] = json!(seats);
         payload["cost"] = json!(cost);
-        rows.push((
-            outbox::kind.eq("event_cancelled"),
-            outbox::user_id.eq(Some(*user_id)),
-            outbox::event_id.eq(Some(event.id)),
-            outbox::payload.eq(payload),
+        rows.push(NewNotification::new(
+            "event_cancelled",
+            *user_id,
+            Some(event.id),
+            payload,
         ));
     }
     for (request_id, user_id, seats) in &waiting {
         let mut payload = event_facts.clone();
         payload["requestId"] = json!(request_id);
         payload["seatsWaited"] = json!(seats);
-        rows.push((
-            outbox::kind.eq("event_cancelled_waitlist"),
-            outbox::user_id.eq(Some(*user_id)),
-            outbox::event_id.eq(Some(event.id)),
-            outbox::payload.eq(payload),
+        rows.push(NewNotification::new(
+            "event_cancelled_waitlist",
+            *user_id,
+            Some(event.id),
+            payload,
         ));
     }
-    if !rows.is_empty() {
-        diesel::insert_into(outbox::table)
-            .values(&rows)
-            .execute(conn)
-            .await?;
-    }
+    outbox::enqueue(conn, &rows).await?;
     Ok((
         updated,
         Deleted {

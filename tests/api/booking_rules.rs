@@ -11,7 +11,139 @@ use crate::helpers::json_with_status;
 both_transports!(
     a_waitlisted_buyer_pays_the_price_quoted_when_they_asked,
     waitlist_places_count_everyone_still_waiting,
+    sold_out_answers_are_stored_with_a_status,
+    a_cancelled_booking_reads_cancelled_and_its_replay_says_so,
+    idempotency_without_waiting_answers_alike_on_both_transports,
 );
+
+/// Polls a request's status until it is decided.
+async fn decided(app: &crate::helpers::TestApp, token: &str, id: &str) -> serde_json::Value {
+    for _ in 0..200 {
+        let body = json_with_status(
+            app.get_as(&format!("/api/bookings/requests/{id}"), token)
+                .await,
+            200,
+        )
+        .await;
+        if body["data"]["status"] != "pending" {
+            return body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("request {id} was never decided");
+}
+
+/// Engine v2 bug 5: a sold-out answer (once a shortcut that stored nothing) names its request,
+/// whose status and reason can be read back, and it counts in the event's requests.
+async fn sold_out_answers_are_stored_with_a_status(transport: Transport) {
+    let (app, _, event) = setup(transport, 1).await;
+    let a = app.user_unlimited(Role::Guest).await;
+    let b = app.user_unlimited(Role::Guest).await;
+    json_with_status(app.book(&a, &book_body(event, 1), &WAIT).await, 201).await;
+    let mut no_waitlist = book_body(event, 1);
+    no_waitlist["joinWaitlist"] = json!(false);
+
+    let resp = app.book(&b, &no_waitlist, &WAIT).await;
+    let id = crate::bookings::request_id_header(&resp);
+    let body = json_with_status(resp, 409).await;
+
+    assert_eq!(body["code"], "sold_out");
+    let status = decided(&app, &b, &id).await;
+    assert_eq!(status["data"]["status"], "rejected");
+    assert_eq!(status["data"]["reason"], "sold_out");
+    let stored: i64 = app
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM booking_requests WHERE event_id = $1",
+            &[&event],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 2, "both requests are on record");
+}
+
+/// Engine v2 bug 6: after a cancellation the request reads `cancelled`, and replaying the
+/// original POST says so instead of "Booking confirmed".
+async fn a_cancelled_booking_reads_cancelled_and_its_replay_says_so(transport: Transport) {
+    let (app, _, event) = setup(transport, 5).await;
+    let buyer = app.user_unlimited(Role::Guest).await;
+    let key = ("idempotency-key", "cancel-me");
+    let first = json_with_status(
+        app.book(&buyer, &book_body(event, 2), &[key, WAIT[0]])
+            .await,
+        201,
+    )
+    .await;
+    let id = first["data"]["requestId"].as_str().unwrap().to_owned();
+    json_with_status(
+        app.cancel_booking(&buyer, &json!({ "eventId": event }))
+            .await,
+        200,
+    )
+    .await;
+
+    let status = decided(&app, &buyer, &id).await;
+    let replay = json_with_status(
+        app.book(&buyer, &book_body(event, 2), &[key, WAIT[0]])
+            .await,
+        200,
+    )
+    .await;
+
+    assert_eq!(status["data"]["status"], "cancelled", "{status}");
+    assert_eq!(replay["data"]["status"], "cancelled", "{replay}");
+    assert_eq!(replay["data"]["requestId"], id.as_str());
+    assert!(
+        !replay["message"].as_str().unwrap().contains("confirmed"),
+        "{replay}"
+    );
+    assert_seat_invariants(&app).await;
+}
+
+/// Engine v2 bug 7: without `Prefer: wait`, the same key with another body is a 422 and a
+/// retry after the decision gets the first outcome — with Kafka as in-process.
+async fn idempotency_without_waiting_answers_alike_on_both_transports(transport: Transport) {
+    let (app, _, event) = setup(transport, 5).await;
+    let buyer = app.user_unlimited(Role::Guest).await;
+    let key = [("idempotency-key", "no-wait-42")];
+    let first = json_with_status(app.book(&buyer, &book_body(event, 2), &key).await, 202).await;
+    let id = first["data"]["requestId"].as_str().unwrap().to_owned();
+
+    let reused = json_with_status(app.book(&buyer, &book_body(event, 3), &key).await, 422).await;
+    assert_eq!(reused["code"], "idempotency_key_reused");
+    decided(&app, &buyer, &id).await;
+    let retry = json_with_status(app.book(&buyer, &book_body(event, 2), &key).await, 202).await;
+
+    assert_eq!(retry["data"]["requestId"], id.as_str());
+    assert_eq!(
+        retry["data"]["status"], "confirmed",
+        "the first outcome: {retry}"
+    );
+    assert_eq!(retry["data"]["seats"], 2);
+    let seats: i64 = app
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT coalesce(sum(seats), 0)::bigint FROM bookings WHERE event_id = $1",
+            &[&event],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seats, 2, "booked once, the reused key's body dropped");
+    // Someone else's status URL is not theirs to read while pending or after.
+    let other = app.user_unlimited(Role::Guest).await;
+    json_with_status(
+        app.get_as(&format!("/api/bookings/requests/{id}"), &other)
+            .await,
+        404,
+    )
+    .await;
+}
 
 /// Security #3: capacity 1, price 1200; A books, B waits; the host raises the price; A cancels;
 /// B is confirmed at the price B was quoted, not the new one.

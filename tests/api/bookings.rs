@@ -365,8 +365,20 @@ async fn bad_booking_input_is_400_naming_the_field(transport: Transport) {
         .await
         .unwrap();
     app.state.event_cache().remove(event).await;
-    let started = json_with_status(app.book(&buyer, &book_body(event, 1), &[]).await, 409).await;
+    // Decided by the writer and stored (bug 5): the answer names the request, whose status
+    // says why. (With Kafka the decision comes after the answer: wait for it.)
+    let started = app.book(&buyer, &book_body(event, 1), &WAIT).await;
+    let started_id = request_id_header(&started);
+    let started = json_with_status(started, 409).await;
     assert_eq!(started["code"], "event_closed");
+    let stored = json_with_status(
+        app.get_as(&format!("/api/bookings/requests/{started_id}"), &buyer)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(stored["data"]["status"], "rejected", "{stored}");
+    assert_eq!(stored["data"]["reason"], "event_closed", "{stored}");
     let other = app
         .create_event(&host, &event_body("Cancelled", 3, 10))
         .await;
@@ -383,8 +395,25 @@ async fn bad_booking_input_is_400_naming_the_field(transport: Transport) {
         200,
     )
     .await;
-    let cancelled = json_with_status(app.book(&buyer, &book_body(other, 1), &[]).await, 409).await;
+    let cancelled = app.book(&buyer, &book_body(other, 1), &WAIT).await;
+    let cancelled_id = request_id_header(&cancelled);
+    let cancelled = json_with_status(cancelled, 409).await;
     assert_eq!(cancelled["code"], "event_closed");
+    let stored = json_with_status(
+        app.get_as(&format!("/api/bookings/requests/{cancelled_id}"), &buyer)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(stored["data"]["reason"], "event_closed", "{stored}");
+}
+
+/// The request id a booking answer names (header on every answer, rejections included).
+pub fn request_id_header(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("x-booking-request-id")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .expect("x-booking-request-id")
 }
 
 async fn the_same_idempotency_key_never_books_twice(transport: Transport) {
