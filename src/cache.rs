@@ -602,3 +602,11 @@ impl EventCache {
         Ok(report)
     }
 }
+
+impl crate::state::AppState {
+    /// The event cache (a part of the state, see [`crate::state`]).
+    pub fn event_cache(&self) -> &EventCache {
+        self.part()
+            .unwrap_or_else(|| crate::state::missing_part("event cache"))
+    }
+}

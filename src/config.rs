@@ -392,19 +392,6 @@ pub struct RateLimitSettings {
     pub trusted_proxies: Vec<String>,
 }
 
-impl RateLimitSettings {
-    /// The limit of `class`.
-    pub fn limit(&self, class: crate::http::rate_limit::Class) -> u32 {
-        use crate::http::rate_limit::Class;
-        match class {
-            Class::Auth => self.auth,
-            Class::Booking => self.booking,
-            Class::Write => self.write,
-            Class::Read => self.read,
-        }
-    }
-}
-
 /// How outgoing mail leaves the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -9,7 +9,8 @@
 //! | [`config`] | layered, validated [`config::Settings`] |
 //! | [`telemetry`] | tracing set-up |
 //! | [`shutdown`] | SIGINT/SIGTERM → one cancellation token |
-//! | [`state`] | [`state::AppState`], the dependencies every role shares |
+//! | [`state`] | [`state::AppState`], the dependencies every role shares (no feature types) |
+//! | [`app`] | the composition root: builds the state with every feature's parts |
 //! | [`roles`] | running roles together (`all`) |
 //! | [`error`] | the API error type and its JSON envelope |
 //! | [`db`] | PostgreSQL pool, schema, migrations |
@@ -24,10 +25,12 @@
 //! | [`analytics`] | admin analytics and per-event stats |
 //! | [`notifications`] | outbox relay, email worker, templates |
 //! | [`mail`] | SMTP (lettre) or log transport |
+//! | [`ephemeral`] | short-lived shared facts (revocations, login counts, idempotency claims) |
 //! | [`reconcile`] | reconciliation passes and their schedule |
 
 pub mod admin;
 pub mod analytics;
+pub mod app;
 pub mod bookings;
 pub mod cache;
 pub mod cli;

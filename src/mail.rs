@@ -14,7 +14,6 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 
 use crate::config::{MailSettings, MailTransport, SmtpTls};
-use crate::notifications::render::Rendered;
 
 /// Why a message was not sent.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +28,17 @@ pub enum SendError {
     /// goes to an unconfirmed address).
     #[error("not sent: the recipient's email address is not verified")]
     Unverified,
+}
+
+/// A rendered email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub text: String,
+    /// HTML body.
+    pub html: String,
 }
 
 /// Sends rendered notifications.
@@ -126,5 +136,13 @@ impl Mailer {
                 }
             }
         }
+    }
+}
+
+impl crate::state::AppState {
+    /// The mail sender (a part of the state, see [`crate::state`]).
+    pub fn mailer(&self) -> &Mailer {
+        self.part()
+            .unwrap_or_else(|| crate::state::missing_part("mailer"))
     }
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 use atomicseats::cli::{Cli, Command, UsersCommand};
 use atomicseats::config::Settings;
 use atomicseats::roles::{self, Role};
-use atomicseats::state::AppState;
 use atomicseats::{db, http, shutdown, telemetry};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -50,7 +49,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     let url = db::connection_url(&settings.database, role)?;
     let migrate_on_start = settings.database.migrate_on_start;
     let drain = Duration::from_secs(settings.http.shutdown_timeout_secs + 5);
-    let state = AppState::build(settings, role)?;
+    let state = atomicseats::app::build_state(settings, role)?;
     let token = CancellationToken::new();
     shutdown::cancel_on_signal(token.clone());
 

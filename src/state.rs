@@ -1,12 +1,20 @@
 //! [`AppState`]: everything a role needs, built once per process and cheap to clone.
+//!
+//! This module is infrastructure: it knows the configuration, the pools, the token keys, the
+//! rate limiter and the short-lived store, and nothing of the features. A feature keeps what it
+//! needs at run time (the booking queue, the event cache, the mailer…) as a **part**: the
+//! composition root ([`crate::app::build_state`], the only constructor) inserts it, and the
+//! feature reads it back through an accessor it defines next to its own code
+//! (`impl AppState { pub fn booking_queue(&self) -> &BookingQueue }` in `bookings`). So the
+//! features depend on the state, never the other way round.
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::bookings::BookingQueue;
-use crate::bookings::outcomes::OutcomeHub;
-use crate::cache::EventCache;
-use crate::config::{QueueKind, Settings};
+use crate::config::Settings;
 use crate::db::PgPool;
+use crate::ephemeral::Ephemeral;
 use crate::http::auth::TokenKeys;
 use crate::http::rate_limit::RateLimiter;
 
@@ -22,19 +30,20 @@ struct Inner {
     redis: Option<deadpool_redis::Pool>,
     tokens: TokenKeys,
     rate_limiter: RateLimiter,
-    event_cache: EventCache,
-    booking_queue: BookingQueue,
-    outcomes: OutcomeHub,
-    mailer: crate::mail::Mailer,
-    notification_queue: crate::notifications::NotificationQueue,
+    ephemeral: Ephemeral,
     outbox_signal: tokio::sync::Notify,
-    ephemeral: crate::ephemeral::Ephemeral,
+    parts: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+}
+
+/// An [`AppState`] being assembled: the infrastructure is built, the features add their parts.
+pub struct StateBuilder {
+    inner: Inner,
 }
 
 impl AppState {
-    /// Builds the state for `role` (used in `application_name`): pools are created lazily, so
-    /// this succeeds while a dependency is down.
-    pub fn build(settings: Settings, role: &str) -> anyhow::Result<Self> {
+    /// The infrastructure for `role` (used in `application_name`): pools are created lazily, so
+    /// this succeeds while a dependency is down. Features add their parts to the builder.
+    pub fn builder(settings: Settings, role: &str) -> anyhow::Result<StateBuilder> {
         let db = crate::db::build_pool(&settings.database, role)?;
         let redis = crate::redis::build_pool(&settings.redis)?;
         let tokens = TokenKeys::from_settings(&settings.auth, settings.environment)?;
@@ -44,38 +53,30 @@ impl AppState {
                 .clone()
                 .map(|pool| (pool, settings.redis.key_prefix.clone())),
         )?;
-        // Redis when configured; in-process only when every writer lives in this process
-        // (in-process queue); otherwise no cache, so nothing can go stale.
-        let event_cache = match (&redis, settings.queue.kind) {
-            (Some(pool), _) => EventCache::redis(pool.clone(), settings.redis.key_prefix.clone()),
-            (None, QueueKind::Memory) => EventCache::memory(),
-            (None, QueueKind::Kafka) => EventCache::none(),
-        };
         let ephemeral = match &redis {
-            Some(pool) => {
-                crate::ephemeral::Ephemeral::redis(pool.clone(), &settings.redis.key_prefix)
-            }
-            None => crate::ephemeral::Ephemeral::memory(),
+            Some(pool) => Ephemeral::redis(pool.clone(), &settings.redis.key_prefix),
+            None => Ephemeral::memory(),
         };
-        let booking_queue = BookingQueue::from_settings(&settings)?;
-        let mailer = crate::mail::Mailer::from_settings(&settings.mail)?;
-        let notification_queue = crate::notifications::NotificationQueue::from_settings(&settings)?;
-        Ok(Self {
-            inner: Arc::new(Inner {
+        Ok(StateBuilder {
+            inner: Inner {
                 settings,
                 db,
                 redis,
                 tokens,
                 rate_limiter,
-                event_cache,
-                booking_queue,
-                outcomes: OutcomeHub::default(),
-                mailer,
-                notification_queue,
-                outbox_signal: tokio::sync::Notify::new(),
                 ephemeral,
-            }),
+                outbox_signal: tokio::sync::Notify::new(),
+                parts: HashMap::new(),
+            },
         })
+    }
+
+    /// The part of type `T` a feature registered, if it did.
+    pub fn part<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.inner
+            .parts
+            .get(&TypeId::of::<T>())
+            .and_then(|p| p.downcast_ref::<T>())
     }
 
     /// The configuration this process runs with.
@@ -98,38 +99,13 @@ impl AppState {
         &self.inner.rate_limiter
     }
 
-    /// The event cache.
-    pub fn event_cache(&self) -> &EventCache {
-        &self.inner.event_cache
-    }
-
-    /// The booking queue.
-    pub fn booking_queue(&self) -> &BookingQueue {
-        &self.inner.booking_queue
-    }
-
-    /// The mail sender.
-    pub fn mailer(&self) -> &crate::mail::Mailer {
-        &self.inner.mailer
-    }
-
-    /// Where notification ids go.
-    pub fn notification_queue(&self) -> &crate::notifications::NotificationQueue {
-        &self.inner.notification_queue
-    }
-
     /// Signalled after commits that wrote outbox rows.
     pub fn outbox_signal(&self) -> &tokio::sync::Notify {
         &self.inner.outbox_signal
     }
 
-    /// Waiters for booking outcomes in this process.
-    pub fn outcomes(&self) -> &OutcomeHub {
-        &self.inner.outcomes
-    }
-
     /// Short-lived shared facts (revoked tokens, login counters, idempotency claims).
-    pub fn ephemeral(&self) -> &crate::ephemeral::Ephemeral {
+    pub fn ephemeral(&self) -> &Ephemeral {
         &self.inner.ephemeral
     }
 
@@ -137,4 +113,36 @@ impl AppState {
     pub fn redis(&self) -> Option<&deadpool_redis::Pool> {
         self.inner.redis.as_ref()
     }
+}
+
+impl StateBuilder {
+    /// The configuration being built for.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The Redis pool, when configured.
+    pub fn redis(&self) -> Option<&deadpool_redis::Pool> {
+        self.inner.redis.as_ref()
+    }
+
+    /// Adds (or replaces) the part of type `T`.
+    #[must_use]
+    pub fn with<T: Any + Send + Sync>(mut self, part: T) -> Self {
+        self.inner.parts.insert(TypeId::of::<T>(), Box::new(part));
+        self
+    }
+
+    /// The finished state.
+    pub fn build(self) -> AppState {
+        AppState {
+            inner: Arc::new(self.inner),
+        }
+    }
+}
+
+/// The message of the panic an accessor raises for a part nobody registered: a programming
+/// error of the composition root, caught by its test (`app::tests`), never by a request.
+pub fn missing_part(name: &str) -> ! {
+    unreachable!("the state has no {name}: register it in app::build_state")
 }

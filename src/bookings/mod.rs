@@ -213,3 +213,17 @@ pub async fn sweep_waitlists(state: &AppState) -> anyhow::Result<usize> {
     }
     Ok(ids.len())
 }
+
+impl AppState {
+    /// The booking queue (a part of the state, see [`crate::state`]).
+    pub fn booking_queue(&self) -> &BookingQueue {
+        self.part()
+            .unwrap_or_else(|| crate::state::missing_part("booking queue"))
+    }
+
+    /// Waiters for booking outcomes in this process.
+    pub fn outcomes(&self) -> &outcomes::OutcomeHub {
+        self.part()
+            .unwrap_or_else(|| crate::state::missing_part("outcome hub"))
+    }
+}

@@ -96,3 +96,11 @@ impl NotificationQueue {
 pub fn wake(state: &AppState) {
     state.outbox_signal().notify_one();
 }
+
+impl AppState {
+    /// Where notification ids go (a part of the state, see [`crate::state`]).
+    pub fn notification_queue(&self) -> &NotificationQueue {
+        self.part()
+            .unwrap_or_else(|| crate::state::missing_part("notification queue"))
+    }
+}

@@ -8,16 +8,7 @@ use serde_json::Value;
 
 use crate::bookings::domain::Reason;
 
-/// A rendered email.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rendered {
-    /// Subject line.
-    pub subject: String,
-    /// Plain-text body.
-    pub text: String,
-    /// HTML body.
-    pub html: String,
-}
+pub use crate::mail::Rendered;
 
 macro_rules! templates {
     ($($kind:literal),* $(,)?) => {

@@ -340,7 +340,7 @@ async fn kill_9_of_the_kafka_booking_worker_loses_and_duplicates_nothing() {
     let state_for_tokens = {
         let settings =
             crate::helpers::test_settings(&db.url(), &[("ACCESS_TOKEN_SECRET", &secret)]);
-        atomicseats::state::AppState::build(settings, "test").unwrap()
+        atomicseats::app::build_state(settings, "test").unwrap()
     };
     let (event, users) = seed(&db, &state_for_tokens, 100_000).await;
     let _api = spawn("serve", &envs);
@@ -388,7 +388,7 @@ async fn kill_9_of_atomicseats_all_loses_and_duplicates_nothing() {
     let state_for_tokens = {
         let settings =
             crate::helpers::test_settings(&db.url(), &[("ACCESS_TOKEN_SECRET", &secret)]);
-        atomicseats::state::AppState::build(settings, "test").unwrap()
+        atomicseats::app::build_state(settings, "test").unwrap()
     };
     let (event, users) = seed(&db, &state_for_tokens, 100_000).await;
     let mut all = spawn("all", &envs);

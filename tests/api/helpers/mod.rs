@@ -115,7 +115,7 @@ impl TestAppBuilder {
         let mut extra: Vec<(&str, &str)> = vec![("ATOMICSEATS__METRICS__TOKEN", METRICS_TOKEN)];
         extra.extend(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let settings = test_settings(&url, &extra);
-        let state = AppState::build(settings, "test").expect("state");
+        let state = atomicseats::app::build_state(settings, "test").expect("state");
         let app = Application::build_with(state.clone(), self.extra_routes).expect("bind");
         let address = format!("http://127.0.0.1:{}", app.port());
         let shutdown = CancellationToken::new();

@@ -1,0 +1,54 @@
+//! The composition root: the one place that knows every feature, and so the one place that
+//! builds an [`AppState`] with each feature's parts (see [`crate::state`]).
+
+use crate::bookings::BookingQueue;
+use crate::bookings::outcomes::OutcomeHub;
+use crate::cache::EventCache;
+use crate::config::{QueueKind, Settings};
+use crate::mail::Mailer;
+use crate::notifications::NotificationQueue;
+use crate::state::AppState;
+
+/// The state of a process running `role`: infrastructure plus every feature's parts.
+pub fn build_state(settings: Settings, role: &str) -> anyhow::Result<AppState> {
+    let builder = AppState::builder(settings, role)?;
+    let settings = builder.settings();
+    // Redis when configured; in-process only when every writer lives in this process
+    // (in-process queue); otherwise no cache, so nothing can go stale.
+    let event_cache = match (builder.redis(), settings.queue.kind) {
+        (Some(pool), _) => EventCache::redis(pool.clone(), settings.redis.key_prefix.clone()),
+        (None, QueueKind::Memory) => EventCache::memory(),
+        (None, QueueKind::Kafka) => EventCache::none(),
+    };
+    let booking_queue = BookingQueue::from_settings(settings)?;
+    let mailer = Mailer::from_settings(&settings.mail)?;
+    let notification_queue = NotificationQueue::from_settings(settings)?;
+    Ok(builder
+        .with(event_cache)
+        .with(booking_queue)
+        .with(OutcomeHub::default())
+        .with(mailer)
+        .with(notification_queue)
+        .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn every_feature_finds_its_part() {
+        let env = HashMap::from([("ATOMICSEATS_ENV".to_owned(), "test".to_owned())]);
+        let settings =
+            Settings::load(std::path::Path::new("/nonexistent"), &env).expect("defaults load");
+        let state = build_state(settings, "test").expect("state");
+        // Each accessor panics when its part is missing.
+        let _ = state.event_cache().kind();
+        let _ = state.booking_queue().memory();
+        let _ = state.outcomes();
+        let _ = state.mailer();
+        let _ = state.notification_queue();
+    }
+}
