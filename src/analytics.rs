@@ -281,10 +281,11 @@ fn confirmed_seats_expr(sql: &mut DynSql, window: Window) {
 }
 
 fn select_events(sql: &mut DynSql, window: Window) {
-    sql.push(
-        "SELECT e.id, e.name, e.host_id, e.status, e.starts_at, e.reserved_seats::int8 AS reserved_seats,
-                e.capacity::int8 AS capacity, ",
-    );
+    sql.push(&format!(
+        "SELECT e.id, e.name, e.host_id, {} AS status, e.starts_at,
+                e.reserved_seats::int8 AS reserved_seats, e.capacity::int8 AS capacity, ",
+        crate::events::model::PUBLIC_STATUS_SQL
+    ));
     confirmed_seats_expr(sql, window);
     sql.push(&format!(
         " AS confirmed_seats,

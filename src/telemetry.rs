@@ -15,12 +15,21 @@ pub fn init(settings: &LogSettings) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    let explicit_actix = std::env::var("RUST_LOG")
+        .unwrap_or_else(|_| settings.level.clone())
+        .contains("actix_http");
     // tokio-postgres logs statement parameters (password hashes, emails) at debug: never let a
     // verbose RUST_LOG turn them on.
-    let filter = match "tokio_postgres=info".parse() {
+    let mut filter = match "tokio_postgres=info".parse() {
         Ok(directive) => filter.add_directive(directive),
         Err(_) => filter,
     };
+    // actix's connection dispatcher logs a client's malformed request or dropped connection at
+    // ERROR ("stream error: …"): a client's mistake, not the server's. Silenced unless the
+    // filter names `actix_http` explicitly (then it is what the operator asked for).
+    if !explicit_actix && let Ok(directive) = "actix_http::h1::dispatcher=off".parse() {
+        filter = filter.add_directive(directive);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_span_events(FmtSpan::NONE)

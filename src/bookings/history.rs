@@ -319,9 +319,9 @@ struct Row {
     reject_reason: Option<String>,
 }
 
-/// The event facts a history row shows.
-#[derive(Debug, Clone, Serialize, Queryable, Selectable)]
-#[diesel(table_name = events)]
+/// The event facts a history row shows; `status` as the event itself says it (`on_sale`,
+/// `sold_out`, `started`, `ended`, `cancelled`).
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EventBrief {
     #[serde(skip)]
@@ -536,12 +536,28 @@ async fn event_briefs(
     let mut ids = ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
-    let briefs: Vec<EventBrief> = events::table
+    let found: Vec<crate::events::model::Event> = events::table
         .filter(events::id.eq_any(&ids))
-        .select(EventBrief::as_select())
+        .select(crate::events::model::Event::as_select())
         .load(conn)
         .await?;
-    Ok(briefs.into_iter().map(|b| (b.id, b)).collect())
+    let now = Utc::now();
+    Ok(found
+        .into_iter()
+        .map(|e| {
+            let status = e.status_at(now).to_owned();
+            let brief = EventBrief {
+                id: e.id,
+                name: e.name,
+                venue: e.venue,
+                starts_at: e.starts_at,
+                ends_at: e.ends_at,
+                price: e.price,
+                status,
+            };
+            (brief.id, brief)
+        })
+        .collect())
 }
 
 /// One `tickets` page: `{ items, pageInfo }`.

@@ -76,7 +76,8 @@ impl Event {
         }
     }
 
-    /// The public status at `now`: `cancelled`, `ended`, `started`, `sold_out` or `on_sale`.
+    /// The public status at `now`: `cancelled`, `ended`, `started`, `sold_out` or `on_sale`
+    /// (the same rule as [`PUBLIC_STATUS_SQL`]).
     pub fn status_at(&self, now: DateTime<Utc>) -> &'static str {
         if self.is_cancelled() {
             "cancelled"
@@ -330,3 +331,9 @@ impl Event {
         Ok(sum.unwrap_or(0))
     }
 }
+
+/// [`Event::status_at`] in SQL, for queries that list events under the alias `e` (analytics):
+/// one vocabulary for an event's status everywhere.
+pub const PUBLIC_STATUS_SQL: &str = "CASE WHEN e.status = 'cancelled' THEN 'cancelled' \
+     WHEN e.ends_at <= now() THEN 'ended' WHEN e.starts_at <= now() THEN 'started' \
+     WHEN e.reserved_seats >= e.capacity THEN 'sold_out' ELSE 'on_sale' END";
