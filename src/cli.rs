@@ -87,6 +87,13 @@ pub enum UsersCommand {
         #[arg(long, default_value = "guest")]
         role: String,
     },
+    /// Mark an account's email address as confirmed (an operator vouches for it: support, or a
+    /// local install whose mail is only logged).
+    Verify {
+        /// The account's email address.
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[cfg(test)]

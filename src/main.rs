@@ -200,6 +200,15 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
                 user.id, user.username, user.role
             );
         }
+        Command::Users {
+            command: UsersCommand::Verify { email },
+        } => {
+            if atomicseats::users::verify_from_cli(&state, &email).await? {
+                println!("{email}: address confirmed");
+            } else {
+                println!("{email}: already confirmed");
+            }
+        }
         Command::Config => {
             // Handled before telemetry starts; nothing to run.
         }

@@ -10,6 +10,11 @@ fresh_database() { # name
     psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE \"$1\"" >/dev/null
 }
 
+# Drops a database (connections included).
+drop_database() { # name
+    PGOPTIONS=--client-min-messages=warning psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null
+}
+
 # The environment of a scripted app: its database, port, secrets; memory queue, log mail.
 app_env() { # database port
     export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$1"

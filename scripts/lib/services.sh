@@ -22,6 +22,24 @@ wait_port() { # port name [seconds]
     return 1
 }
 
+# What this script started (so that it can stop it again): "name|command" entries.
+STARTED=()
+
+# Stops every service this script started, saying so. Set ATOMICSEATS_KEEP_SERVICES=1 to leave
+# them running (faster repeated local runs).
+stop_started() {
+    if [ "${ATOMICSEATS_KEEP_SERVICES:-}" = 1 ]; then
+        [ ${#STARTED[@]} -gt 0 ] && log "left running (ATOMICSEATS_KEEP_SERVICES=1): ${STARTED[*]%%|*}"
+        return 0
+    fi
+    local entry
+    for entry in "${STARTED[@]}"; do
+        log "stopping ${entry%%|*} (this script started it)"
+        eval "${entry#*|}" >/dev/null 2>&1 || true
+    done
+    STARTED=()
+}
+
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 apt_updated=""
@@ -50,6 +68,7 @@ ensure_postgres() {
     fi
     log "starting PostgreSQL $version"
     as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    STARTED+=("PostgreSQL|as_root pg_ctlcluster --skip-systemctl-redirect $version main stop")
     wait_port 5432 PostgreSQL
 }
 
@@ -72,6 +91,7 @@ ensure_redis() {
     mkdir -p "$ATOMICSEATS_RUN_DIR/redis"
     redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
         --dir "$ATOMICSEATS_RUN_DIR/redis" --logfile "$ATOMICSEATS_RUN_DIR/redis.log"
+    STARTED+=("Redis|redis-cli -p 6379 shutdown nosave")
     wait_port 6379 Redis
 }
 
@@ -103,6 +123,7 @@ ensure_tansu() {
     nohup "$bin" broker --listener-url tcp://127.0.0.1:9092 \
         --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine memory://tansu/ \
         >"$ATOMICSEATS_RUN_DIR/tansu.log" 2>&1 &
+    STARTED+=("Tansu|kill $!")
     wait_port 9092 Tansu
 }
 
@@ -116,6 +137,7 @@ ensure_smtp() {
     log "starting aiosmtpd on 127.0.0.1:2525"
     nohup "$(python_bin)" -m aiosmtpd -n -l 127.0.0.1:2525 -c aiosmtpd.handlers.Sink \
         >"$ATOMICSEATS_RUN_DIR/smtp.log" 2>&1 &
+    STARTED+=("aiosmtpd|kill $!")
     wait_port 2525 aiosmtpd
 }
 

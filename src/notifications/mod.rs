@@ -92,6 +92,14 @@ impl NotificationQueue {
     }
 }
 
+impl NotificationQueue {
+    /// Hands over `(outbox id, user id)` pairs all at once; whether each was taken, in order.
+    pub async fn publish_many(&self, items: &[(i64, Option<i64>)]) -> Vec<bool> {
+        futures_util::future::join_all(items.iter().map(|(id, user)| self.publish(*id, *user)))
+            .await
+    }
+}
+
 /// Tells the relay that outbox rows were committed (call after the commit).
 pub fn wake(state: &AppState) {
     state.outbox_signal().notify_one();

@@ -233,6 +233,15 @@ pub async fn deliver_batch(state: &AppState, ids: &[i64]) -> anyhow::Result<Vec<
 
 /// Publishes due outbox rows to the notification queue; returns how many.
 pub async fn publish_due(state: &AppState) -> anyhow::Result<usize> {
+    publish_due_until(state, None).await
+}
+
+/// [`publish_due`], returning between batches once `stop` is cancelled (the relay stopping:
+/// a backlog of a whole flash sale must not hold up the shutdown).
+pub async fn publish_due_until(
+    state: &AppState,
+    stop: Option<&CancellationToken>,
+) -> anyhow::Result<usize> {
     let republish = chrono::Duration::seconds(
         i64::try_from(state.settings().notify.republish_after_secs).unwrap_or(60),
     );
@@ -260,9 +269,12 @@ pub async fn publish_due(state: &AppState) -> anyhow::Result<usize> {
         if ids.is_empty() {
             return Ok(total);
         }
-        for (id, user) in &ids {
-            // A row that cannot be handed over now stays due and is re-published later.
-            if !state.notification_queue().publish(*id, *user).await {
+        // All of a batch in flight at once (the Kafka producer batches them; one
+        // acknowledgement round instead of 500). A row that cannot be handed over now stays
+        // due and is re-published later.
+        let handed = state.notification_queue().publish_many(&ids).await;
+        for ((id, _), ok) in ids.iter().zip(handed) {
+            if !ok {
                 tracing::warn!(
                     notification.id = id,
                     "notification queue refused a message; it will be re-published"
@@ -270,7 +282,8 @@ pub async fn publish_due(state: &AppState) -> anyhow::Result<usize> {
             }
         }
         total += ids.len();
-        if ids.len() < 500 {
+        // Stop between batches when asked to: the rest stays due for the next relay.
+        if ids.len() < 500 || stop.is_some_and(CancellationToken::is_cancelled) {
             return Ok(total);
         }
     }
@@ -299,7 +312,7 @@ pub async fn run_relay(state: AppState, shutdown: CancellationToken) -> anyhow::
                 metrics::histogram!("notification_relay_delay_seconds")
                     .record(first.elapsed().as_secs_f64());
             }
-            if let Err(e) = publish_due(&state).await {
+            if let Err(e) = publish_due_until(&state, Some(&shutdown)).await {
                 tracing::warn!(error = %e, "publishing notifications failed; retrying");
             }
             last_run = Some(Instant::now());
@@ -320,7 +333,12 @@ pub async fn run_relay(state: AppState, shutdown: CancellationToken) -> anyhow::
     }
     // Hand over what the last batches wrote before leaving, within bounds: anything left is
     // picked up by the next relay or reconciliation pass.
-    let _ = tokio::time::timeout(Duration::from_secs(3), publish_due(&state)).await;
+    let done = CancellationToken::new();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(3),
+        publish_due_until(&state, Some(&done)),
+    )
+    .await;
     Ok(())
 }
 

@@ -177,6 +177,17 @@ pub async fn verify_email(
     Ok(model::User::mark_verified(&mut conn, user, &email).await?)
 }
 
+/// `atomicseats users verify --email`: confirms an account's address; whether it changed
+/// anything (false: already confirmed). An unknown address is an error.
+pub async fn verify_from_cli(state: &crate::state::AppState, email: &str) -> anyhow::Result<bool> {
+    let mut conn = state.db().get().await?;
+    let user = model::User::find_by_login(&mut conn, email.trim())
+        .await?
+        .filter(|u| u.email.eq_ignore_ascii_case(email.trim()))
+        .ok_or_else(|| anyhow::anyhow!("no account with the email address {email}"))?;
+    Ok(model::User::mark_verified(&mut conn, user.id, &user.email).await?)
+}
+
 /// `atomicseats users create`: creates a user of any role (the way to make the first admin).
 /// The password comes from `ATOMICSEATS_NEW_USER_PASSWORD` or the first line of stdin, never
 /// from the command line.
