@@ -158,12 +158,26 @@ fn default_environment() -> Environment {
     Environment::Local
 }
 
+/// Which success envelope the API answers with by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Envelope {
+    /// `{ statusCode, data: <payload>, message: <text> }`, as documented.
+    Standard,
+    /// The old system's swapped shapes on the routes where they differ.
+    Legacy,
+}
+
 /// `[http]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     /// Address to bind.
     pub host: String,
+    /// The success envelope: `standard` (documented `data`) or `legacy` (the Node.js system's,
+    /// for old clients during a migration; see `http::legacy`). A request header
+    /// `X-AtomicSeats-Envelope` overrides it.
+    pub envelope: Envelope,
     /// The URL buyers reach this service at (links in emails), without a trailing slash.
     pub public_url: String,
     /// Port to bind; 0 picks a free port (tests).

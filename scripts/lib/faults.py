@@ -320,11 +320,16 @@ class Scenario:
         return float("nan")
 
     # -- load ---------------------------------------------------------------------------
-    def book(self, user, event, seats, key, deadline):
+    def book(self, user, event, seats, key, deadline, bases=None):
         body = json.dumps({"eventId": event, "numberOfSeats": seats}).encode()
         tok = token(user)
+        bases = bases or [self.base]
+        attempt = 0
         while time.time() < deadline:
-            req = urllib.request.Request(f"{self.base}/api/events/book", data=body, method="POST", headers={
+            # With several API nodes, each retry goes to the next one (a balancer's failover).
+            base = bases[attempt % len(bases)]
+            attempt += 1
+            req = urllib.request.Request(f"{base}/api/events/book", data=body, method="POST", headers={
                 "content-type": "application/json", "authorization": f"Bearer {tok}",
                 "idempotency-key": key, "prefer": "wait=5"})
             try:
@@ -447,6 +452,142 @@ SCENARIOS = {
 }
 
 
+class ScaleOut(Scenario):
+    """The scale-out layout on loopback: 2 x serve, 2 x work-bookings, 1 x work-notify, on Kafka
+    and Redis; the load alternates between the two API nodes over SCALE_EVENTS events; the fault
+    is a kill -9 of one booking worker, not restarted (the other must take its partitions)."""
+
+    EVENTS = int(os.environ.get("SCALE_EVENTS", "40"))
+
+    def __init__(self):
+        super().__init__("scale-out", kafka=True, redis=True)
+        self.port2 = free_port()
+        self.bases = [self.base, f"http://127.0.0.1:{self.port2}"]
+
+    def start_app(self, roles):
+        env = self.env()
+        subprocess.run([BIN, "migrate"], env=env, check=True, capture_output=True)
+        layout = [
+            ("serve-1", "serve", {"ATOMICSEATS__METRICS__LISTEN": f"127.0.0.1:{free_port()}"}),
+            ("serve-2", "serve", {"PORT": str(self.port2),
+                                  "ATOMICSEATS__METRICS__LISTEN": f"127.0.0.1:{free_port()}"}),
+            ("work-bookings-1", "work-bookings", {"ATOMICSEATS__METRICS__LISTEN": f"127.0.0.1:{free_port()}"}),
+            ("work-bookings-2", "work-bookings", {"ATOMICSEATS__METRICS__LISTEN": f"127.0.0.1:{free_port()}"}),
+            ("work-notify", "work-notify", {}),
+        ]
+        self.listeners = {}
+        for name, role, extra in layout:
+            e = dict(env)
+            e.update(extra)
+            self.listeners[name] = extra.get("ATOMICSEATS__METRICS__LISTEN")
+            self.procs.append(Proc(f"{self.name}-{name}", [BIN, role], env=e).start())
+        for base in self.bases:
+            self.base = base
+            self.wait_ready()
+        self.base = self.bases[0]
+        # Both workers have joined the group and split the partitions before the load.
+        deadline = time.time() + 60
+        while time.time() < deadline and self.owned() < 6:
+            time.sleep(0.5)
+
+    def owned(self, workers=("work-bookings-1", "work-bookings-2")):
+        """Partitions the given workers report owning (booking_partition_owned, summed)."""
+        total = 0
+        for w in workers:
+            try:
+                with urllib.request.urlopen(f"http://{self.listeners[w]}/metrics", timeout=2) as r:
+                    for line in r.read().decode().splitlines():
+                        if line.startswith("booking_partition_owned{"):
+                            total += int(float(line.rsplit(" ", 1)[1]))
+            except (urllib.error.URLError, OSError, KeyError):
+                pass
+        return total
+
+    def seed(self):
+        psql(self.url, f"""
+            INSERT INTO users (username, name, email, password_hash, role, email_verified_at)
+              SELECT 'buyer' || g, 'Buyer ' || g, 'buyer' || g || '@example.com', 'x',
+                     CASE WHEN g = 0 THEN 'host' ELSE 'guest' END, now()
+              FROM generate_series(0, {BUYERS}) g;
+            INSERT INTO events (host_id, name, description, venue, starts_at, ends_at, capacity, price)
+              SELECT (SELECT id FROM users WHERE username = 'buyer0'), 'Scale show ' || g, '', 'Hall',
+                     now() + interval '30 days', now() + interval '30 days 3 hours',
+                     {CAPACITY} / {self.EVENTS}, 1000
+              FROM generate_series(1, {self.EVENTS}) g;
+            INSERT INTO events (host_id, name, description, venue, starts_at, ends_at, capacity, price)
+              SELECT (SELECT id FROM users WHERE username = 'buyer0'), 'Probe', '', 'Hall',
+                     now() + interval '30 days', now() + interval '30 days 3 hours', 100000, 0;
+        """)
+        self.users = [int(x) for x in psql(self.url, "SELECT id FROM users WHERE role = 'guest' ORDER BY id").split()]
+        ids = [int(x) for x in psql(self.url, "SELECT id FROM events ORDER BY id").split()]
+        self.events, self.probe_event = ids[:-1], ids[-1]
+
+    def book(self, user, event, seats, key, deadline, bases=None):
+        # Alternate the API nodes by buyer; a retry goes to the other node, which must answer
+        # the same (shared secrets, shared idempotency claims).
+        first = user % 2
+        return super().book(user, event, seats, key, deadline,
+                            bases=[self.bases[first], self.bases[1 - first]])
+
+    def figures(self, times):
+        """Decision latency p50/p99 over the run, and the per-event stall: for each event the
+        longest gap between two consecutive decisions while the load ran."""
+        lat = psql(self.url, """
+            SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+                   round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1)
+              FROM (SELECT extract(epoch FROM decided_at - requested_at) * 1000 AS ms
+                      FROM booking_requests) x""").split("|")
+        stalls = psql(self.url, f"""
+            SELECT round(max(gap)::numeric, 1), round(percentile_cont(0.5) WITHIN GROUP (ORDER BY gap)::numeric, 2),
+                   count(*) FILTER (WHERE gap > 2)
+              FROM (SELECT event_id, max(extract(epoch FROM decided_at - prev)) AS gap
+                      FROM (SELECT event_id, decided_at,
+                                   lag(decided_at) OVER (PARTITION BY event_id ORDER BY decided_at) AS prev
+                              FROM booking_requests WHERE event_id <> {self.probe_event}) d
+                     WHERE prev IS NOT NULL GROUP BY event_id) g""").split("|")
+        return {"p50_ms": lat[0], "p99_ms": lat[1], "stall_max_s": stalls[0],
+                "stall_median_s": stalls[1], "events_stalled_over_2s": stalls[2]}
+
+
+def scale_out():
+    """scripts/scale-out: the layout, the load across both API nodes, kill -9 of a worker."""
+    s = ScaleOut()
+    s.start_services()
+    s.start_app(None)
+    s.seed()
+    log(f"scale-out: 2 x serve, 2 x work-bookings ({s.owned()} of 6 partitions owned), "
+        f"1 x work-notify; {REQUESTS} requests over {len(s.events)} events")
+
+    def fault(times):
+        s.proc("work-bookings-1").kill9()
+        times["end"] = time.time()
+        # How long until the survivor owns every partition (the group's session timeout).
+        deadline = time.time() + 60
+        while time.time() < deadline and s.owned(("work-bookings-2",)) < 6:
+            time.sleep(0.1)
+        times["takeover"] = time.time() - times["end"]
+
+    try:
+        started = time.time()
+        results, times = s.load(fault, fault_at=0.4)
+        elapsed = time.time() - started
+        r = s.check(results, times)
+        f = s.figures(times)
+    finally:
+        s.stop_all()
+    bad = r["lost"] or r["duplicated"] or r["oversold"] or r["mail_dup"] or r["mail_missing"]
+    print(f"scale-out  accepted={r['accepted']} decided={r['decided']} lost={r['lost']} "
+          f"dup={r['duplicated']} oversold={r['oversold']} mails={r['mails']} "
+          f"mail_dup={r['mail_dup']} mail_lost={r['mail_missing']} "
+          f"load_s={elapsed:.1f} decision_p50_ms={f['p50_ms']} decision_p99_ms={f['p99_ms']} "
+          f"takeover_s={times.get('takeover', float('nan')):.1f} "
+          f"stall_max_s={f['stall_max_s']} stall_median_s={f['stall_median_s']} "
+          f"events_stalled_over_2s={f['events_stalled_over_2s']}/{len(s.events)} "
+          f"recovery_s={r['recovery_s']}", flush=True)
+    log(f"logs in {WORKDIR}")
+    sys.exit(1 if bad else 0)
+
+
 def setup(name):
     options, roles, fault = SCENARIOS[name]
     s = Scenario(name, **options)
@@ -461,6 +602,8 @@ def setup(name):
 
 
 def main():
+    if sys.argv[1:] == ["scale-out"]:
+        scale_out()
     names = sys.argv[1:] or list(SCENARIOS)
     failed = False
     print(f"{'scenario':<17} {'accepted':>8} {'decided':>8} {'lost':>5} {'dup':>4} {'oversold':>8} "

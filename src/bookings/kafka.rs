@@ -351,6 +351,8 @@ pub async fn run_consumer(state: AppState, shutdown: CancellationToken) -> anyho
         .set("enable.idempotence", "true")
         .create()
         .map_err(|e| anyhow::anyhow!("creating the dead-letter producer: {e}"))?;
+    // How many partitions there are to own (the alert rules compare the owned ones with it).
+    metrics::gauge!("booking_partitions_total").set(f64::from(k.partitions));
     let lag_task = tokio::spawn(export_lag(consumer.clone(), shutdown.clone()));
     let batch_max = state.settings().booking.batch_max.max(1);
     let mut writer: Writer<TopicPartitionList> = Writer::new(state.clone(), "work-bookings")?;
@@ -511,12 +513,17 @@ async fn export_lag(consumer: Arc<BookingConsumer>, shutdown: CancellationToken)
             for p in &owned {
                 if !lag.iter().any(|(q, _)| q == p) {
                     metrics::gauge!("booking_consumer_lag", "partition" => p.to_string()).set(0.0);
+                    metrics::gauge!("booking_partition_owned", "partition" => p.to_string())
+                        .set(0.0);
                 }
             }
             owned = lag.iter().map(|(p, _)| *p).collect();
             for (p, l) in &lag {
                 metrics::gauge!("booking_consumer_lag", "partition" => p.to_string())
                     .set(*l as f64);
+                // Summed over the workers, every partition should be 1: the alert rule
+                // `BookingPartitionWithoutOwner` compares it with `booking_partitions_total`.
+                metrics::gauge!("booking_partition_owned", "partition" => p.to_string()).set(1.0);
             }
             metrics::gauge!("booking_partitions_assigned").set(lag.len() as f64);
             metrics::gauge!("booking_queue_depth")

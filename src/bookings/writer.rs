@@ -81,6 +81,9 @@ struct Batch {
     events: Vec<Event>,
     /// Waitlist entries served.
     served: usize,
+    /// Requests answered from what was already stored (idempotent retries, redeliveries,
+    /// a reused key): not decisions of this batch.
+    replayed: HashSet<Uuid>,
 }
 
 impl Batch {
@@ -315,7 +318,8 @@ impl<T> Writer<T> {
         envelopes: Vec<Envelope>,
     ) -> Result<Batch, (Vec<Envelope>, anyhow::Error)> {
         let mut outcomes = HashMap::new();
-        if let Err(e) = self.screen(&envelopes, &mut outcomes).await {
+        let mut replayed = HashSet::new();
+        if let Err(e) = self.screen(&envelopes, &mut outcomes, &mut replayed).await {
             return Err((envelopes, e));
         }
         // Fresh requests in arrival order, one per request id.
@@ -338,6 +342,7 @@ impl<T> Writer<T> {
             writes: Writes::default(),
             events: Vec::new(),
             served: 0,
+            replayed,
         };
         for (event_id, group) in by_event {
             if let Err(e) = self.decide_event(event_id, &group, &mut batch).await {
@@ -353,6 +358,7 @@ impl<T> Writer<T> {
         &mut self,
         envelopes: &[Envelope],
         outcomes: &mut HashMap<Uuid, Result<Outcome, String>>,
+        replayed: &mut HashSet<Uuid>,
     ) -> anyhow::Result<()> {
         for e in envelopes {
             if let Some(why) = e.request.defect() {
@@ -377,6 +383,7 @@ impl<T> Writer<T> {
         let mut conn = self.state.db().get().await?;
         if !maybe_stored.is_empty() {
             for o in engine::stored_outcomes(&mut conn, &maybe_stored).await? {
+                replayed.insert(o.request_id);
                 outcomes.insert(o.request_id, Ok(o));
             }
         }
@@ -526,14 +533,22 @@ impl<T> Writer<T> {
     async fn finish(&mut self, batch: Batch) {
         let now = Utc::now();
         let mut published = Vec::with_capacity(batch.outcomes.len());
+        let mut counted = HashSet::with_capacity(batch.envelopes.len());
         for e in &batch.envelopes {
-            let answer = batch.outcomes.get(&e.request.request_id);
+            let id = e.request.request_id;
+            let answer = batch.outcomes.get(&id);
             if let Some(Ok(o)) = answer {
-                metrics::counter!("booking_decisions_total", "status" => o.status.as_str())
-                    .increment(1);
-                let latency = (now - e.request.requested_at).to_std().unwrap_or_default();
-                metrics::histogram!("booking_decision_latency_seconds")
-                    .record(latency.as_secs_f64());
+                // A decision counts once; answering it again (a retry, a redelivery, the same
+                // id twice in one batch) is a replay.
+                if batch.replayed.contains(&id) || !counted.insert(id) {
+                    metrics::counter!("booking_replays_total").increment(1);
+                } else {
+                    metrics::counter!("booking_decisions_total", "status" => o.status.as_str())
+                        .increment(1);
+                    let latency = (now - e.request.requested_at).to_std().unwrap_or_default();
+                    metrics::histogram!("booking_decision_latency_seconds")
+                        .record(latency.as_secs_f64());
+                }
                 published.push(o.clone());
             }
             if let Some(Err(why)) = answer {

@@ -256,6 +256,7 @@ pub fn deleted_response(event: &Event, deleted: service::Deleted) -> HttpRespons
         json!({
             "id": event.id,
             "name": event.name,
+            "description": event.description,
             "cancelled": deleted.cancelled,
             "bookingsCancelled": deleted.bookings_cancelled,
             "waitlistCleared": deleted.waitlist_cleared,

@@ -25,6 +25,53 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Counters documented in the README, registered at 0 when the recorder is installed so that
+/// alerts and dashboards see them from start-up, not after first use.
+pub const COUNTERS: &[&str] = &[
+    "booking_backpressure_total",
+    "booking_dead_letters_total",
+    "booking_replays_total",
+    "booking_rebalances_total",
+    "notifications_sent_total",
+    "notifications_retried_total",
+    "notifications_failed_total",
+    "notifications_unverified_total",
+    "cache_lookups_total",
+    "cache_errors_total",
+    "rate_limited_total",
+    "login_throttled_total",
+    "csrf_rejected_total",
+    "auth_revocation_check_errors_total",
+];
+
+/// Gauges documented in the README, registered at 0 likewise.
+pub const GAUGES: &[&str] = &[
+    "booking_queue_depth",
+    "notifications_dead_letters",
+    "reconcile_drift_events",
+];
+
+/// Histograms documented in the README, registered (empty) likewise.
+pub const HISTOGRAMS: &[&str] = &["booking_batch_size", "booking_decision_latency_seconds"];
+
+/// The decision statuses `booking_decisions_total{status}` starts with.
+const DECISION_STATUSES: &[&str] = &["confirmed", "partial", "waitlisted", "rejected"];
+
+fn register_documented() {
+    for name in COUNTERS {
+        metrics::counter!(*name).increment(0);
+    }
+    for status in DECISION_STATUSES {
+        metrics::counter!("booking_decisions_total", "status" => *status).increment(0);
+    }
+    for name in GAUGES {
+        metrics::gauge!(*name).increment(0.0);
+    }
+    for name in HISTOGRAMS {
+        let _ = metrics::histogram!(*name);
+    }
+}
+
 /// Installs the process-wide recorder once and returns its handle (`None` if another recorder
 /// was installed first, in which case `/metrics` answers 503).
 pub fn handle() -> Option<&'static PrometheusHandle> {
@@ -36,6 +83,7 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                 .build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
+            register_documented();
             Some(handle)
         })
         .as_ref()

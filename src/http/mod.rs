@@ -12,6 +12,7 @@ pub mod cursor;
 pub mod extract;
 pub mod guard;
 pub mod health;
+pub mod legacy;
 pub mod metrics;
 pub mod query;
 pub mod rate_limit;
@@ -157,6 +158,7 @@ impl Application {
                     }
                 })
                 .default_service(web::to(error::not_found))
+                .wrap(from_fn(legacy::envelope))
                 // Innermost first (the request deadline is on each resource): CORS, JSON-ify actix's plain errors,
                 // measure, security headers, tag the response with the request id, all inside
                 // the request's tracing span.

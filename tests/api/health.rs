@@ -207,3 +207,28 @@ async fn every_role_can_serve_metrics_on_the_internal_listener() {
     app.shutdown.cancel();
     listener.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn documented_metrics_exist_from_start_up_and_are_in_the_readme() {
+    use atomicseats::http::metrics::{COUNTERS, GAUGES, HISTOGRAMS};
+    let app = TestApp::spawn().await;
+    let readme = include_str!("../../README.md");
+
+    let text = app.metrics().await;
+
+    for name in COUNTERS
+        .iter()
+        .chain(GAUGES)
+        .chain(HISTOGRAMS)
+        .chain(&["booking_decisions_total"])
+    {
+        assert!(
+            text.lines().any(|l| l.starts_with(name)),
+            "{name} is not exported before first use:\n{text}"
+        );
+        assert!(
+            readme.contains(name),
+            "{name} is not documented in the README"
+        );
+    }
+}

@@ -22,6 +22,7 @@ mod events;
 mod health;
 mod history;
 mod hostile;
+mod legacy;
 mod migrations;
 mod notifications;
 mod openapi;

@@ -33,6 +33,8 @@ impl TestApp {
     pub async fn login(&self, login: &str, password: &str) -> reqwest::Response {
         self.client
             .post(self.url("/api/user/login"))
+            // The documented envelope, also on a deployment whose default is the legacy one.
+            .header("x-atomicseats-envelope", "standard")
             .json(&json!({ "email": login, "password": password }))
             .send()
             .await
