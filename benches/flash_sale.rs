@@ -129,10 +129,22 @@ struct Server(Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // A graceful stop right after the load is part of what is measured (operations #17):
+        // how long SIGTERM takes and whether the exit is clean.
+        let asked = Instant::now();
         let _ = Command::new("kill")
             .args(["-TERM", &self.0.id().to_string()])
             .status();
-        let _ = self.0.wait();
+        let status = self.0.wait();
+        println!(
+            "  server stopped {:.1} s after SIGTERM, {}",
+            asked.elapsed().as_secs_f64(),
+            match status {
+                Ok(s) if s.success() => "exit 0".to_owned(),
+                Ok(s) => format!("NOT CLEAN: {s}"),
+                Err(e) => format!("NOT CLEAN: {e}"),
+            }
+        );
     }
 }
 
