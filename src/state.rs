@@ -33,6 +33,9 @@ struct Inner {
     ephemeral: Ephemeral,
     outbox_signal: tokio::sync::Notify,
     parts: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+    /// What the roles of this process report about themselves (`GET /ready` on the metrics
+    /// listener): e.g. the booking partitions a worker owns.
+    reported: std::sync::RwLock<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// An [`AppState`] being assembled: the infrastructure is built, the features add their parts.
@@ -67,6 +70,7 @@ impl AppState {
                 ephemeral,
                 outbox_signal: tokio::sync::Notify::new(),
                 parts: HashMap::new(),
+                reported: std::sync::RwLock::default(),
             },
         })
     }
@@ -112,6 +116,22 @@ impl AppState {
     /// The Redis pool, when `redis.url` is configured.
     pub fn redis(&self) -> Option<&deadpool_redis::Pool> {
         self.inner.redis.as_ref()
+    }
+
+    /// Records what a role reports about itself under `key` (replacing the previous value).
+    pub fn report(&self, key: &str, value: serde_json::Value) {
+        if let Ok(mut map) = self.inner.reported.write() {
+            map.insert(key.to_owned(), value);
+        }
+    }
+
+    /// Everything the roles of this process reported.
+    pub fn reported(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.inner
+            .reported
+            .read()
+            .map(|m| m.clone())
+            .unwrap_or_default()
     }
 }
 

@@ -353,7 +353,11 @@ pub async fn run_consumer(state: AppState, shutdown: CancellationToken) -> anyho
         .map_err(|e| anyhow::anyhow!("creating the dead-letter producer: {e}"))?;
     // How many partitions there are to own (the alert rules compare the owned ones with it).
     metrics::gauge!("booking_partitions_total").set(f64::from(k.partitions));
-    let lag_task = tokio::spawn(export_lag(consumer.clone(), shutdown.clone()));
+    let lag_task = tokio::spawn(export_lag(
+        state.clone(),
+        consumer.clone(),
+        shutdown.clone(),
+    ));
     let batch_max = state.settings().booking.batch_max.max(1);
     let mut writer: Writer<TopicPartitionList> = Writer::new(state.clone(), "work-bookings")?;
     tracing::info!(topic = %topics.bookings, group = %k.group_id, "booking worker running (Kafka)");
@@ -486,7 +490,7 @@ async fn produce_dead_letter(
 
 /// Exports what this worker owns and how far behind it is, every second:
 /// `booking_consumer_lag{partition}` and their sum as `booking_queue_depth`.
-async fn export_lag(consumer: Arc<BookingConsumer>, shutdown: CancellationToken) {
+async fn export_lag(state: AppState, consumer: Arc<BookingConsumer>, shutdown: CancellationToken) {
     let mut owned: Vec<i32> = Vec::new();
     loop {
         let c = consumer.clone();
@@ -526,6 +530,14 @@ async fn export_lag(consumer: Arc<BookingConsumer>, shutdown: CancellationToken)
                 metrics::gauge!("booking_partition_owned", "partition" => p.to_string()).set(1.0);
             }
             metrics::gauge!("booking_partitions_assigned").set(lag.len() as f64);
+            state.report(
+                "bookingPartitions",
+                serde_json::json!(
+                    lag.iter()
+                        .map(|(p, l)| serde_json::json!({ "partition": p, "lag": l }))
+                        .collect::<Vec<_>>()
+                ),
+            );
             metrics::gauge!("booking_queue_depth")
                 .set(lag.iter().map(|(_, l)| *l).sum::<u64>() as f64);
         }

@@ -118,8 +118,9 @@ pub async fn render_public(
     render().await
 }
 
-/// The internal metrics listener (`metrics.listen`), as a role: `GET /metrics` only, no
-/// authentication (bind it to an address only the scraper reaches). Returns at once when no
+/// The internal listener (`metrics.listen`), as a role: `GET /metrics`, and `GET /ready` with
+/// what this process's roles report about themselves (a booking worker: the partitions it owns),
+/// no authentication (bind it to an address only the scraper and operators reach). Idle when no
 /// listener is configured.
 pub async fn run_listener(
     state: crate::state::AppState,
@@ -133,9 +134,12 @@ pub async fn run_listener(
     let listener = std::net::TcpListener::bind(&addr)
         .map_err(|e| anyhow::anyhow!("binding metrics.listen {addr}: {e}"))?;
     let _ = handle();
-    let server = actix_web::HttpServer::new(|| {
+    let data = actix_web::web::Data::new(state.clone());
+    let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
+            .app_data(data.clone())
             .route("/metrics", actix_web::web::get().to(render))
+            .route("/ready", actix_web::web::get().to(status))
             .default_service(actix_web::web::to(crate::error::not_found))
     })
     .workers(1)
@@ -156,6 +160,14 @@ pub async fn run_listener(
             Ok(())
         }
     }
+}
+
+/// `GET /ready` on the internal listener: the process is up, and what its roles report.
+async fn status(state: actix_web::web::Data<crate::state::AppState>) -> HttpResponse {
+    crate::http::response::ok(
+        serde_json::Value::Object(state.reported()),
+        "What this process's roles report",
+    )
 }
 
 /// `GET /metrics` in the Prometheus text format.

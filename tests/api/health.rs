@@ -232,3 +232,65 @@ async fn documented_metrics_exist_from_start_up_and_are_in_the_readme() {
         );
     }
 }
+
+/// Operations #17: a booking worker's listener says which partitions it owns (`GET /ready`)
+/// and exports them as `booking_partition_owned`.
+#[tokio::test]
+async fn a_kafka_worker_reports_the_partitions_it_owns() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let app = crate::bookings::kafka_builder()
+        .env("ATOMICSEATS__METRICS__LISTEN", &listen)
+        .spawn()
+        .await;
+    let listener = tokio::spawn(atomicseats::http::metrics::run_listener(
+        app.state.clone(),
+        app.shutdown.clone(),
+    ));
+
+    let mut owned = Vec::new();
+    for _ in 0..200 {
+        if let Ok(resp) = app
+            .client
+            .get(format!("http://{listen}/ready"))
+            .send()
+            .await
+        {
+            let body: serde_json::Value = resp.json().await.unwrap();
+            owned = body["data"]["bookingPartitions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if owned.len() == 3 {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let metrics = app
+        .client
+        .get(format!("http://{listen}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    // The test apps' topics have 3 partitions; the only worker owns them all.
+    assert_eq!(owned.len(), 3, "{owned:?}");
+    assert!(owned.iter().all(|p| p["lag"].is_u64()), "{owned:?}");
+    for p in 0..3 {
+        assert!(
+            metrics.contains(&format!("booking_partition_owned{{partition=\"{p}\"}} 1")),
+            "{metrics}"
+        );
+    }
+    assert!(metrics.contains("booking_partitions_total 3"), "{metrics}");
+    app.shutdown.cancel();
+    listener.await.unwrap().unwrap();
+}
