@@ -323,7 +323,7 @@ fn schemas() -> Value {
                   "confirmedSeats", "utilizationPercent", "waitlistSeats"],
                 json!({
                     "id": int(1, None), "name": { "type": "string" }, "hostId": int(1, None),
-                    "status": { "type": "string", "enum": ["active", "cancelled"] },
+                    "status": { "type": "string", "enum": ["on_sale", "sold_out", "started", "ended", "cancelled"] },
                     "startsAt": date_time(), "reservedSeats": int(0, None),
                     "capacity": int(1, None), "confirmedSeats": int(0, None),
                     "utilizationPercent": { "type": "number" }, "waitlistSeats": int(0, None),
@@ -377,7 +377,7 @@ fn schemas() -> Value {
         json!({
             "name": { "type": "string" }, "venue": { "type": "string" },
             "startsAt": date_time(), "endsAt": date_time(), "price": int(0, None),
-            "status": { "type": "string", "enum": ["active", "cancelled"] },
+            "status": { "type": "string", "enum": ["on_sale", "sold_out", "started", "ended", "cancelled"] },
         }),
     );
     json!({
@@ -617,7 +617,8 @@ fn operations() -> Vec<Op> {
                 "additionalProperties": { "type": "string", "enum": ["ok", "not configured", "failed"] } } }))),
         Op::new("get", "/metrics", "operations")
             .doc("Prometheus metrics", "Text exposition format. On this port only with `Authorization: Bearer <metrics.token>` (401 without, 403 when no token is configured); every role also serves it on `metrics.listen`.")
-            .raw("text/plain", json!({ "type": "string" })),
+            .raw("text/plain", json!({ "type": "string" }))
+            .errors(&[401, 403]),
         Op::new("get", "/api/openapi.json", "operations")
             .doc("This document", "OpenAPI 3.1.")
             .raw("application/json", json!({ "type": "object" })),
@@ -652,7 +653,8 @@ fn operations() -> Vec<Op> {
         Op::new("post", "/api/user/verify-email/resend", "accounts")
             .doc("Send the confirmation email again", "202 when sent, 200 when already confirmed.")
             .auth(Auth::User)
-            .ok(202, obj(&["emailVerified"], json!({ "emailVerified": { "type": "boolean" } }))),
+            .ok(202, obj(&["emailVerified"], json!({ "emailVerified": { "type": "boolean" } })))
+            .ok(200, obj(&["emailVerified"], json!({ "emailVerified": { "type": "boolean" } }))),
         Op::new("post", "/api/user/password", "accounts")
             .doc("Change the password", "Checks the current password (401 when wrong, counted like logins), applies the password policy to the new one (400 naming `newPassword`), then ends every session of the account — refresh and access tokens — and answers with a new session, as login does.")
             .auth(Auth::User)
