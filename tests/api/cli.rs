@@ -316,6 +316,107 @@ async fn all_stops_cleanly(extra: &[(&str, String)], load: bool) {
     assert!(status.success(), "exit status {status}");
 }
 
+/// Operations #17: a decision counts once in `booking_decisions_total`; its replays (the same
+/// Idempotency-Key again, a reused key) count in `booking_replays_total`. A process of its own,
+/// so that no other test's counts mix in.
+#[tokio::test]
+async fn a_decision_counts_once_and_replays_count_apart() {
+    let db = TestDatabase::empty().await;
+    let port = free_port();
+    let metrics_port = free_port();
+    let mut child = bin()
+        .arg("all")
+        .env("DATABASE_URL", db.url())
+        .env("PORT", port.to_string())
+        .env("ATOMICSEATS__LOG__LEVEL", "warn")
+        .env("ACCESS_TOKEN_SECRET", LOAD_SECRET)
+        .env("ATOMICSEATS__RATE_LIMIT__ENABLED", "false")
+        .env(
+            "ATOMICSEATS__METRICS__LISTEN",
+            format!("127.0.0.1:{metrics_port}"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.get(format!("{base}/health")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "atomicseats all did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let c = db.client().await;
+    c.batch_execute(
+        "INSERT INTO users (username, name, email, password_hash, role, email_verified_at) \
+           VALUES ('counted', 'C', 'counted@example.com', 'x', 'host', now()); \
+         INSERT INTO events (host_id, name, description, venue, starts_at, ends_at, capacity, price) \
+           SELECT id, 'Counted', '', 'Hall', now() + interval '30 days', \
+                  now() + interval '30 days 3 hours', 10, 100 FROM users;",
+    )
+    .await
+    .unwrap();
+    let user: i64 = c
+        .query_one("SELECT id FROM users", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let event: i64 = c
+        .query_one("SELECT id FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let settings =
+        crate::helpers::test_settings(&db.url(), &[("ACCESS_TOKEN_SECRET", LOAD_SECRET)]);
+    let token =
+        atomicseats::http::auth::TokenKeys::from_settings(&settings.auth, settings.environment)
+            .unwrap()
+            .issue_access(user, atomicseats::users::domain::Role::Host)
+            .unwrap()
+            .token;
+    let book = |seats: i64| {
+        client
+            .post(format!("{base}/api/events/book"))
+            .bearer_auth(&token)
+            .header("idempotency-key", "count-me-once")
+            .header("prefer", "wait=10")
+            .json(&serde_json::json!({ "eventId": event, "numberOfSeats": seats }))
+            .send()
+    };
+
+    assert_eq!(book(2).await.unwrap().status(), 201);
+    assert_eq!(book(2).await.unwrap().status(), 201, "the replay");
+    assert_eq!(book(3).await.unwrap().status(), 422, "the reused key");
+    let metrics = client
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing:\n{metrics}"))
+    };
+    assert_eq!(value("booking_decisions_total{status=\"confirmed\"}"), 1.0);
+    assert_eq!(value("booking_replays_total"), 2.0);
+    assert_eq!(
+        value("booking_decision_latency_seconds_count"),
+        1.0,
+        "the latency of one decision"
+    );
+}
+
 #[tokio::test]
 async fn logs_never_contain_passwords_hashes_tokens_or_emails() {
     let db = TestDatabase::empty().await;
