@@ -15,6 +15,7 @@
 //! | [`error`] | the API error type and its JSON envelope |
 //! | [`db`] | PostgreSQL pool, schema, migrations |
 //! | [`redis`] | Redis pool |
+//! | [`kafka`] | Kafka client settings, producer, consumer settings, topics (both queues) |
 //! | [`http`] | the actix application, guards, health, metrics, extractors |
 //! | [`openapi`] | the OpenAPI document and the reference page |
 //! | [`users`] | accounts, tokens, passwords |
@@ -40,6 +41,7 @@ pub mod ephemeral;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod kafka;
 pub mod mail;
 pub mod notifications;
 pub mod openapi;

@@ -21,14 +21,10 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use rdkafka::Message;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
@@ -38,29 +34,11 @@ use crate::bookings::domain::BookingRequest;
 use crate::bookings::queue::Envelope;
 use crate::bookings::writer::Writer;
 use crate::config::KafkaSettings;
+use crate::kafka::{self, Topics};
 use crate::state::AppState;
 
 /// Pending requests remembered for the status endpoint (per process).
 const PENDING_REMEMBERED: usize = 100_000;
-
-/// Topic names after the suffix.
-#[derive(Debug, Clone)]
-pub struct Topics {
-    /// Booking requests.
-    pub bookings: String,
-    /// Undecodable booking messages.
-    pub dead_letter: String,
-}
-
-impl Topics {
-    /// From configuration.
-    pub fn from_settings(k: &KafkaSettings) -> Self {
-        Self {
-            bookings: format!("{}{}", k.topic_bookings, k.topic_suffix),
-            dead_letter: format!("{}{}", k.topic_dead_letter, k.topic_suffix),
-        }
-    }
-}
 
 /// The producing side, held by the API.
 pub struct KafkaQueue {
@@ -89,9 +67,7 @@ impl LagWatch {
     fn new(k: &KafkaSettings, topic: &str) -> Self {
         let client = (k.max_lag > 0)
             .then(|| {
-                base_config(k)
-                    .set("group.id", &k.group_id)
-                    .set("enable.auto.commit", "false")
+                kafka::consumer_config(k, &k.group_id)
                     .create::<BaseConsumer>()
                     .map_err(|e| tracing::warn!(error = %e, "no Kafka lag watch"))
                     .ok()
@@ -161,25 +137,10 @@ fn group_lag(c: &BaseConsumer, topic: &str, timeout: Duration) -> anyhow::Result
     Ok(out)
 }
 
-fn base_config(k: &KafkaSettings) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &k.brokers)
-        .set("client.id", "atomicseats")
-        .set("socket.keepalive.enable", "true")
-        .set("log_level", "4");
-    c
-}
-
 impl KafkaQueue {
     /// Builds the producer (connections open lazily).
     pub fn new(k: &KafkaSettings) -> anyhow::Result<Self> {
-        let producer: FutureProducer = base_config(k)
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "2")
-            .set("message.timeout.ms", k.produce_timeout_ms.to_string())
-            .create()
-            .map_err(|e| anyhow::anyhow!("creating the Kafka producer: {e}"))?;
+        let producer = kafka::producer(k, "booking")?;
         Ok(Self {
             producer,
             topics: Topics::from_settings(k),
@@ -240,39 +201,6 @@ impl KafkaQueue {
     }
 }
 
-/// Creates the topics if they do not exist (idempotent).
-pub async fn ensure_topics(k: &KafkaSettings) -> anyhow::Result<()> {
-    if !k.create_topics {
-        return Ok(());
-    }
-    let topics = Topics::from_settings(k);
-    let admin: AdminClient<DefaultClientContext> = base_config(k)
-        .create()
-        .map_err(|e| anyhow::anyhow!("creating the Kafka admin client: {e}"))?;
-    let partitions = i32::try_from(k.partitions).unwrap_or(1).max(1);
-    let notifications = crate::notifications::topic(k);
-    let new = [
-        NewTopic::new(&topics.bookings, partitions, TopicReplication::Fixed(1)),
-        NewTopic::new(&topics.dead_letter, 1, TopicReplication::Fixed(1)),
-        NewTopic::new(&notifications, partitions, TopicReplication::Fixed(1)),
-    ];
-    let results = admin
-        .create_topics(
-            &new,
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("creating Kafka topics: {e}"))?;
-    for r in results {
-        match r {
-            Ok(_) => {}
-            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, e)) => anyhow::bail!("creating Kafka topic {topic}: {e}"),
-        }
-    }
-    Ok(())
-}
-
 /// Logs what the worker owns: every assignment, revocation and rebalance error.
 pub struct Ownership;
 
@@ -302,55 +230,27 @@ impl ConsumerContext for Ownership {
 type BookingConsumer = StreamConsumer<Ownership>;
 
 fn consumer(k: &KafkaSettings) -> anyhow::Result<BookingConsumer> {
-    let mut config = base_config(k);
+    let mut config = kafka::consumer_config(k, &k.group_id);
     if !k.instance_id.is_empty() {
         config.set("group.instance.id", &k.instance_id);
     }
     let c: BookingConsumer = config
         .set("partition.assignment.strategy", &k.assignment_strategy)
-        .set("fetch.wait.max.ms", k.fetch_wait_max_ms.to_string())
-        .set("group.id", &k.group_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", k.session_timeout_ms.to_string())
-        .set("heartbeat.interval.ms", k.heartbeat_interval_ms.to_string())
-        .set("enable.partition.eof", "false")
         .create_with_context(Ownership)
         .map_err(|e| anyhow::anyhow!("creating the Kafka consumer: {e}"))?;
     Ok(c)
 }
 
-/// Offsets to commit: the next offset of every partition seen (shared with `work-notify`).
-pub fn offsets(messages: &[OwnedMessage]) -> anyhow::Result<TopicPartitionList> {
-    let mut next: HashMap<(String, i32), i64> = HashMap::new();
-    for m in messages {
-        let e = next
-            .entry((m.topic().to_owned(), m.partition()))
-            .or_insert(0);
-        *e = (*e).max(m.offset() + 1);
-    }
-    let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), offset) in next {
-        tpl.add_partition_offset(&topic, partition, Offset::Offset(offset))
-            .map_err(|e| anyhow::anyhow!("offset list: {e}"))?;
-    }
-    Ok(tpl)
-}
-
 /// The `work-bookings` role on Kafka.
 pub async fn run_consumer(state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
     let k = state.settings().kafka.clone();
-    ensure_topics(&k).await?;
+    kafka::ensure_topics(&k).await?;
     let topics = Topics::from_settings(&k);
     let consumer = Arc::new(consumer(&k)?);
     consumer
         .subscribe(&[&topics.bookings])
         .map_err(|e| anyhow::anyhow!("subscribing to {}: {e}", topics.bookings))?;
-    let dlq: FutureProducer = base_config(&k)
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .create()
-        .map_err(|e| anyhow::anyhow!("creating the dead-letter producer: {e}"))?;
+    let dlq = kafka::producer(&k, "dead-letter")?;
     // How many partitions there are to own (the alert rules compare the owned ones with it).
     metrics::gauge!("booking_partitions_total").set(f64::from(k.partitions));
     let lag_task = tokio::spawn(export_lag(
@@ -418,7 +318,7 @@ pub async fn run_consumer(state: AppState, shutdown: CancellationToken) -> anyho
         }
         metrics::histogram!("booking_batch_size").record(envelopes.len() as f64);
         // Offsets are committed once every request of the batch is decided (in order).
-        let done = writer.submit(envelopes, offsets(&messages)?).await;
+        let done = writer.submit(envelopes, kafka::offsets(&messages)?).await;
         commit_offsets(&consumer, done);
     }
     lag_task.abort();

@@ -46,7 +46,7 @@ pub enum NotificationQueue {
 
 /// The notification topic name after the suffix.
 pub fn topic(k: &KafkaSettings) -> String {
-    format!("{}{}", k.topic_notifications, k.topic_suffix)
+    crate::kafka::Topics::from_settings(k).notifications
 }
 
 impl NotificationQueue {
@@ -61,13 +61,7 @@ impl NotificationQueue {
                 }
             }
             QueueKind::Kafka => Self::Kafka {
-                producer: rdkafka::config::ClientConfig::new()
-                    .set("bootstrap.servers", &s.kafka.brokers)
-                    .set("acks", "all")
-                    .set("enable.idempotence", "true")
-                    .set("message.timeout.ms", s.kafka.produce_timeout_ms.to_string())
-                    .create()
-                    .map_err(|e| anyhow::anyhow!("creating the notification producer: {e}"))?,
+                producer: crate::kafka::producer(&s.kafka, "notification")?,
                 topic: topic(&s.kafka),
             },
         })

@@ -389,14 +389,8 @@ async fn run_kafka(
     concurrency: usize,
 ) -> anyhow::Result<()> {
     let k = state.settings().kafka.clone();
-    crate::bookings::kafka::ensure_topics(&k).await?;
-    let consumer: StreamConsumer = rdkafka::config::ClientConfig::new()
-        .set("bootstrap.servers", &k.brokers)
-        .set("group.id", &k.notify_group_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", k.session_timeout_ms.to_string())
-        .set("heartbeat.interval.ms", k.heartbeat_interval_ms.to_string())
+    crate::kafka::ensure_topics(&k).await?;
+    let consumer: StreamConsumer = crate::kafka::consumer_config(&k, &k.notify_group_id)
         .create()
         .map_err(|e| anyhow::anyhow!("creating the notification consumer: {e}"))?;
     let topic = super::topic(&k);
@@ -442,7 +436,7 @@ async fn run_kafka(
             })
             .collect();
         handle(&state, &ids).await;
-        match crate::bookings::kafka::offsets(&messages) {
+        match crate::kafka::offsets(&messages) {
             Ok(tpl) => {
                 if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
                     tracing::warn!(error = %e, "notification offset commit failed (redelivery is harmless)");

@@ -446,7 +446,7 @@ async fn kafka_answers_503_while_the_consumers_are_too_far_behind() {
         .without_worker()
         .spawn()
         .await;
-    atomicseats::bookings::kafka::ensure_topics(&app.state.settings().kafka)
+    atomicseats::kafka::ensure_topics(&app.state.settings().kafka)
         .await
         .unwrap();
     let host = app.user_unlimited(Role::Host).await;
