@@ -88,7 +88,11 @@ pub async fn ensure_topics(k: &KafkaSettings) -> anyhow::Result<()> {
     let new = [
         NewTopic::new(&topics.bookings, partitions, TopicReplication::Fixed(1)),
         NewTopic::new(&topics.dead_letter, 1, TopicReplication::Fixed(1)),
-        NewTopic::new(&topics.notifications, partitions, TopicReplication::Fixed(1)),
+        NewTopic::new(
+            &topics.notifications,
+            partitions,
+            TopicReplication::Fixed(1),
+        ),
     ];
     let results = admin
         .create_topics(

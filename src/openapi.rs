@@ -264,7 +264,7 @@ fn error_responses() -> Value {
 }
 
 fn schemas() -> Value {
-    let event_status = json!({ "type": "string", "enum": ["on_sale", "sold_out", "started", "ended", "cancelled"] });
+    let event_status = json!({ "type": "string", "enum": ["not_on_sale", "on_sale", "sold_out", "started", "ended", "cancelled"] });
     let page_info = obj(
         &["hasMore", "nextCursor"],
         json!({ "hasMore": { "type": "boolean" }, "nextCursor": nullable("string") }),
@@ -323,7 +323,7 @@ fn schemas() -> Value {
                   "confirmedSeats", "utilizationPercent", "waitlistSeats"],
                 json!({
                     "id": int(1, None), "name": { "type": "string" }, "hostId": int(1, None),
-                    "status": { "type": "string", "enum": ["on_sale", "sold_out", "started", "ended", "cancelled"] },
+                    "status": { "type": "string", "enum": ["not_on_sale", "on_sale", "sold_out", "started", "ended", "cancelled"] },
                     "startsAt": date_time(), "reservedSeats": int(0, None),
                     "capacity": int(1, None), "confirmedSeats": int(0, None),
                     "utilizationPercent": { "type": "number" }, "waitlistSeats": int(0, None),
@@ -377,7 +377,7 @@ fn schemas() -> Value {
         json!({
             "name": { "type": "string" }, "venue": { "type": "string" },
             "startsAt": date_time(), "endsAt": date_time(), "price": int(0, None),
-            "status": { "type": "string", "enum": ["on_sale", "sold_out", "started", "ended", "cancelled"] },
+            "status": { "type": "string", "enum": ["not_on_sale", "on_sale", "sold_out", "started", "ended", "cancelled"] },
         }),
     );
     json!({
@@ -416,6 +416,8 @@ fn schemas() -> Value {
                 "capacity": int(1, None), "reservedSeats": int(0, None),
                 "availableSeats": int(0, None), "price": int(0, None),
                 "maxPerUser": nullable("integer"), "waitlistOpen": { "type": "boolean" },
+                "onSaleAt": { "type": ["string", "null"], "format": DATE_TIME,
+                    "description": "When bookings open; null: open" },
                 "status": event_status,
                 "waitlistLength": { "type": "integer", "minimum": 0,
                     "description": "Seats waited for (the event's host and admins only)" },
@@ -503,6 +505,7 @@ fn schemas() -> Value {
                 "venue": string(1, 300), "capacity": int(1, Some(1_000_000)),
                 "price": { "type": "integer", "minimum": 0, "description": "Per seat, minor units" },
                 "maxPerUser": int(1, None), "waitlistOpen": { "type": "boolean" },
+                "onSaleAt": { "type": "string", "format": DATE_TIME, "description": "When bookings open (before startsAt); absent: at once. Requests asked earlier are rejected `not_on_sale`." },
                 "hostId": { "type": "integer", "minimum": 1, "description": "Admin create only" },
             },
         },
@@ -515,6 +518,7 @@ fn schemas() -> Value {
                 "venue": string(1, 300), "capacity": int(1, Some(1_000_000)), "price": int(0, None),
                 "maxPerUser": { "type": ["integer", "null"], "minimum": 1, "description": "null removes the cap" },
                 "waitlistOpen": { "type": "boolean" },
+                "onSaleAt": { "type": ["string", "null"], "format": DATE_TIME, "description": "null opens bookings now" },
             },
         },
         "EventId": {
@@ -727,7 +731,7 @@ fn operations() -> Vec<Op> {
             .ok(200, r("EventStats"))
             .errors(&[404]),
         Op::new("post", "/api/events/book", "bookings")
-            .doc("Book seats", "Durable when answered. Plain: 202 with the outcome (in-process) or `pending` (Kafka). With `Prefer: wait=N`: 201 confirmed, 202 waitlisted, 409 rejected (`sold_out`, `per_user_limit`, `event_closed`, `waitlist_closed`). A decision not known in time: 202 `pending` with `statusUrl`. The same Idempotency-Key never books twice. Cost: seats × the lower of the price shown at the request and the price at the decision. Kafka consumers too far behind: 503 with Retry-After.")
+            .doc("Book seats", "Durable when answered. Plain: 202 with the outcome (in-process) or `pending` (Kafka). With `Prefer: wait=N`: 201 confirmed, 202 waitlisted, 409 rejected (`sold_out`, `per_user_limit`, `event_closed`, `waitlist_closed`, `not_on_sale`: asked before the event's `onSaleAt`). A decision not known in time: 202 `pending` with `statusUrl`. The same Idempotency-Key never books twice. Cost: seats × the lower of the price shown at the request and the price at the decision. Kafka consumers too far behind: 503 with Retry-After.")
             .auth(Auth::User)
             .header("Idempotency-Key", string(1, 255), "Retries with the same key return the first outcome")
             .header("Prefer", json!({ "type": "string", "pattern": "^wait=\\d+$" }), "wait=N (seconds; more than 30 counts as 30): answer with the decision; not a non-negative number → 400")

@@ -143,6 +143,8 @@ pub enum Reason {
     Withdrawn,
     /// The buyer's account no longer exists (a token outliving its account). Never stored.
     UnknownUser,
+    /// Asked before the event's on-sale time.
+    NotOnSale,
 }
 
 impl Reason {
@@ -155,6 +157,7 @@ impl Reason {
             Self::WaitlistClosed => "waitlist_closed",
             Self::Withdrawn => "withdrawn",
             Self::UnknownUser => "unknown_user",
+            Self::NotOnSale => "not_on_sale",
         }
     }
 
@@ -166,6 +169,7 @@ impl Reason {
             "event_closed" => Self::EventClosed,
             "waitlist_closed" => Self::WaitlistClosed,
             "withdrawn" => Self::Withdrawn,
+            "not_on_sale" => Self::NotOnSale,
             _ => return None,
         })
     }
@@ -179,6 +183,7 @@ impl Reason {
             Self::WaitlistClosed => "there are not enough seats and the waitlist is closed",
             Self::Withdrawn => "you left the waitlist",
             Self::UnknownUser => "your account no longer exists",
+            Self::NotOnSale => "the event is not on sale yet",
         }
     }
 }
@@ -263,6 +268,9 @@ pub struct EventSeats {
     pub closed: bool,
     /// Price per seat now.
     pub price: i64,
+    /// When bookings open: a request asked before it is rejected `not_on_sale` (by when it was
+    /// asked, not when it is decided, so nothing queued early slips in).
+    pub on_sale_at: Option<DateTime<Utc>>,
 }
 
 impl EventSeats {
@@ -376,6 +384,10 @@ pub fn allocate(
             plan.decided.push(decided(0, 0, Some(Reason::EventClosed)));
             continue;
         }
+        if event.on_sale_at.is_some_and(|t| r.requested_at < t) {
+            plan.decided.push(decided(0, 0, Some(Reason::NotOnSale)));
+            continue;
+        }
         let mine = held.get(&r.user_id).copied().unwrap_or(0);
         if event.max_per_user.is_some_and(|cap| mine + r.seats > cap) {
             plan.decided.push(decided(0, 0, Some(Reason::PerUserLimit)));
@@ -446,7 +458,26 @@ mod tests {
             waitlist_open: true,
             closed: false,
             price: 100,
+            on_sale_at: None,
         }
+    }
+
+    #[test]
+    fn a_request_asked_before_the_on_sale_time_is_rejected_even_if_decided_after() {
+        let opens = Utc::now();
+        let mut event = ev(10, 0);
+        event.on_sale_at = Some(opens);
+        let mut early = req(1, 2);
+        early.requested_at = opens - chrono::Duration::milliseconds(1);
+        let mut on_time = req(2, 2);
+        on_time.requested_at = opens;
+
+        let plan = allocate(event, &[], &[early, on_time], &HashMap::new());
+
+        assert_eq!(plan.decided[0].reason, Some(Reason::NotOnSale));
+        assert_eq!(plan.decided[0].confirmed, 0);
+        assert_eq!(plan.decided[1].confirmed, 2);
+        assert_eq!(plan.seats_confirmed, 2);
     }
 
     #[test]

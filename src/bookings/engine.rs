@@ -257,6 +257,8 @@ pub async fn serve_waitlist_locked(
         waitlist_open: event.waitlist_open,
         closed: false,
         price: event.price,
+        // Serving the waitlist decides no new request.
+        on_sale_at: None,
     };
     let plan = domain::allocate(seats, &waiting, &[], &HashMap::new());
     if plan.served.is_empty() {

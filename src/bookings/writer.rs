@@ -64,6 +64,7 @@ impl EventState {
             waitlist_open: self.event.waitlist_open,
             closed: self.event.closed_at(now).is_some(),
             price: self.event.price,
+            on_sale_at: self.event.on_sale_at,
         }
     }
 }

@@ -53,6 +53,7 @@ diesel::table! {
         version -> Int8,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        on_sale_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -42,6 +42,8 @@ pub struct CreateEventBody {
     pub max_per_user: Option<i64>,
     /// Whether the waitlist is open (default true).
     pub waitlist_open: Option<bool>,
+    /// When bookings open, RFC 3339 (before `startsAt`); absent: at once.
+    pub on_sale_at: Option<String>,
     /// Host (admin create only).
     pub host_id: Option<i64>,
 }
@@ -71,6 +73,9 @@ pub struct UpdateEventBody {
     pub max_per_user: Option<Option<i64>>,
     /// Waitlist open.
     pub waitlist_open: Option<bool>,
+    /// When bookings open; `null` opens them now.
+    #[serde(default, deserialize_with = "nullable")]
+    pub on_sale_at: Option<Option<String>>,
 }
 
 /// `POST /api/events/delete`, admin `DELETE`: `{ id }`.
@@ -237,6 +242,12 @@ pub fn validate_create(
     {
         c.fail("endsAt", "must be after startsAt");
     }
+    let on_sale_at = c.time("onSaleAt", body.on_sale_at.as_deref(), false);
+    if let (Some(o), Some(s)) = (on_sale_at, starts_at)
+        && o >= s
+    {
+        c.fail("onSaleAt", "must be before startsAt");
+    }
     c.finish()?;
     match (
         name,
@@ -266,6 +277,7 @@ pub fn validate_create(
             price,
             max_per_user: max_per_user.map(as_i32),
             waitlist_open: body.waitlist_open.unwrap_or(true),
+            on_sale_at,
         }),
         _ => Err(ApiError::field("body", "incomplete event")),
     }
@@ -276,11 +288,11 @@ pub fn validate_create(
 /// caller inside its transaction.
 pub fn validate_update(
     body: &UpdateEventBody,
-    current_starts: DateTime<Utc>,
-    current_ends: DateTime<Utc>,
+    current: &crate::events::model::Event,
     limits: Limits,
     now: DateTime<Utc>,
 ) -> Result<EventChanges, ApiError> {
+    let (current_starts, current_ends) = (current.starts_at, current.ends_at);
     let mut c = Check { errors: Vec::new() };
     let changes = EventChanges {
         name: c.line("name", body.name.as_deref(), 200, false),
@@ -301,6 +313,11 @@ pub fn validate_update(
             ),
         },
         waitlist_open: body.waitlist_open,
+        on_sale_at: match &body.on_sale_at {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(raw)) => c.time("onSaleAt", Some(raw), false).map(Some),
+        },
     };
     if let Some(s) = changes.starts_at
         && s <= now
@@ -312,6 +329,12 @@ pub fn validate_update(
     if (changes.starts_at.is_some() || changes.ends_at.is_some()) && ends <= starts {
         c.fail("endsAt", "must be after startsAt");
     }
+    let on_sale = changes.on_sale_at.unwrap_or(current.on_sale_at);
+    if (changes.starts_at.is_some() || changes.on_sale_at.is_some())
+        && on_sale.is_some_and(|o| o >= starts)
+    {
+        c.fail("onSaleAt", "must be before startsAt");
+    }
     let empty = changes.name.is_none()
         && changes.description.is_none()
         && changes.venue.is_none()
@@ -320,7 +343,8 @@ pub fn validate_update(
         && changes.capacity.is_none()
         && changes.price.is_none()
         && changes.max_per_user.is_none()
-        && changes.waitlist_open.is_none();
+        && changes.waitlist_open.is_none()
+        && changes.on_sale_at.is_none();
     if empty && c.errors.is_empty() {
         c.fail("body", "no fields to update");
     }

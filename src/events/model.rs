@@ -43,6 +43,10 @@ pub struct Event {
     pub version: i64,
     /// Creation time.
     pub created_at: DateTime<Utc>,
+    /// When bookings open (`None`: at once). Requests asked before it are rejected
+    /// `not_on_sale` by the writer.
+    #[serde(default)]
+    pub on_sale_at: Option<DateTime<Utc>>,
 }
 
 /// Why an event does not take bookings right now.
@@ -76,7 +80,8 @@ impl Event {
         }
     }
 
-    /// The public status at `now`: `cancelled`, `ended`, `started`, `sold_out` or `on_sale`
+    /// The public status at `now`: `cancelled`, `ended`, `started`, `not_on_sale`, `sold_out`
+    /// or `on_sale`
     /// (the same rule as [`PUBLIC_STATUS_SQL`]).
     pub fn status_at(&self, now: DateTime<Utc>) -> &'static str {
         if self.is_cancelled() {
@@ -85,6 +90,8 @@ impl Event {
             "ended"
         } else if self.starts_at <= now {
             "started"
+        } else if self.on_sale_at.is_some_and(|t| now < t) {
+            "not_on_sale"
         } else if self.available_seats() == 0 {
             "sold_out"
         } else {
@@ -108,6 +115,7 @@ impl Event {
             price: self.price,
             max_per_user: self.max_per_user,
             waitlist_open: self.waitlist_open,
+            on_sale_at: self.on_sale_at,
             status: self.status_at(now),
             waitlist_length: None,
         }
@@ -144,7 +152,9 @@ pub struct EventView {
     pub max_per_user: Option<i32>,
     /// Whether the waitlist takes new entries.
     pub waitlist_open: bool,
-    /// `on_sale`, `sold_out`, `started`, `ended` or `cancelled`.
+    /// When bookings open (`null`: they are open).
+    pub on_sale_at: Option<DateTime<Utc>>,
+    /// `not_on_sale`, `on_sale`, `sold_out`, `started`, `ended` or `cancelled`.
     pub status: &'static str,
     /// Seats waited for (shown to the host and admins only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -175,6 +185,8 @@ pub struct NewEvent {
     pub max_per_user: Option<i32>,
     /// Waitlist open.
     pub waitlist_open: bool,
+    /// When bookings open.
+    pub on_sale_at: Option<DateTime<Utc>>,
 }
 
 /// Changed fields of an event (`None` = unchanged; `max_per_user: Some(None)` removes the cap).
@@ -199,6 +211,8 @@ pub struct EventChanges {
     pub max_per_user: Option<Option<i32>>,
     /// Waitlist open.
     pub waitlist_open: Option<bool>,
+    /// On-sale time; `Some(None)` removes it.
+    pub on_sale_at: Option<Option<DateTime<Utc>>>,
 }
 
 impl NewEvent {
@@ -336,4 +350,5 @@ impl Event {
 /// one vocabulary for an event's status everywhere.
 pub const PUBLIC_STATUS_SQL: &str = "CASE WHEN e.status = 'cancelled' THEN 'cancelled' \
      WHEN e.ends_at <= now() THEN 'ended' WHEN e.starts_at <= now() THEN 'started' \
+     WHEN e.on_sale_at > now() THEN 'not_on_sale' \
      WHEN e.reserved_seats >= e.capacity THEN 'sold_out' ELSE 'on_sale' END";

@@ -101,8 +101,7 @@ pub async fn update(
                 });
             }
             let now = Utc::now();
-            let changes =
-                domain::validate_update(&body, current.starts_at, current.ends_at, limits, now)?;
+            let changes = domain::validate_update(&body, &current, limits, now)?;
             if let Some(capacity) = changes.capacity
                 && capacity < current.reserved_seats
             {

@@ -14,7 +14,51 @@ both_transports!(
     sold_out_answers_are_stored_with_a_status,
     a_cancelled_booking_reads_cancelled_and_its_replay_says_so,
     idempotency_without_waiting_answers_alike_on_both_transports,
+    bookings_open_at_the_on_sale_time,
 );
+
+/// Waiting room #14, first step: before `onSaleAt` the writer rejects requests `not_on_sale`
+/// (stored, with a status), judged by when they were asked; from it on they are decided.
+async fn bookings_open_at_the_on_sale_time(transport: Transport) {
+    let (app, host, event) = setup(transport, 5).await;
+    let buyer = app.user_unlimited(Role::Guest).await;
+    let opens = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let updated = json_with_status(
+        app.post_as(
+            "/api/events/update",
+            &host,
+            &json!({ "id": event, "onSaleAt": opens.to_rfc3339() }),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(updated["data"]["status"], "not_on_sale", "{updated}");
+
+    let early = app.book(&buyer, &book_body(event, 1), &WAIT).await;
+    let early_id = crate::bookings::request_id_header(&early);
+    let early = json_with_status(early, 409).await;
+    assert_eq!(early["code"], "not_on_sale");
+    let stored = decided(&app, &buyer, &early_id).await;
+    assert_eq!(stored["data"]["reason"], "not_on_sale");
+
+    let wait = (opens - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait + std::time::Duration::from_millis(200)).await;
+    let on_time = json_with_status(app.book(&buyer, &book_body(event, 2), &WAIT).await, 201).await;
+    assert_eq!(on_time["data"]["seats"], 2);
+    let shown = json_with_status(
+        app.client
+            .get(app.url(&format!("/api/events/{event}")))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(shown["data"]["status"], "on_sale");
+    assert!(shown["data"]["onSaleAt"].is_string());
+    assert_seat_invariants(&app).await;
+}
 
 /// Polls a request's status until it is decided.
 async fn decided(app: &crate::helpers::TestApp, token: &str, id: &str) -> serde_json::Value {

@@ -338,6 +338,12 @@ async fn every_validation_rule_names_its_field() {
         (json!({ "waitlistOpen": 0 }), "waitlistOpen"),
         (json!({ "reservedSeats": 0 }), "reservedSeats"),
         (json!({ "description": "nul\u{0}byte" }), "description"),
+        // Bookings must open before the event starts (event_body starts in 10 days).
+        (
+            json!({ "onSaleAt": (Utc::now() + Duration::days(11)).to_rfc3339() }),
+            "onSaleAt",
+        ),
+        (json!({ "onSaleAt": "tomorrow" }), "onSaleAt"),
     ];
     for (patch, field) in cases {
         let mut body = event_body("Valid", 10, 100);
