@@ -15,10 +15,14 @@ pub fn build_state(settings: Settings, role: &str) -> anyhow::Result<AppState> {
     let settings = builder.settings();
     // Redis when configured; in-process only when every writer lives in this process
     // (in-process queue); otherwise no cache, so nothing can go stale.
-    let event_cache = match (builder.redis(), settings.queue.kind) {
-        (Some(pool), _) => EventCache::redis(pool.clone(), settings.redis.key_prefix.clone()),
-        (None, QueueKind::Memory) => EventCache::memory(),
-        (None, QueueKind::Kafka) => EventCache::none(),
+    let event_cache = match (builder.redis(), builder.redis_shared(), settings.queue.kind) {
+        (Some(pool), Some(shared), _) => EventCache::redis(
+            pool.clone(),
+            shared.clone(),
+            settings.redis.key_prefix.clone(),
+        ),
+        (_, _, QueueKind::Memory) => EventCache::memory(),
+        (_, _, QueueKind::Kafka) => EventCache::none(),
     };
     let booking_queue = BookingQueue::from_settings(settings)?;
     let mailer = Mailer::from_settings(&settings.mail)?;

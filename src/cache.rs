@@ -91,6 +91,7 @@ enum Backend {
     Memory(RwLock<Memory>),
     Redis {
         pool: deadpool_redis::Pool,
+        shared: deadpool_redis::redis::aio::ConnectionManager,
         prefix: String,
         upsert: redis::Script,
         tombstone: redis::Script,
@@ -156,9 +157,14 @@ impl EventCache {
     }
 
     /// Redis cache with keys under `prefix`.
-    pub fn redis(pool: deadpool_redis::Pool, prefix: String) -> Self {
+    pub fn redis(
+        pool: deadpool_redis::Pool,
+        shared: deadpool_redis::redis::aio::ConnectionManager,
+        prefix: String,
+    ) -> Self {
         Self::with(Backend::Redis {
             pool,
+            shared,
             prefix,
             upsert: redis::Script::new(UPSERT_LUA),
             tombstone: redis::Script::new(TOMBSTONE_LUA),
@@ -201,13 +207,14 @@ impl EventCache {
                     None => Lookup::Miss,
                 };
             }
-            Backend::Redis { pool, prefix, .. } => {
+            Backend::Redis { shared, prefix, .. } => {
                 async {
-                    let mut conn = pool.get().await?;
+                    // The hot read: on the shared multiplexed connection, not a pooled one.
+                    let mut conn = shared.clone();
                     let json: Option<String> = redis::cmd("HGET")
                         .arg(keys::event(prefix, id))
                         .arg("json")
-                        .query_async(&mut *conn)
+                        .query_async(&mut conn)
                         .await?;
                     anyhow::Ok(json)
                 }

@@ -46,7 +46,7 @@ impl Memory {
 enum Backend {
     Memory(Mutex<Memory>),
     Redis {
-        pool: deadpool_redis::Pool,
+        conn: deadpool_redis::redis::aio::ConnectionManager,
         prefix: String,
         incr: deadpool_redis::redis::Script,
     },
@@ -76,11 +76,11 @@ impl Ephemeral {
         }
     }
 
-    /// In Redis, under `<prefix>:eph:`.
-    pub fn redis(pool: deadpool_redis::Pool, prefix: &str) -> Self {
+    /// In Redis, under `<prefix>:eph:`, on the shared multiplexed connection.
+    pub fn redis(conn: deadpool_redis::redis::aio::ConnectionManager, prefix: &str) -> Self {
         Self {
             backend: Arc::new(Backend::Redis {
-                pool,
+                conn,
                 prefix: format!("{prefix}:eph:"),
                 incr: deadpool_redis::redis::Script::new(INCR_LUA),
             }),
@@ -106,14 +106,14 @@ impl Ephemeral {
                 Self::memory_map(m).write(key, value.to_owned(), Instant::now() + ttl);
                 Ok(())
             }
-            Backend::Redis { pool, prefix, .. } => {
-                let mut conn = pool.get().await?;
+            Backend::Redis { conn, prefix, .. } => {
+                let mut conn = conn.clone();
                 deadpool_redis::redis::cmd("SET")
                     .arg(format!("{prefix}{key}"))
                     .arg(value)
                     .arg("PX")
                     .arg(ms(ttl))
-                    .query_async::<()>(&mut *conn)
+                    .query_async::<()>(&mut conn)
                     .await?;
                 Ok(())
             }
@@ -138,8 +138,8 @@ impl Ephemeral {
                 map.write(key, value.to_owned(), now + ttl);
                 Ok(None)
             }
-            Backend::Redis { pool, prefix, .. } => {
-                let mut conn = pool.get().await?;
+            Backend::Redis { conn, prefix, .. } => {
+                let mut conn = conn.clone();
                 let key = format!("{prefix}{key}");
                 let set: Option<String> = deadpool_redis::redis::cmd("SET")
                     .arg(&key)
@@ -147,14 +147,14 @@ impl Ephemeral {
                     .arg("NX")
                     .arg("PX")
                     .arg(ms(ttl))
-                    .query_async(&mut *conn)
+                    .query_async(&mut conn)
                     .await?;
                 if set.is_some() {
                     return Ok(None);
                 }
                 let existing: Option<String> = deadpool_redis::redis::cmd("GET")
                     .arg(&key)
-                    .query_async(&mut *conn)
+                    .query_async(&mut conn)
                     .await?;
                 // Expired between the two commands: as good as set by someone else just now.
                 Ok(Some(existing.unwrap_or_else(|| value.to_owned())))
@@ -170,13 +170,13 @@ impl Ephemeral {
                 let now = Instant::now();
                 Ok(keys.iter().map(|k| map.live(k, now).cloned()).collect())
             }
-            Backend::Redis { pool, prefix, .. } => {
-                let mut conn = pool.get().await?;
+            Backend::Redis { conn, prefix, .. } => {
+                let mut conn = conn.clone();
                 let mut cmd = deadpool_redis::redis::cmd("MGET");
                 for k in keys {
                     cmd.arg(format!("{prefix}{k}"));
                 }
-                Ok(cmd.query_async(&mut *conn).await?)
+                Ok(cmd.query_async(&mut conn).await?)
             }
         }
     }
@@ -206,13 +206,13 @@ impl Ephemeral {
                 Ok(count + 1)
             }
             Backend::Redis {
-                pool, prefix, incr, ..
+                conn, prefix, incr, ..
             } => {
-                let mut conn = pool.get().await?;
+                let mut conn = conn.clone();
                 let n: u64 = incr
                     .key(format!("{prefix}{key}"))
                     .arg(ms(ttl))
-                    .invoke_async(&mut *conn)
+                    .invoke_async(&mut conn)
                     .await?;
                 Ok(n)
             }
@@ -226,11 +226,11 @@ impl Ephemeral {
                 Self::memory_map(m).entries.remove(key);
                 Ok(())
             }
-            Backend::Redis { pool, prefix, .. } => {
-                let mut conn = pool.get().await?;
+            Backend::Redis { conn, prefix, .. } => {
+                let mut conn = conn.clone();
                 deadpool_redis::redis::cmd("DEL")
                     .arg(format!("{prefix}{key}"))
-                    .query_async::<()>(&mut *conn)
+                    .query_async::<()>(&mut conn)
                     .await?;
                 Ok(())
             }

@@ -42,11 +42,8 @@ use secrecy::ExposeSecret;
 
 use crate::config::RedisSettings;
 
-/// Builds the pool, or `None` when no Redis is configured. Connections open lazily.
-pub fn build_pool(settings: &RedisSettings) -> anyhow::Result<Option<Pool>> {
-    if settings.url.trim().is_empty() {
-        return Ok(None);
-    }
+/// The server URL with the password from `redis.password` filled in.
+fn server_url(settings: &RedisSettings) -> anyhow::Result<url::Url> {
     let mut url = url::Url::parse(&settings.url)
         .map_err(|e| anyhow::anyhow!("`redis.url` is not a URL: {e}"))?;
     if let Some(password) = &settings.password {
@@ -56,6 +53,37 @@ pub fn build_pool(settings: &RedisSettings) -> anyhow::Result<Option<Pool>> {
                 .map_err(|()| anyhow::anyhow!("`redis.url` cannot carry a password"))?;
         }
     }
+    Ok(url)
+}
+
+/// One multiplexed connection for the hot paths (cache reads, revocation checks, idempotency
+/// claims, rate limits): every concurrent request pipelines on it, where a pool would hand out
+/// one connection per request (and check each on return). It connects lazily and reconnects
+/// on its own; each command is bounded by `redis.timeout_ms`. `None` without Redis.
+pub fn build_shared(
+    settings: &RedisSettings,
+) -> anyhow::Result<Option<deadpool_redis::redis::aio::ConnectionManager>> {
+    if settings.url.trim().is_empty() {
+        return Ok(None);
+    }
+    let timeout = Duration::from_millis(settings.timeout_ms);
+    let client = deadpool_redis::redis::Client::open(server_url(settings)?.as_str())
+        .map_err(|e| anyhow::anyhow!("`redis.url`: {e}"))?;
+    let config = deadpool_redis::redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    let manager =
+        deadpool_redis::redis::aio::ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| anyhow::anyhow!("building the Redis connection: {e}"))?;
+    Ok(Some(manager))
+}
+
+/// Builds the pool, or `None` when no Redis is configured. Connections open lazily.
+pub fn build_pool(settings: &RedisSettings) -> anyhow::Result<Option<Pool>> {
+    if settings.url.trim().is_empty() {
+        return Ok(None);
+    }
+    let url = server_url(settings)?;
     let timeout = Duration::from_millis(settings.timeout_ms);
     let mut cfg = Config::from_url(url.as_str());
     cfg.pool = Some(deadpool_redis::PoolConfig {

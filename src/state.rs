@@ -28,6 +28,7 @@ struct Inner {
     settings: Settings,
     db: PgPool,
     redis: Option<deadpool_redis::Pool>,
+    redis_shared: Option<deadpool_redis::redis::aio::ConnectionManager>,
     tokens: TokenKeys,
     rate_limiter: RateLimiter,
     ephemeral: Ephemeral,
@@ -49,15 +50,16 @@ impl AppState {
     pub fn builder(settings: Settings, role: &str) -> anyhow::Result<StateBuilder> {
         let db = crate::db::build_pool(&settings.database, role)?;
         let redis = crate::redis::build_pool(&settings.redis)?;
+        let redis_shared = crate::redis::build_shared(&settings.redis)?;
         let tokens = TokenKeys::from_settings(&settings.auth, settings.environment)?;
         let rate_limiter = RateLimiter::new(
             &settings.rate_limit,
-            redis
+            redis_shared
                 .clone()
-                .map(|pool| (pool, settings.redis.key_prefix.clone())),
+                .map(|conn| (conn, settings.redis.key_prefix.clone())),
         )?;
-        let ephemeral = match &redis {
-            Some(pool) => Ephemeral::redis(pool.clone(), &settings.redis.key_prefix),
+        let ephemeral = match &redis_shared {
+            Some(conn) => Ephemeral::redis(conn.clone(), &settings.redis.key_prefix),
             None => Ephemeral::memory(),
         };
         Ok(StateBuilder {
@@ -65,6 +67,7 @@ impl AppState {
                 settings,
                 db,
                 redis,
+                redis_shared,
                 tokens,
                 rate_limiter,
                 ephemeral,
@@ -144,6 +147,11 @@ impl StateBuilder {
     /// The Redis pool, when configured.
     pub fn redis(&self) -> Option<&deadpool_redis::Pool> {
         self.inner.redis.as_ref()
+    }
+
+    /// The shared multiplexed Redis connection, when configured.
+    pub fn redis_shared(&self) -> Option<&deadpool_redis::redis::aio::ConnectionManager> {
+        self.inner.redis_shared.as_ref()
     }
 
     /// Adds (or replaces) the part of type `T`.

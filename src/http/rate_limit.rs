@@ -117,7 +117,7 @@ return {1, remaining, math.ceil(new_tat - now), 0}
 enum Backend {
     Memory(Vec<(Class, Arc<KeyedLimiter>)>),
     Redis {
-        pool: deadpool_redis::Pool,
+        conn: deadpool_redis::redis::aio::ConnectionManager,
         script: Arc<deadpool_redis::redis::Script>,
         prefix: String,
     },
@@ -144,10 +144,11 @@ struct Inner {
 const PRUNE_EVERY: u64 = 4096;
 
 impl RateLimiter {
-    /// Builds the limiter: Redis-backed when `redis` is given, in-process otherwise.
+    /// Builds the limiter: Redis-backed (on the shared multiplexed connection) when `redis` is
+    /// given, in-process otherwise.
     pub fn new(
         settings: &RateLimitSettings,
-        redis: Option<(deadpool_redis::Pool, String)>,
+        redis: Option<(deadpool_redis::redis::aio::ConnectionManager, String)>,
     ) -> anyhow::Result<Self> {
         let trusted = settings
             .trusted_proxies
@@ -159,8 +160,8 @@ impl RateLimiter {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let backend = match redis {
-            Some((pool, prefix)) => Backend::Redis {
-                pool,
+            Some((conn, prefix)) => Backend::Redis {
+                conn,
                 script: Arc::new(deadpool_redis::redis::Script::new(GCRA_LUA)),
                 prefix,
             },
@@ -240,18 +241,18 @@ impl RateLimiter {
                 }
             }
             Backend::Redis {
-                pool,
+                conn,
                 script,
                 prefix,
             } => {
                 let redis_key = crate::redis::keys::rate_limit(prefix, class.as_str(), key);
                 let result: anyhow::Result<(i64, i64, i64, i64)> = async {
-                    let mut conn = pool.get().await?;
+                    let mut conn = conn.clone();
                     let r = script
                         .key(redis_key)
                         .arg(window.as_millis() as u64)
                         .arg(limit)
-                        .invoke_async(&mut *conn)
+                        .invoke_async(&mut conn)
                         .await?;
                     Ok(r)
                 }

@@ -230,7 +230,62 @@ async fn login_is_throttled_per_account_but_the_owners_device_still_gets_in() {
 
 #[tokio::test]
 async fn logout_ends_the_access_token_at_once() {
-    let app = TestApp::spawn().await;
+    logout_ends_the_access_token(TestApp::spawn().await).await;
+}
+
+/// The same through Redis: two API nodes sharing one Redis see each other's revocations.
+#[tokio::test]
+async fn a_logout_on_one_node_ends_the_token_on_another() {
+    let prefix = format!("sec-{}", uuid::Uuid::new_v4().simple());
+    let node = |secret: &'static str| {
+        TestApp::builder()
+            .env("ATOMICSEATS__REDIS__URL", "redis://127.0.0.1:6379")
+            .env("ATOMICSEATS__REDIS__KEY_PREFIX", &prefix)
+            .env("ACCESS_TOKEN_SECRET", secret)
+    };
+    let one = node("shared-access-secret-for-two-nodes-0123456789")
+        .spawn()
+        .await;
+    let two = node("shared-access-secret-for-two-nodes-0123456789")
+        .spawn()
+        .await;
+    // Both nodes verify the same tokens (shared secret); the user lives in node one's database,
+    // so node two only checks the token and its revocation (GET /api/events/all needs no row).
+    let user = one.user(Role::Guest).await;
+    let probe = |app: &TestApp| {
+        app.client
+            .get(app.url("/api/events/all"))
+            .bearer_auth(&user.access)
+            .send()
+    };
+    assert_eq!(probe(&two).await.unwrap().status(), 200);
+
+    let resp = one
+        .client
+        .post(one.url("/api/user/logout"))
+        .bearer_auth(&user.access)
+        .send()
+        .await
+        .unwrap();
+    json_with_status(resp, 200).await;
+
+    assert_eq!(me(&one, &user.access).await, 401);
+    let resp = two
+        .client
+        .post(two.url("/api/events/book"))
+        .bearer_auth(&user.access)
+        .json(&json!({ "eventId": 1, "numberOfSeats": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        401,
+        "node two sees the revocation made on node one"
+    );
+}
+
+async fn logout_ends_the_access_token(app: TestApp) {
     let user = app.user(Role::Guest).await;
     let second = json_with_status(app.login(&user.email, PASSWORD).await, 200).await;
     let second = second["data"]["accessToken"].as_str().unwrap().to_owned();
