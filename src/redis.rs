@@ -69,9 +69,12 @@ pub fn build_shared(
     let timeout = Duration::from_millis(settings.timeout_ms);
     let client = deadpool_redis::redis::Client::open(server_url(settings)?.as_str())
         .map_err(|e| anyhow::anyhow!("`redis.url`: {e}"))?;
+    // Reconnect quickly after an outage (from 50 ms, at most a second apart).
     let config = deadpool_redis::redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout));
+        .set_response_timeout(Some(timeout))
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_secs(1));
     let manager =
         deadpool_redis::redis::aio::ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| anyhow::anyhow!("building the Redis connection: {e}"))?;
