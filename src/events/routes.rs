@@ -247,11 +247,8 @@ pub async fn delete_event(
 
 /// The answer of a delete.
 pub fn deleted_response(event: &Event, deleted: service::Deleted) -> HttpResponse {
-    let message = if deleted.cancelled {
-        "Event cancelled; its bookings are cancelled and ticket holders notified"
-    } else {
-        "Successfully deleted event."
-    };
+    // Deleting always cancels (the row stays for requests still queued for it).
+    let message = "Event cancelled; its bookings are cancelled and ticket holders notified";
     response::ok(
         json!({
             "id": event.id,

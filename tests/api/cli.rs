@@ -417,6 +417,60 @@ async fn a_decision_counts_once_and_replays_count_apart() {
     );
 }
 
+/// Operations #17: a client's malformed request is the client's mistake, not a server error:
+/// nothing at ERROR in the log (actix's dispatcher used to log "stream error" at ERROR).
+#[tokio::test]
+async fn a_malformed_request_logs_no_error() {
+    use std::io::{Read, Write};
+    let db = TestDatabase::migrated().await;
+    let port = free_port();
+    let child = bin()
+        .arg("serve")
+        .env("DATABASE_URL", db.url())
+        .env("PORT", port.to_string())
+        .env("ATOMICSEATS__LOG__LEVEL", "info")
+        .env("ATOMICSEATS__LOG__FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "serve did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A header line without a colon, then a request line that is not HTTP at all.
+    for raw in [
+        "GET /health HTTP/1.1\r\nHost: x\r\nBroken header line\r\n\r\n",
+        "\x16\x03\x01 not http at all\r\n\r\n",
+    ] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(raw.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        assert!(
+            String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 400"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !log.lines().any(|l| l.contains("\"level\":\"ERROR\"")),
+        "{log}"
+    );
+}
+
 #[tokio::test]
 async fn logs_never_contain_passwords_hashes_tokens_or_emails() {
     let db = TestDatabase::empty().await;
