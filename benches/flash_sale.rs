@@ -4,6 +4,7 @@
 //! cargo bench --bench flash_sale -- [--requests 100000] [--users 20000] [--capacity 50000]
 //!     [--seats 2] [--connections 256] [--events 1] [--transport memory|kafka]
 //!     [--runs ceiling,batched,old,unbatched] [--old-bin PATH --old-config DIR] [--rate N]
+//!     [--retry-503]
 //! ```
 //!
 //! Each run: a fresh database, 20,000 buyers, `--events` events sharing `--capacity` seats; the
@@ -55,6 +56,8 @@ struct Args {
     old_bin: Option<String>,
     old_config: Option<String>,
     rate: Option<f64>,
+    /// Honour 503 + Retry-After and resend (see `--retry-503`).
+    retry_503: bool,
 }
 
 fn args() -> Args {
@@ -70,6 +73,7 @@ fn args() -> Args {
         old_bin: None,
         old_config: None,
         rate: None,
+        retry_503: false,
     };
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -87,6 +91,13 @@ fn args() -> Args {
             "--old-bin" => a.old_bin = Some(v),
             "--old-config" => a.old_config = Some(v),
             "--rate" => a.rate = Some(v.parse().expect("--rate N (requests/s)")),
+            // Clients that honour a 503's Retry-After (1 s) and send the same request again,
+            // as a real buyer's client does: every request is accepted in the end.
+            "--retry-503" => {
+                a.retry_503 = true;
+                i += 1;
+                continue;
+            }
             // `cargo bench` passes --bench; ignore anything we do not know.
             _ => {
                 i += 1;
@@ -423,6 +434,7 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
     let started = Instant::now();
     // Open loop: request i is due at i / rate seconds, whatever the answers do.
     let interval = a.rate.map(|r| Duration::from_secs_f64(1.0 / r));
+    let retry_503 = a.retry_503;
     let mut tasks = Vec::new();
     for _ in 0..a.connections {
         let next = next.clone();
@@ -461,7 +473,16 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
                     }
                     .await;
                 }
-                let status = result.unwrap_or(0);
+                let mut status = result.unwrap_or(0);
+                while retry_503 && status == 503 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    status = async {
+                        stream.write_all(&requests[i]).await?;
+                        read_response(&mut stream, &mut buf).await
+                    }
+                    .await
+                    .unwrap_or(0);
+                }
                 latencies.push(t.elapsed());
                 *statuses.entry(status).or_default() += 1;
             }
