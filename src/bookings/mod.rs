@@ -92,15 +92,7 @@ impl BookingQueue {
                 }
             }
             Self::Kafka(k) => {
-                if let Some(behind) = k.backlog() {
-                    metrics::counter!("booking_backpressure_total").increment(1);
-                    tracing::debug!(lag = behind, "booking consumers behind; answering 503");
-                    return Err(ApiError::Unavailable {
-                        message: "too many bookings waiting to be decided, retry shortly"
-                            .to_owned(),
-                        retry_after_secs: 1,
-                    });
-                }
+                self.admit()?;
                 k.publish(request).await.map_err(|e| {
                     tracing::warn!(error = %e, "booking request not acknowledged by Kafka");
                     metrics::counter!("booking_publish_failures_total").increment(1);
@@ -112,6 +104,23 @@ impl BookingQueue {
                 Ok(Submitted::Queued)
             }
         }
+    }
+
+    /// 503 + `Retry-After` while the Kafka consumers are more than `kafka.max_lag` requests
+    /// behind (always `Ok` in-process, where a full queue answers instead). Handlers call it
+    /// before any other work, so that a request turned away costs no cache read, no claim.
+    pub fn admit(&self) -> Result<(), ApiError> {
+        if let Self::Kafka(k) = self
+            && let Some(behind) = k.backlog()
+        {
+            metrics::counter!("booking_backpressure_total").increment(1);
+            tracing::debug!(lag = behind, "booking consumers behind; answering 503");
+            return Err(ApiError::Unavailable {
+                message: "too many bookings waiting to be decided, retry shortly".to_owned(),
+                retry_after_secs: 1,
+            });
+        }
+        Ok(())
     }
 
     /// Remembers a request whose handler answered `pending` before the decision (in-process;

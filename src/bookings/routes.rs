@@ -211,6 +211,8 @@ pub async fn book(
     let (event_id, seats) = validate(&body)?;
     let key = idempotency_key(&req)?;
     let wait = prefer_wait(&req)?;
+    // Turned away first when the consumers are too far behind: no cache read, no claim.
+    state.booking_queue().admit()?;
     let span = tracing::Span::current();
     span.record("event.id", event_id);
     let event = crate::events::service::lookup(&state, event_id).await?;
