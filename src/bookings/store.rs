@@ -64,14 +64,9 @@ pub struct ServedRow {
     pub cost: i64,
 }
 
-/// A notification, written in the decision's transaction (invariant 5).
-#[derive(Debug, Clone)]
-pub struct OutboxRow {
-    pub kind: &'static str,
-    pub user_id: i64,
-    pub event_id: i64,
-    pub payload: serde_json::Value,
-}
+/// A notification, written in the decision's transaction (invariant 5): the one outbox value
+/// every writer of notifications uses.
+pub use crate::notifications::outbox::NewNotification as OutboxRow;
 
 /// An event moved forward by one decision.
 #[derive(Debug, Clone, Copy)]

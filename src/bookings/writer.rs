@@ -707,12 +707,7 @@ fn record(
         if let (Some(p), serde_json::Value::Object(e)) = (payload.as_object_mut(), extra) {
             p.extend(e);
         }
-        store::OutboxRow {
-            kind,
-            user_id,
-            event_id,
-            payload,
-        }
+        store::OutboxRow::new(kind, user_id, Some(event_id), payload)
     };
     let w = &mut batch.writes;
     w.advance.push(store::Advance {
