@@ -17,8 +17,12 @@ use uuid::Uuid;
 use crate::bookings::domain::BookingRequest;
 use crate::state::AppState;
 
-/// How long a request id is remembered before its decision is stored.
+/// How long a request id with an Idempotency-Key is remembered.
 pub const WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// How long a request without a key is remembered: only its owner matters (status `pending`
+/// on any node) until its decision is stored, which takes seconds; an hour bounds Redis memory
+/// (~200 bytes a request) during a flash sale of millions.
+pub const UNKEYED_WINDOW: Duration = Duration::from_secs(3600);
 
 /// What claiming a request id found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +52,15 @@ fn fingerprint(r: &BookingRequest) -> String {
 pub async fn claim(state: &AppState, request: &BookingRequest) -> Claim {
     match state
         .ephemeral()
-        .set_if_absent(&key(request.request_id), &fingerprint(request), WINDOW)
+        .set_if_absent(
+            &key(request.request_id),
+            &fingerprint(request),
+            if request.idempotency_key.is_some() {
+                WINDOW
+            } else {
+                UNKEYED_WINDOW
+            },
+        )
         .await
     {
         Ok(None) => Claim::New,
