@@ -290,6 +290,9 @@ class Scenario:
                 pass
 
     # -- data ---------------------------------------------------------------------------
+    # Events the load is spread over (they share CAPACITY).
+    EVENTS = 2
+
     def seed(self):
         psql(self.url, f"""
             INSERT INTO users (username, name, email, password_hash, role, email_verified_at)
@@ -298,15 +301,16 @@ class Scenario:
               FROM generate_series(0, {BUYERS}) g;
             INSERT INTO events (host_id, name, description, venue, starts_at, ends_at, capacity, price)
               SELECT (SELECT id FROM users WHERE username = 'buyer0'), 'Fault show ' || g, '', 'Hall',
-                     now() + interval '30 days', now() + interval '30 days 3 hours', {CAPACITY} / 2, 1000
-              FROM generate_series(1, 2) g;
+                     now() + interval '30 days', now() + interval '30 days 3 hours',
+                     {CAPACITY} / {self.EVENTS}, 1000
+              FROM generate_series(1, {self.EVENTS}) g;
             INSERT INTO events (host_id, name, description, venue, starts_at, ends_at, capacity, price)
               SELECT (SELECT id FROM users WHERE username = 'buyer0'), 'Probe', '', 'Hall',
                      now() + interval '30 days', now() + interval '30 days 3 hours', 100000, 0;
         """)
         self.users = [int(x) for x in psql(self.url, "SELECT id FROM users WHERE role = 'guest' ORDER BY id").split()]
         ids = [int(x) for x in psql(self.url, "SELECT id FROM events ORDER BY id").split()]
-        self.events, self.probe_event = ids[:2], ids[2]
+        self.events, self.probe_event = ids[:-1], ids[-1]
 
     def probe(self, secs=180):
         """Seconds until a booking succeeds again (polled every 100 ms)."""
@@ -508,25 +512,6 @@ class ScaleOut(Scenario):
             except (urllib.error.URLError, OSError, KeyError):
                 pass
         return total
-
-    def seed(self):
-        psql(self.url, f"""
-            INSERT INTO users (username, name, email, password_hash, role, email_verified_at)
-              SELECT 'buyer' || g, 'Buyer ' || g, 'buyer' || g || '@example.com', 'x',
-                     CASE WHEN g = 0 THEN 'host' ELSE 'guest' END, now()
-              FROM generate_series(0, {BUYERS}) g;
-            INSERT INTO events (host_id, name, description, venue, starts_at, ends_at, capacity, price)
-              SELECT (SELECT id FROM users WHERE username = 'buyer0'), 'Scale show ' || g, '', 'Hall',
-                     now() + interval '30 days', now() + interval '30 days 3 hours',
-                     {CAPACITY} / {self.EVENTS}, 1000
-              FROM generate_series(1, {self.EVENTS}) g;
-            INSERT INTO events (host_id, name, description, venue, starts_at, ends_at, capacity, price)
-              SELECT (SELECT id FROM users WHERE username = 'buyer0'), 'Probe', '', 'Hall',
-                     now() + interval '30 days', now() + interval '30 days 3 hours', 100000, 0;
-        """)
-        self.users = [int(x) for x in psql(self.url, "SELECT id FROM users WHERE role = 'guest' ORDER BY id").split()]
-        ids = [int(x) for x in psql(self.url, "SELECT id FROM events ORDER BY id").split()]
-        self.events, self.probe_event = ids[:-1], ids[-1]
 
     def book(self, user, event, seats, key, deadline, bases=None):
         # Alternate the API nodes by buyer; a retry goes to the other node, which must answer

@@ -203,6 +203,7 @@ pub async fn create_event(
     caller: AuthUser,
     body: ApiJson<CreateEventBody>,
 ) -> ApiResult<HttpResponse> {
+    // The token's role first: a guest is turned away without taking a connection.
     caller.require(&[Role::Host, Role::Admin])?;
     caller
         .require_publisher(&mut *state.db().get().await?)

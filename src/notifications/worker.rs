@@ -333,12 +333,7 @@ pub async fn run_relay(state: AppState, shutdown: CancellationToken) -> anyhow::
     }
     // Hand over what the last batches wrote before leaving, within bounds: anything left is
     // picked up by the next relay or reconciliation pass.
-    let done = CancellationToken::new();
-    let _ = tokio::time::timeout(
-        Duration::from_secs(3),
-        publish_due_until(&state, Some(&done)),
-    )
-    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), publish_due(&state)).await;
     Ok(())
 }
 

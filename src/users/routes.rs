@@ -485,12 +485,7 @@ fn optional_body(bytes: &[u8], req: &HttpRequest) -> ApiResult<RefreshBody> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(RefreshBody::default());
     }
-    let is_json = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !is_json {
+    if !crate::http::guard::is_json(req.headers()) {
         return Err(ApiError::UnsupportedMediaType(
             "expected `Content-Type: application/json`".to_owned(),
         ));

@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{TestDatabase, config_dir};
+use crate::helpers::{TestDatabase, config_dir, free_port};
 
 fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_atomicseats"));
@@ -138,14 +138,6 @@ async fn users_verify_confirms_an_address_the_operator_vouches_for() {
     assert!(verified);
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn all_starts_answers_and_stops_cleanly_on_sigterm() {
     all_stops_cleanly(&[], false).await;
@@ -187,6 +179,33 @@ fn kafka_env() -> Vec<(&'static str, String)> {
 
 const LOAD_SECRET: &str = "cli-load-access-secret-0123456789abcdef";
 
+/// Waits (30 s at most) until the binary on `port` answers `/health`.
+async fn wait_up(port: u16) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the binary did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An access token for `user` with `role`, signed with [`LOAD_SECRET`] (what a binary started
+/// with `ACCESS_TOKEN_SECRET=LOAD_SECRET` accepts), minted without a login.
+fn token_for(db: &TestDatabase, user: i64, role: atomicseats::users::domain::Role) -> String {
+    let settings =
+        crate::helpers::test_settings(&db.url(), &[("ACCESS_TOKEN_SECRET", LOAD_SECRET)]);
+    atomicseats::http::auth::TokenKeys::from_settings(&settings.auth, settings.environment)
+        .unwrap()
+        .issue_access(user, role)
+        .unwrap()
+        .token
+}
+
 /// 2,000 booking requests from 200 buyers over 32 connections, all answered (a backlog of
 /// decisions, outbox rows and notifications behind them).
 async fn book_a_load(db: &TestDatabase, base: &str) {
@@ -215,18 +234,9 @@ async fn book_a_load(db: &TestDatabase, base: &str) {
         .await
         .unwrap()
         .get(0);
-    let settings =
-        crate::helpers::test_settings(&db.url(), &[("ACCESS_TOKEN_SECRET", LOAD_SECRET)]);
-    let keys =
-        atomicseats::http::auth::TokenKeys::from_settings(&settings.auth, settings.environment)
-            .unwrap();
     let tokens: Vec<String> = users
         .iter()
-        .map(|u| {
-            keys.issue_access(*u, atomicseats::users::domain::Role::Guest)
-                .unwrap()
-                .token
-        })
+        .map(|u| token_for(db, *u, atomicseats::users::domain::Role::Guest))
         .collect();
     let client = reqwest::Client::new();
     let requests = (0..2000).map(|i| {
@@ -341,11 +351,7 @@ async fn a_decision_counts_once_and_replays_count_apart() {
         .unwrap();
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client.get(format!("{base}/health")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "atomicseats all did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_up(port).await;
     let c = db.client().await;
     c.batch_execute(
         "INSERT INTO users (username, name, email, password_hash, role, email_verified_at) \
@@ -366,14 +372,7 @@ async fn a_decision_counts_once_and_replays_count_apart() {
         .await
         .unwrap()
         .get(0);
-    let settings =
-        crate::helpers::test_settings(&db.url(), &[("ACCESS_TOKEN_SECRET", LOAD_SECRET)]);
-    let token =
-        atomicseats::http::auth::TokenKeys::from_settings(&settings.auth, settings.environment)
-            .unwrap()
-            .issue_access(user, atomicseats::users::domain::Role::Host)
-            .unwrap()
-            .token;
+    let token = token_for(&db, user, atomicseats::users::domain::Role::Host);
     let book = |seats: i64| {
         client
             .post(format!("{base}/api/events/book"))
@@ -434,17 +433,7 @@ async fn a_malformed_request_logs_no_error() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client
-        .get(format!("http://127.0.0.1:{port}/health"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "serve did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_up(port).await;
     // A header line without a colon, then a request line that is not HTTP at all.
     for raw in [
         "GET /health HTTP/1.1\r\nHost: x\r\nBroken header line\r\n\r\n",
@@ -488,11 +477,7 @@ async fn logs_never_contain_passwords_hashes_tokens_or_emails() {
         .unwrap();
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client.get(format!("{base}/health")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "serve did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_up(port).await;
     let password = "very-secret-passphrase";
     let email = "private.person@example.com";
     let reg = client

@@ -164,11 +164,7 @@ async fn metrics_without_a_token_are_not_served_on_the_public_port() {
 #[tokio::test]
 async fn every_role_can_serve_metrics_on_the_internal_listener() {
     // A free loopback port for the listener.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::helpers::free_port();
     let listen = format!("127.0.0.1:{port}");
     let app = TestApp::builder()
         .env("ATOMICSEATS__METRICS__LISTEN", &listen)
@@ -237,11 +233,7 @@ async fn documented_metrics_exist_from_start_up_and_are_in_the_readme() {
 /// and exports them as `booking_partition_owned`.
 #[tokio::test]
 async fn a_kafka_worker_reports_the_partitions_it_owns() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::helpers::free_port();
     let listen = format!("127.0.0.1:{port}");
     let app = crate::bookings::kafka_builder()
         .env("ATOMICSEATS__METRICS__LISTEN", &listen)

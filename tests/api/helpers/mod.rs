@@ -50,6 +50,15 @@ fn init_tracing() {
     }
 }
 
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
 /// The `metrics.token` every test app runs with.
 pub const METRICS_TOKEN: &str = "test-metrics-token";
 
