@@ -8,6 +8,7 @@ use crate::config::{QueueKind, Settings};
 use crate::mail::Mailer;
 use crate::notifications::NotificationQueue;
 use crate::state::AppState;
+use crate::waiting_room::WaitingRoom;
 
 /// The state of a process running `role`: infrastructure plus every feature's parts.
 pub fn build_state(settings: Settings, role: &str) -> anyhow::Result<AppState> {
@@ -27,12 +28,14 @@ pub fn build_state(settings: Settings, role: &str) -> anyhow::Result<AppState> {
     let booking_queue = BookingQueue::from_settings(settings)?;
     let mailer = Mailer::from_settings(&settings.mail)?;
     let notification_queue = NotificationQueue::from_settings(settings)?;
+    let waiting_room = WaitingRoom::new(settings, builder.redis_shared().cloned());
     Ok(builder
         .with(event_cache)
         .with(booking_queue)
         .with(OutcomeHub::default())
         .with(mailer)
         .with(notification_queue)
+        .with(waiting_room)
         .build())
 }
 
@@ -54,5 +57,6 @@ mod tests {
         let _ = state.outcomes();
         let _ = state.mailer();
         let _ = state.notification_queue();
+        let _ = state.rooms().kind();
     }
 }

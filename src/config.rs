@@ -138,6 +138,32 @@ pub struct Settings {
     pub log: LogSettings,
     /// Where Prometheus scrapes this process.
     pub metrics: MetricsSettings,
+    /// The on-sale waiting room.
+    pub waiting_room: WaitingRoomSettings,
+}
+
+/// `[waiting_room]`: the queue in front of an event's sale ([`crate::waiting_room`] reads it).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitingRoomSettings {
+    /// How long before `onSaleAt` buyers may join (a duration like `1h`).
+    pub opens_before: String,
+    /// How long an admitted buyer may book with the admission token (`10m`).
+    pub admission_ttl: String,
+    /// How often the pacer looks at the seats left and admits.
+    pub tick_ms: u64,
+    /// Most buyers admitted per second per event; 0 = no cap (the host may set a lower one).
+    pub max_admit_per_sec: u32,
+    /// Seats one admitted buyer is expected to take until the sale shows its own figure.
+    pub seats_per_buyer: f64,
+    /// Buyers admitted per seat expected, above 1 so that the seats sell when some admitted
+    /// buyers do not book.
+    pub overadmit: f64,
+    /// Status polls per second the waiting buyers of one event may make in all; the
+    /// `Retry-After` a poll gets is stretched to keep them under it.
+    pub poll_budget_per_sec: u32,
+    /// Longest `Retry-After` a poll is told.
+    pub max_poll_secs: u64,
 }
 
 /// `[metrics]`: `/metrics` carries business volumes, so it is not public. Every role serves it
@@ -402,6 +428,8 @@ pub struct RateLimitSettings {
     pub write: u32,
     /// Reads: per user.
     pub read: u32,
+    /// Joining a waiting room: per client IP.
+    pub queue_join: u32,
     /// Proxies whose `X-Forwarded-For` is believed (exact IP addresses).
     pub trusted_proxies: Vec<String>,
 }
@@ -708,6 +736,18 @@ impl Settings {
             ("booking.queue_capacity", self.booking.queue_capacity),
             ("booking.pipeline_depth", self.booking.pipeline_depth),
             ("events.page_size_max", self.events.page_size_max),
+            (
+                "waiting_room.tick_ms",
+                usize::try_from(self.waiting_room.tick_ms).unwrap_or(1),
+            ),
+            (
+                "waiting_room.poll_budget_per_sec",
+                self.waiting_room.poll_budget_per_sec as usize,
+            ),
+            (
+                "waiting_room.max_poll_secs",
+                usize::try_from(self.waiting_room.max_poll_secs).unwrap_or(1),
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be greater than 0"));
@@ -727,6 +767,11 @@ impl Settings {
             ("auth.access_token_ttl", &self.auth.access_token_ttl),
             ("auth.refresh_token_ttl", &self.auth.refresh_token_ttl),
             ("auth.login_window", &self.auth.login_window),
+            ("waiting_room.opens_before", &self.waiting_room.opens_before),
+            (
+                "waiting_room.admission_ttl",
+                &self.waiting_room.admission_ttl,
+            ),
         ] {
             if parse_duration(value).is_none() {
                 return Err(ConfigError::invalid(
@@ -788,6 +833,19 @@ impl Settings {
                     "http.booking_timeout_ms"
                 },
                 "request_timeout_ms must be at least 100 and booking_timeout_ms at least 31000 (longer than the longest Prefer: wait)",
+            ));
+        }
+        let w = &self.waiting_room;
+        if !(w.seats_per_buyer.is_finite() && (1.0..=10.0).contains(&w.seats_per_buyer)) {
+            return Err(ConfigError::invalid(
+                "waiting_room.seats_per_buyer",
+                "must be from 1 to 10",
+            ));
+        }
+        if !(w.overadmit.is_finite() && (1.0..=10.0).contains(&w.overadmit)) {
+            return Err(ConfigError::invalid(
+                "waiting_room.overadmit",
+                "must be from 1 to 10",
             ));
         }
         if self.events.max_capacity <= 0 {

@@ -52,3 +52,4 @@ pub mod shutdown;
 pub mod state;
 pub mod telemetry;
 pub mod users;
+pub mod waiting_room;

@@ -102,6 +102,13 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
                             &state,
                             &token,
                         ),
+                        // Admission follows the seats the writers leave.
+                        Role::new(
+                            "waiting-room",
+                            atomicseats::waiting_room::pacer::run,
+                            &state,
+                            &token,
+                        ),
                         Role::new(
                             "outbox-relay",
                             atomicseats::notifications::worker::run_relay,

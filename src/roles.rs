@@ -41,7 +41,7 @@ impl Role {
 }
 
 /// The roles of the single-node install: HTTP API, reconciliation schedule, booking worker,
-/// notification worker and the outbox relay.
+/// notification worker, the waiting rooms' pacer and the outbox relay.
 pub fn single_node(state: &AppState, token: &CancellationToken) -> Vec<Role> {
     vec![
         Role::new("serve", crate::http::run, state, token),
@@ -50,6 +50,12 @@ pub fn single_node(state: &AppState, token: &CancellationToken) -> Vec<Role> {
         Role::new(
             "work-notify",
             crate::notifications::worker::run,
+            state,
+            token,
+        ),
+        Role::new(
+            "waiting-room",
+            crate::waiting_room::pacer::run,
             state,
             token,
         ),

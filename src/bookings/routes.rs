@@ -216,6 +216,8 @@ pub async fn book(
     let span = tracing::Span::current();
     span.record("event.id", event_id);
     let event = crate::events::service::lookup(&state, event_id).await?;
+    // An event sold through its waiting room takes bookings only from admitted buyers.
+    crate::waiting_room::check_admission(&state, &event, caller.id, &req).await?;
     let allow_partial = body.allow_partial.unwrap_or(false);
     let join_waitlist = body.join_waitlist.unwrap_or(true);
     let now = Utc::now();

@@ -54,6 +54,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         on_sale_at -> Nullable<Timestamptz>,
+        waiting_room -> Bool,
     }
 }
 

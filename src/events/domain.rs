@@ -44,6 +44,8 @@ pub struct CreateEventBody {
     pub waitlist_open: Option<bool>,
     /// When bookings open, RFC 3339 (before `startsAt`); absent: at once.
     pub on_sale_at: Option<String>,
+    /// Buyers queue in the waiting room (default false).
+    pub waiting_room: Option<bool>,
     /// Host (admin create only).
     pub host_id: Option<i64>,
 }
@@ -76,6 +78,8 @@ pub struct UpdateEventBody {
     /// When bookings open; `null` opens them now.
     #[serde(default, deserialize_with = "nullable")]
     pub on_sale_at: Option<Option<String>>,
+    /// Waiting room on or off.
+    pub waiting_room: Option<bool>,
 }
 
 /// `POST /api/events/delete`, admin `DELETE`: `{ id }`.
@@ -278,6 +282,7 @@ pub fn validate_create(
             max_per_user: max_per_user.map(as_i32),
             waitlist_open: body.waitlist_open.unwrap_or(true),
             on_sale_at,
+            waiting_room: body.waiting_room.unwrap_or(false),
         }),
         _ => Err(ApiError::field("body", "incomplete event")),
     }
@@ -318,6 +323,7 @@ pub fn validate_update(
             Some(None) => Some(None),
             Some(Some(raw)) => c.time("onSaleAt", Some(raw), false).map(Some),
         },
+        waiting_room: body.waiting_room,
     };
     if let Some(s) = changes.starts_at
         && s <= now
@@ -344,7 +350,8 @@ pub fn validate_update(
         && changes.price.is_none()
         && changes.max_per_user.is_none()
         && changes.waitlist_open.is_none()
-        && changes.on_sale_at.is_none();
+        && changes.on_sale_at.is_none()
+        && changes.waiting_room.is_none();
     if empty && c.errors.is_empty() {
         c.fail("body", "no fields to update");
     }

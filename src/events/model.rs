@@ -47,6 +47,10 @@ pub struct Event {
     /// `not_on_sale` by the writer.
     #[serde(default)]
     pub on_sale_at: Option<DateTime<Utc>>,
+    /// Whether buyers go through the waiting room ([`crate::waiting_room`]): booking then needs
+    /// an admission token.
+    #[serde(default)]
+    pub waiting_room: bool,
 }
 
 /// Why an event does not take bookings right now.
@@ -116,6 +120,7 @@ impl Event {
             max_per_user: self.max_per_user,
             waitlist_open: self.waitlist_open,
             on_sale_at: self.on_sale_at,
+            waiting_room: self.waiting_room,
             status: self.status_at(now),
             waitlist_length: None,
         }
@@ -154,6 +159,8 @@ pub struct EventView {
     pub waitlist_open: bool,
     /// When bookings open (`null`: they are open).
     pub on_sale_at: Option<DateTime<Utc>>,
+    /// Whether buyers queue in the waiting room and book with an admission token.
+    pub waiting_room: bool,
     /// `not_on_sale`, `on_sale`, `sold_out`, `started`, `ended` or `cancelled`.
     pub status: &'static str,
     /// Seats waited for (shown to the host and admins only).
@@ -187,6 +194,8 @@ pub struct NewEvent {
     pub waitlist_open: bool,
     /// When bookings open.
     pub on_sale_at: Option<DateTime<Utc>>,
+    /// Waiting room on.
+    pub waiting_room: bool,
 }
 
 /// Changed fields of an event (`None` = unchanged; `max_per_user: Some(None)` removes the cap).
@@ -213,6 +222,8 @@ pub struct EventChanges {
     pub waitlist_open: Option<bool>,
     /// On-sale time; `Some(None)` removes it.
     pub on_sale_at: Option<Option<DateTime<Utc>>>,
+    /// Waiting room on or off.
+    pub waiting_room: Option<bool>,
 }
 
 impl NewEvent {

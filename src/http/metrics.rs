@@ -42,6 +42,10 @@ pub const COUNTERS: &[&str] = &[
     "login_throttled_total",
     "csrf_rejected_total",
     "auth_revocation_check_errors_total",
+    "waiting_room_joins_total",
+    "waiting_room_admitted_total",
+    "waiting_room_tokens_used_total",
+    "waiting_room_tokens_expired_total",
 ];
 
 /// Gauges documented in the README, registered at 0 likewise.
@@ -49,10 +53,15 @@ pub const GAUGES: &[&str] = &[
     "booking_queue_depth",
     "notifications_dead_letters",
     "reconcile_drift_events",
+    "waiting_room_streams",
 ];
 
 /// Histograms documented in the README, registered (empty) likewise.
-pub const HISTOGRAMS: &[&str] = &["booking_batch_size", "booking_decision_latency_seconds"];
+pub const HISTOGRAMS: &[&str] = &[
+    "booking_batch_size",
+    "booking_decision_latency_seconds",
+    "waiting_room_wait_seconds",
+];
 
 /// The decision statuses `booking_decisions_total{status}` starts with.
 const DECISION_STATUSES: &[&str] = &["confirmed", "partial", "waitlisted", "rejected"];

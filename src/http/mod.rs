@@ -89,6 +89,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(crate::users::configure)
         .configure(crate::bookings::configure)
         .configure(crate::events::configure)
+        .configure(crate::waiting_room::configure)
         .configure(crate::admin::configure)
         .configure(crate::openapi::configure);
 }

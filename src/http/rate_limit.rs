@@ -54,6 +54,8 @@ pub enum Class {
     Write,
     /// Reads: per user.
     Read,
+    /// Joining a waiting room: per client IP (one account cannot be made many).
+    Join,
 }
 
 /// The configured limit of `class`.
@@ -63,6 +65,7 @@ fn limit_of(settings: &RateLimitSettings, class: Class) -> u32 {
         Class::Booking => settings.booking,
         Class::Write => settings.write,
         Class::Read => settings.read,
+        Class::Join => settings.queue_join,
     }
 }
 
@@ -73,6 +76,7 @@ impl Class {
             Self::Auth => "auth",
             Self::Booking => "booking",
             Self::Write => "write",
+            Self::Join => "queue_join",
             Self::Read => "read",
         }
     }
@@ -167,7 +171,13 @@ impl RateLimiter {
             },
             None => {
                 let mut limiters = Vec::new();
-                for class in [Class::Auth, Class::Booking, Class::Write, Class::Read] {
+                for class in [
+                    Class::Auth,
+                    Class::Booking,
+                    Class::Write,
+                    Class::Read,
+                    Class::Join,
+                ] {
                     let limit = limit_of(settings, class);
                     if let Some(burst) = NonZeroU32::new(limit) {
                         let period = Duration::from_secs(settings.window_secs.max(1)) / burst.get();
@@ -364,7 +374,7 @@ async fn limit(
     };
     let limiter = state.rate_limiter();
     let key = match class {
-        Class::Auth => None,
+        Class::Auth | Class::Join => None,
         _ => crate::http::auth::authenticate(req.request())
             .ok()
             .map(|u| format!("user:{}", u.id)),
@@ -431,6 +441,14 @@ pub async fn read(
     limit(Class::Read, req, next).await
 }
 
+/// Middleware: the `queue_join` class.
+pub async fn join(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    limit(Class::Join, req, next).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,6 +461,7 @@ mod tests {
             booking: 5,
             write: 5,
             read: 30,
+            queue_join: 5,
             trusted_proxies: Vec::new(),
         }
     }
