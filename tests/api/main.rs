@@ -31,3 +31,4 @@ mod schema;
 mod security;
 mod shutdown;
 mod users;
+mod waiting_room;
