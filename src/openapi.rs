@@ -418,6 +418,7 @@ fn schemas() -> Value {
                 "maxPerUser": nullable("integer"), "waitlistOpen": { "type": "boolean" },
                 "onSaleAt": { "type": ["string", "null"], "format": DATE_TIME,
                     "description": "When bookings open; null: open" },
+                "waitingRoom": { "type": "boolean", "description": "Buyers queue and book with an admission token" },
                 "status": event_status,
                 "waitlistLength": { "type": "integer", "minimum": 0,
                     "description": "Seats waited for (the event's host and admins only)" },
@@ -443,6 +444,31 @@ fn schemas() -> Value {
         "Cancelled": obj(&["eventId", "seatsFreed", "bookingsCancelled", "waitlistServed"], json!({
             "eventId": int(1, None), "seatsFreed": int(0, None),
             "bookingsCancelled": int(0, None), "waitlistServed": int(0, None),
+        })),
+        "QueuePlace": obj(&["eventId", "status", "ticket", "joinedAt", "waitlistOpen"], json!({
+            "eventId": int(1, None),
+            "status": { "type": "string", "enum": ["waiting", "admitted", "expired", "sold_out"] },
+            "ticket": { "type": "string", "description": "`pre-N` (joined before on-sale, drawn) or `N` (arrival order)" },
+            "joinedAt": date_time(),
+            "position": { "type": ["integer", "null"], "minimum": 1, "description": "Place in the admission order; null before on-sale (drawn then)" },
+            "ahead": { "type": ["integer", "null"], "minimum": 0 },
+            "estimatedWaitSecs": { "type": ["integer", "null"], "minimum": 0 },
+            "onSaleAt": { "type": ["string", "null"], "format": DATE_TIME },
+            "admissionToken": { "type": ["string", "null"], "description": "Send as X-Admission-Token to book (admitted; or sold out with the waitlist open, to join it)" },
+            "admissionExpiresAt": { "type": ["string", "null"], "format": DATE_TIME },
+            "waitlistOpen": { "type": "boolean" },
+            "retryAfterSecs": { "type": ["integer", "null"], "minimum": 1, "description": "Poll again after this long (also the Retry-After header)" },
+        })),
+        "QueueFacts": obj(&["eventId", "seedHash", "preSaleJoined", "joined", "admitted", "waiting", "soldOut", "paused", "drawRule"], json!({
+            "eventId": int(1, None),
+            "onSaleAt": { "type": ["string", "null"], "format": DATE_TIME },
+            "opensAt": { "type": ["string", "null"], "format": DATE_TIME, "description": "When joining opens" },
+            "seedHash": { "type": "string", "description": "SHA-256 of the draw's seed, published before anyone joins" },
+            "seed": { "type": ["string", "null"], "description": "Revealed at on-sale" },
+            "preSaleJoined": int(0, None), "joined": int(0, None), "admitted": int(0, None),
+            "waiting": int(0, None), "booked": int(0, None), "soldOut": { "type": "boolean" },
+            "paused": { "type": "boolean" }, "maxAdmitPerSec": { "type": ["integer", "null"] },
+            "drawRule": { "type": "string" },
         })),
         "WaitlistPlace": obj(&["eventId", "position", "seatsWanted", "entries"], json!({
             "eventId": int(1, None), "position": int(1, None), "seatsWanted": int(1, Some(10)),
@@ -506,6 +532,7 @@ fn schemas() -> Value {
                 "price": { "type": "integer", "minimum": 0, "description": "Per seat, minor units" },
                 "maxPerUser": int(1, None), "waitlistOpen": { "type": "boolean" },
                 "onSaleAt": { "type": "string", "format": DATE_TIME, "description": "When bookings open (before startsAt); absent: at once. Requests asked earlier are rejected `not_on_sale`." },
+                "waitingRoom": { "type": "boolean", "description": "Sell through the waiting room (default false)" },
                 "hostId": { "type": "integer", "minimum": 1, "description": "Admin create only" },
             },
         },
@@ -519,6 +546,7 @@ fn schemas() -> Value {
                 "maxPerUser": { "type": ["integer", "null"], "minimum": 1, "description": "null removes the cap" },
                 "waitlistOpen": { "type": "boolean" },
                 "onSaleAt": { "type": ["string", "null"], "format": DATE_TIME, "description": "null opens bookings now" },
+                "waitingRoom": { "type": "boolean" },
             },
         },
         "EventId": {
@@ -735,10 +763,11 @@ fn operations() -> Vec<Op> {
             .auth(Auth::User)
             .header("Idempotency-Key", string(1, 255), "Retries with the same key return the first outcome")
             .header("Prefer", json!({ "type": "string", "pattern": "^wait=\\d+$" }), "wait=N (seconds; more than 30 counts as 30): answer with the decision; not a non-negative number → 400")
+            .header("X-Admission-Token", json!({ "type": "string" }), "Events with a waiting room: the token of an admitted buyer; missing, forged, someone else's or expired → 403 `admission_required`, `admission_invalid`, `admission_not_yours`, `admission_expired`")
             .body(book)
             .ok(201, r("BookingOutcome"))
             .ok(202, r("BookingOutcome"))
-            .errors(&[404, 409, 422]),
+            .errors(&[403, 404, 409, 422]),
         Op::new("delete", "/api/events/book", "bookings")
             .doc("Cancel bookings", "One (`bookingId`), all (`cancelAll`) or else the latest confirmed booking of the caller on the event; in the body or the query string. Freed seats serve the waitlist in the same transaction. After the event started (or was cancelled): 409 `event_closed`.")
             .auth(Auth::User)
@@ -754,6 +783,40 @@ fn operations() -> Vec<Op> {
             .path_param("requestId", json!({ "type": "string", "format": "uuid" }))
             .ok(200, r("BookingOutcome"))
             .errors(&[404]),
+        Op::new("get", "/api/events/{id}/queue", "waiting room")
+            .doc("A waiting room's public facts", "The draw's seed hash (from the start), the seed (from on-sale), how many joined before on-sale and how far admission got: enough to recompute the pre-sale order (`drawRule`). 409 `no_waiting_room`.")
+            .path_param("id", id.clone())
+            .ok(200, r("QueueFacts"))
+            .errors(&[404, 409]),
+        Op::new("post", "/api/events/{id}/queue", "waiting room")
+            .doc("Join the waiting room", "201 with a new place, 200 with the place already held (one per account). Before on-sale: a pre-sale ticket, ordered by the draw at on-sale; after: arrival order. 409 `queue_not_open` (before `waiting_room.opens_before` ahead of onSaleAt), `event_closed`, `no_waiting_room`. Rate-limited per IP (`rate_limit.queue_join`).")
+            .auth(Auth::User)
+            .path_param("id", id.clone())
+            .ok(201, r("QueuePlace"))
+            .ok(200, r("QueuePlace"))
+            .errors(&[404, 409]),
+        Op::new("patch", "/api/events/{id}/queue", "waiting room")
+            .doc("Pause, resume or cap admission", "The event's host or an admin.")
+            .auth(Auth::Role)
+            .path_param("id", id.clone())
+            .body(json!({ "type": "object", "additionalProperties": false, "properties": {
+                "paused": { "type": "boolean" },
+                "maxAdmitPerSec": { "type": "integer", "minimum": 0, "maximum": 1_000_000, "description": "0 removes the cap" },
+            } }))
+            .ok(200, r("QueueFacts"))
+            .errors(&[404, 409]),
+        Op::new("get", "/api/events/{id}/queue/me", "waiting room")
+            .doc("My place in the waiting room", "Read from the room's store only (never the database). While waiting, `Retry-After` says when to ask again (stretched with the length of the line). Admitted: `admissionToken`. 404 when not in the queue.")
+            .auth(Auth::User)
+            .path_param("id", id.clone())
+            .ok(200, r("QueuePlace"))
+            .errors(&[404, 409]),
+        Op::new("get", "/api/events/{id}/queue/me/stream", "waiting room")
+            .doc("My place, live (Server-Sent Events)", "`event: status` with a QueuePlace as `data` whenever the status, place or people ahead change; comments keep it open; it ends after `admitted` or `expired`.")
+            .auth(Auth::User)
+            .path_param("id", id.clone())
+            .raw("text/event-stream", json!({ "type": "string" }))
+            .errors(&[404, 409]),
         Op::new("get", "/api/events/{id}/waitlist/me", "bookings")
             .doc("My place in the waitlist", "404 when not waiting.")
             .auth(Auth::User)
@@ -845,8 +908,8 @@ pub fn document() -> Value {
         },
         "tags": [
             { "name": "operations" }, { "name": "accounts" }, { "name": "events" },
-            { "name": "bookings" }, { "name": "history" }, { "name": "analytics" },
-            { "name": "admin" },
+            { "name": "bookings" }, { "name": "waiting room" }, { "name": "history" },
+            { "name": "analytics" }, { "name": "admin" },
         ],
         "paths": paths,
         "components": {
