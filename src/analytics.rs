@@ -551,6 +551,12 @@ pub async fn event_stats(
             "price": event.price,
         }),
     );
+    if event.waiting_room {
+        out.insert(
+            "queue".into(),
+            crate::waiting_room::facts(&state, &event).await?,
+        );
+    }
     Ok(response::ok(out, "Event stats"))
 }
 

@@ -346,6 +346,10 @@ fn schemas() -> Value {
     ]);
     let mut stats_props = flows.as_object().cloned().unwrap_or_default();
     stats_props.insert(
+        "queue".into(),
+        json!({ "$ref": "#/components/schemas/QueueFacts", "description": "Events with a waiting room" }),
+    );
+    stats_props.insert(
         "event".into(),
         obj(
             &[

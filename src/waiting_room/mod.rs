@@ -213,6 +213,11 @@ pub async fn check_admission(
     Ok(())
 }
 
+/// The room's public facts and numbers (the host's event stats show them too).
+pub async fn facts(state: &AppState, event: &Event) -> Result<serde_json::Value, ApiError> {
+    routes::room_facts(state, event).await
+}
+
 /// Registers the waiting room's routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(

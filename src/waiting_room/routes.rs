@@ -148,7 +148,7 @@ pub async fn info(state: web::Data<AppState>, path: web::Path<String>) -> ApiRes
     ))
 }
 
-async fn room_facts(state: &AppState, event: &Event) -> ApiResult<Value> {
+pub(super) async fn room_facts(state: &AppState, event: &Event) -> ApiResult<Value> {
     let settings = &state.waiting_room().settings;
     let rooms = state.rooms();
     let now = Utc::now();

@@ -361,6 +361,16 @@ async fn pacing_stops_at_sold_out_tells_the_line_and_resumes_when_seats_return(s
         .unwrap();
     let paused = json_with_status(paused, 200).await;
     assert_eq!(paused["data"]["paused"], true);
+    // The host's event stats show the queue.
+    let stats = json_with_status(
+        app.get_as(&format!("/api/events/{event}/stats"), &host)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(stats["data"]["queue"]["admitted"], 5, "{stats}");
+    assert_eq!(stats["data"]["queue"]["joined"], 10);
+    assert_eq!(stats["data"]["queue"]["paused"], true);
     let guest = app
         .client
         .patch(app.url(&format!("/api/events/{event}/queue")))
