@@ -30,7 +30,7 @@
 )]
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -38,10 +38,15 @@ use std::time::{Duration, Instant};
 use atomicseats::config::Settings;
 use atomicseats::http::auth::TokenKeys;
 use atomicseats::users::domain::Role;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-const SECRET: &str = "benchmark-secret-benchmark-secret-0123";
+mod common;
+
+use common::{
+    SECRET, admin_url, db_url, free_port, peak_rss_mib, percentile, pg, read_response, start,
+    wait_ready,
+};
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -107,140 +112,6 @@ fn args() -> Args {
         i += 2;
     }
     a
-}
-
-fn admin_url() -> String {
-    std::env::var("ATOMICSEATS_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-fn db_url(name: &str) -> String {
-    let mut u = url::Url::parse(&admin_url()).expect("database URL");
-    u.set_path(&format!("/{name}"));
-    u.to_string()
-}
-
-async fn pg(url: &str) -> tokio_postgres::Client {
-    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL");
-    tokio::spawn(conn);
-    c
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // A graceful stop right after the load is part of what is measured (operations #17):
-        // how long SIGTERM takes and whether the exit is clean.
-        let asked = Instant::now();
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let status = self.0.wait();
-        println!(
-            "  server stopped {:.1} s after SIGTERM, {}",
-            asked.elapsed().as_secs_f64(),
-            match status {
-                Ok(s) if s.success() => "exit 0".to_owned(),
-                Ok(s) => format!("NOT CLEAN: {s}"),
-                Err(e) => format!("NOT CLEAN: {e}"),
-            }
-        );
-    }
-}
-
-fn start(bin: &str, config: &str, envs: &[(String, String)]) -> Server {
-    let mut cmd = Command::new(bin);
-    cmd.arg("all")
-        .env("ATOMICSEATS_CONFIG_DIR", config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    Server(cmd.spawn().expect("start atomicseats"))
-}
-
-async fn wait_ready(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)).await {
-            let _ = s
-                .write_all(b"GET /ready HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
-                .await;
-            let mut buf = Vec::new();
-            let _ = s.read_to_end(&mut buf).await;
-            if buf.starts_with(b"HTTP/1.1 200") {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "server did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Reads one HTTP/1.1 response (status and body length from Content-Length) off a keep-alive
-/// connection; returns the status.
-async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<u16> {
-    buf.clear();
-    let mut tmp = [0u8; 4096];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = std::str::from_utf8(&buf[..end]).unwrap_or("");
-            let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().ok())?
-                })
-                .unwrap_or(0);
-            while buf.len() < end + 4 + len {
-                let n = s.read(&mut tmp).await?;
-                if n == 0 {
-                    return Err(std::io::ErrorKind::UnexpectedEof.into());
-                }
-                buf.extend_from_slice(&tmp[..n]);
-            }
-            return Ok(status);
-        }
-        let n = s.read(&mut tmp).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&tmp[..n]);
-    }
-}
-
-/// The server's peak resident memory so far (VmHWM), in MiB.
-fn peak_rss_mib(server: &Server) -> f64 {
-    std::fs::read_to_string(format!("/proc/{}/status", server.0.id()))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
 }
 
 struct RunResult {

@@ -33,6 +33,7 @@ struct Inner {
     rate_limiter: RateLimiter,
     ephemeral: Ephemeral,
     outbox_signal: tokio::sync::Notify,
+    closing: tokio_util::sync::CancellationToken,
     parts: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
     /// What the roles of this process report about themselves (`GET /ready` on the metrics
     /// listener): e.g. the booking partitions a worker owns.
@@ -72,6 +73,7 @@ impl AppState {
                 rate_limiter,
                 ephemeral,
                 outbox_signal: tokio::sync::Notify::new(),
+                closing: tokio_util::sync::CancellationToken::new(),
                 parts: HashMap::new(),
                 reported: std::sync::RwLock::default(),
             },
@@ -109,6 +111,12 @@ impl AppState {
     /// Signalled after commits that wrote outbox rows.
     pub fn outbox_signal(&self) -> &tokio::sync::Notify {
         &self.inner.outbox_signal
+    }
+
+    /// Cancelled when this process's HTTP server begins to stop: long-lived responses (event
+    /// streams) end then, so that they do not hold up the drain of the others.
+    pub fn closing(&self) -> &tokio_util::sync::CancellationToken {
+        &self.inner.closing
     }
 
     /// Short-lived shared facts (revoked tokens, login counters, idempotency claims).

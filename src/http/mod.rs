@@ -116,6 +116,7 @@ fn path_error(err: actix_web::error::PathError, _: &actix_web::HttpRequest) -> a
 pub struct Application {
     port: u16,
     server: Server,
+    closing: CancellationToken,
 }
 
 impl Application {
@@ -133,6 +134,7 @@ impl Application {
         // Install the recorder before the first request is counted.
         let _ = metrics::handle();
 
+        let closing = state.closing().clone();
         let data = web::Data::new(state);
         let body_limit = http.body_limit_bytes;
         let deadlines = guard::Deadlines::from_settings(&http);
@@ -184,7 +186,11 @@ impl Application {
         }
         let server = server.listen(listener)?.run();
         tracing::info!(http.port = port, "HTTP server listening");
-        Ok(Self { port, server })
+        Ok(Self {
+            port,
+            server,
+            closing,
+        })
     }
 
     /// The bound port (useful with port 0).
@@ -204,6 +210,8 @@ impl Application {
             }
             () = shutdown.cancelled() => {
                 tracing::info!("HTTP server draining in-flight requests");
+                // Streams end now (their clients reconnect elsewhere); requests finish.
+                self.closing.cancel();
                 handle.stop(true).await;
                 server.await??;
                 tracing::info!("HTTP server stopped");

@@ -9,14 +9,19 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::state::AppState;
 use crate::waiting_room::Rooms;
 
 /// How often a watched room is read.
 pub const REFRESH: Duration = Duration::from_millis(500);
 
 /// The room's shared numbers at one read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
+    /// The event's on-sale time.
+    pub on_sale_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Whether its waitlist is open.
+    pub waitlist_open: bool,
     /// The frontier.
     pub admitted: u64,
     /// Places taken.
@@ -58,7 +63,7 @@ impl Hub {
 
     /// Follows `event`'s room; the first follower in this process starts its reader, the
     /// last one to leave stops it.
-    pub fn subscribe(&self, event: i64) -> watch::Receiver<Option<Snapshot>> {
+    pub fn subscribe(&self, state: &AppState, event: i64) -> watch::Receiver<Option<Snapshot>> {
         let mut map = lock(&self.watchers);
         if let Some(tx) = map.get(&event) {
             return tx.subscribe();
@@ -66,6 +71,7 @@ impl Hub {
         let (tx, rx) = watch::channel(None);
         map.insert(event, tx.clone());
         let rooms = self.rooms.clone();
+        let state = state.clone();
         let watchers = Arc::clone(&self.watchers);
         tokio::spawn(async move {
             loop {
@@ -78,16 +84,23 @@ impl Hub {
                     }
                 }
                 let now = chrono::Utc::now().timestamp_millis();
-                match rooms.place(event, 0, now - 10_000).await {
-                    Ok(f) => {
+                let read = async {
+                    let e = crate::events::service::lookup(&state, event).await?;
+                    let f = rooms.place(event, 0, now - 10_000, false).await?;
+                    anyhow::Ok((e, f))
+                };
+                match read.await {
+                    Ok((e, f)) => {
                         let snap = Snapshot {
+                            on_sale_at: e.on_sale_at,
+                            waitlist_open: e.waitlist_open,
                             admitted: f.admitted,
                             joined: f.joined,
                             sold_out: f.sold_out,
                             admitted_then: f.admitted_then,
                         };
                         tx.send_if_modified(|old| {
-                            let changed = *old != Some(snap);
+                            let changed = old.as_ref() != Some(&snap);
                             *old = Some(snap);
                             changed
                         });

@@ -24,15 +24,17 @@ use crate::waiting_room::{Settings, domain};
 /// How often the set of open rooms is read again.
 const DISCOVER: Duration = Duration::from_secs(2);
 
-/// Events whose room is open now: waiting room on, on sale, not started or cancelled.
+/// Events whose room is open now or opens before the next look: waiting room on, on sale
+/// (or about to be), not started or cancelled. [`tick`] admits nobody before the on-sale.
 async fn open_rooms(state: &AppState) -> anyhow::Result<Vec<i64>> {
     let mut conn = state.db().get().await?;
     let now = Utc::now();
+    let soon = now + chrono::Duration::from_std(DISCOVER * 2).unwrap_or_default();
     Ok(events::table
         .filter(events::waiting_room)
         .filter(events::status.eq("active"))
         .filter(events::starts_at.gt(now))
-        .filter(events::on_sale_at.is_null().or(events::on_sale_at.le(now)))
+        .filter(events::on_sale_at.is_null().or(events::on_sale_at.le(soon)))
         .select(events::id)
         .load(&mut conn)
         .await?)
@@ -52,6 +54,9 @@ pub async fn tick(state: &AppState, settings: &Settings, event_id: i64) -> anyho
     let Some(event) = seats_of(state, event_id).await? else {
         return Ok(());
     };
+    if event.on_sale_at.is_some_and(|t| Utc::now() < t) {
+        return Ok(());
+    }
     let rooms = state.rooms();
     let now = Utc::now().timestamp_millis();
     let summary = rooms

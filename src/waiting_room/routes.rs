@@ -128,12 +128,11 @@ fn with_retry(mut resp: HttpResponse, retry: Option<u64>) -> HttpResponse {
     resp
 }
 
-async fn found_now(state: &AppState, event: i64, user: i64) -> ApiResult<Found> {
-    let now = Utc::now().timestamp_millis();
-    Ok(state
-        .rooms()
-        .place(event, user, now - RATE_WINDOW_MS)
-        .await?)
+async fn found_now(state: &AppState, event: &Event, user: i64) -> ApiResult<Found> {
+    let now = Utc::now();
+    let drawn = event.on_sale_at.is_none_or(|t| t <= now);
+    let since = now.timestamp_millis() - RATE_WINDOW_MS;
+    Ok(state.rooms().place(event.id, user, since, drawn).await?)
 }
 
 /// `GET /api/events/{id}/queue`: the room's public facts — the seed's hash from the start,
@@ -209,7 +208,7 @@ pub async fn join(
     if new {
         metrics::counter!("waiting_room_joins_total").increment(1);
     }
-    let found = found_now(&state, id, caller.id).await?;
+    let found = found_now(&state, &event, caller.id).await?;
     let (body, retry) = standing_json(&state, settings, &event, caller.id, &found, now)?;
     let (status, message) = if new {
         (StatusCode::CREATED, "You are in the queue")
@@ -228,7 +227,7 @@ pub async fn me(
 ) -> ApiResult<HttpResponse> {
     let id = event_id(&path)?;
     let event = room_event(&state, id).await?;
-    let found = found_now(&state, id, caller.id).await?;
+    let found = found_now(&state, &event, caller.id).await?;
     let settings = &state.waiting_room().settings;
     let (body, retry) = standing_json(&state, settings, &event, caller.id, &found, Utc::now())?;
     let mut resp = with_retry(response::ok(body, "Your place"), retry);
@@ -303,14 +302,16 @@ pub async fn stream(
 ) -> ApiResult<HttpResponse> {
     let id = event_id(&path)?;
     let event = room_event(&state, id).await?;
-    let mut found = found_now(&state, id, caller.id).await?;
+    let mut found = found_now(&state, &event, caller.id).await?;
     let settings = state.waiting_room().settings.clone();
     // Fails here (404) when the caller has not joined.
     let (first, _) = standing_json(&state, &settings, &event, caller.id, &found, Utc::now())?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-    let mut snapshots = state.waiting_room().hub.subscribe(id);
+    let mut snapshots = state.waiting_room().hub.subscribe(&state, id);
     let state = state.into_inner();
     metrics::gauge!("waiting_room_streams").increment(1.0);
+    let mut event = event;
+    let closing = state.closing().clone();
     tokio::spawn(async move {
         let user = caller.id;
         let mut last = first.clone();
@@ -328,16 +329,24 @@ pub async fn stream(
                     continue;
                 }
                 () = tx.closed() => break,
+                () = closing.cancelled() => {
+                    // The server is stopping: reconnect in a second (to another node).
+                    let _ = tx.send(Bytes::from_static(b"retry: 1000\n\n")).await;
+                    break;
+                }
             }
-            let Some(snap) = *snapshots.borrow_and_update() else {
+            let Some(snap) = snapshots.borrow_and_update().clone() else {
                 continue;
             };
+            // The event as this process last saw it (a host may move the on-sale).
+            event.on_sale_at = snap.on_sale_at;
+            event.waitlist_open = snap.waitlist_open;
             let now = Utc::now();
             let on_sale = event.on_sale_at.is_none_or(|t| t <= now);
             let passed = found.place.is_some_and(|p| p.rank < snap.admitted);
             // My own place is read again only when the draw fixes it or the frontier passes me.
             if (on_sale && !ranked) || passed {
-                match found_now(&state, id, user).await {
+                match found_now(&state, &event, user).await {
                     Ok(f) => found = f,
                     Err(_) => continue,
                 }

@@ -374,7 +374,15 @@ impl Rooms {
     }
 
     /// `user`'s place and the room's frontier now and at `rate_ms` (for the admission rate).
-    pub async fn place(&self, event: i64, user: i64, rate_ms: i64) -> anyhow::Result<Found> {
+    /// Until the draw (`drawn` false: before on-sale) a pre-sale ticket's rank is not final;
+    /// in this process it is not computed then (0), so that joins do not sort the line.
+    pub async fn place(
+        &self,
+        event: i64,
+        user: i64,
+        rate_ms: i64,
+        drawn: bool,
+    ) -> anyhow::Result<Found> {
         match &*self.backend {
             Backend::Memory(m) => {
                 let seed = self.seed(event).await?;
@@ -390,7 +398,11 @@ impl Rooms {
                 let Some((ticket, joined_ms)) = room.users.get(&user).copied() else {
                     return Ok(found);
                 };
-                let Some(rank) = room.rank(&seed, ticket) else {
+                let rank = match ticket {
+                    Ticket::PreSale(_) if !drawn => Some(0),
+                    _ => room.rank(&seed, ticket),
+                };
+                let Some(rank) = rank else {
                     return Ok(found);
                 };
                 let admitted_ms = (rank < room.admitted).then(|| {

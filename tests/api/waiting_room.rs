@@ -477,7 +477,11 @@ async fn places_survive_a_restart_in_redis() {
         .map(|r| r.get(0))
         .collect();
     for (user, ticket) in users.iter().zip(&places) {
-        let found = restarted.rooms().place(event, *user, now).await.unwrap();
+        let found = restarted
+            .rooms()
+            .place(event, *user, now, false)
+            .await
+            .unwrap();
         assert_eq!(found.place.unwrap().ticket.label(), *ticket);
     }
     assert_eq!(

@@ -1,0 +1,223 @@
+//! What the benchmarks share: the database, the server process, a minimal HTTP/1.1 client
+//! over keep-alive connections, and the box's own figures.
+
+#![allow(dead_code, reason = "each benchmark uses part of it")]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The token secret every benchmark server runs with (tokens are minted by the benchmark).
+pub const SECRET: &str = "benchmark-secret-benchmark-secret-0123";
+
+pub fn admin_url() -> String {
+    std::env::var("ATOMICSEATS_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+pub fn db_url(name: &str) -> String {
+    let mut u = url::Url::parse(&admin_url()).expect("database URL");
+    u.set_path(&format!("/{name}"));
+    u.to_string()
+}
+
+pub async fn pg(url: &str) -> tokio_postgres::Client {
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL");
+    tokio::spawn(conn);
+    c
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A server process, stopped with SIGTERM (and timed) when dropped.
+pub struct Server(pub Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // A graceful stop right after the load is part of what is measured (operations #17):
+        // how long SIGTERM takes and whether the exit is clean.
+        let asked = Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let status = self.0.wait();
+        println!(
+            "  server stopped {:.1} s after SIGTERM, {}",
+            asked.elapsed().as_secs_f64(),
+            match status {
+                Ok(s) if s.success() => "exit 0".to_owned(),
+                Ok(s) => format!("NOT CLEAN: {s}"),
+                Err(e) => format!("NOT CLEAN: {e}"),
+            }
+        );
+    }
+}
+
+/// Starts `bin all` with `config` and `envs`.
+pub fn start(bin: &str, config: &str, envs: &[(String, String)]) -> Server {
+    start_role(bin, "all", config, envs)
+}
+
+/// Starts `bin <role>` with `config` and `envs`.
+pub fn start_role(bin: &str, role: &str, config: &str, envs: &[(String, String)]) -> Server {
+    let mut cmd = Command::new(bin);
+    cmd.arg(role)
+        .env("ATOMICSEATS_CONFIG_DIR", config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    Server(cmd.spawn().expect("start atomicseats"))
+}
+
+/// Waits until `GET /ready` answers 200.
+pub async fn wait_ready(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)).await {
+            let _ = s
+                .write_all(b"GET /ready HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+                .await;
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf).await;
+            if buf.starts_with(b"HTTP/1.1 200") {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "server did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Reads one HTTP/1.1 response (status and body length from Content-Length) off a keep-alive
+/// connection; returns the status.
+pub async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<u16> {
+    buf.clear();
+    let mut tmp = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..end]).unwrap_or("");
+            let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            while buf.len() < end + 4 + len {
+                let n = s.read(&mut tmp).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                buf.extend_from_slice(&tmp[..n]);
+            }
+            return Ok(status);
+        }
+        let n = s.read(&mut tmp).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    }
+}
+
+/// The server's peak resident memory so far (VmHWM), in MiB.
+pub fn peak_rss_mib(server: &Server) -> f64 {
+    std::fs::read_to_string(format!("/proc/{}/status", server.0.id()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The `p` quantile of sorted latencies.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// The body of the response [`read_response`] left in `buf`.
+pub fn body_of(buf: &[u8]) -> &[u8] {
+    buf.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(&[][..], |end| &buf[end + 4..])
+}
+
+/// A header of the response [`read_response`] left in `buf`.
+pub fn header_of<'a>(buf: &'a [u8], name: &str) -> Option<&'a str> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    std::str::from_utf8(&buf[..end])
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+}
+
+/// CPU seconds (user + system) process `pid` has used so far.
+pub fn cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let Some(close) = stat.rfind(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+    let ut: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let st: u64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    (ut + st) as f64 / 100.0
+}
+
+/// Resident memory of process `pid` now (VmRSS), in MiB.
+pub fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The box: cores, CPU model, open-file limit.
+pub fn describe_box() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cores = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map_or("?", |m| m.trim_start_matches([' ', '\t', ':']));
+    let nofile = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .map(|l| l.split_whitespace().nth(3).unwrap_or("?").to_owned())
+        })
+        .unwrap_or_else(|| "?".to_owned());
+    format!("{cores} cores ({model}), open files per process ≤ {nofile}")
+}
