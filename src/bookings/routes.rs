@@ -217,7 +217,7 @@ pub async fn book(
     span.record("event.id", event_id);
     let event = crate::events::service::lookup(&state, event_id).await?;
     // An event sold through its waiting room takes bookings only from admitted buyers.
-    crate::waiting_room::check_admission(&state, &event, caller.id, &req).await?;
+    let admitted = crate::waiting_room::check_admission(&state, &event, caller.id, &req)?;
     let allow_partial = body.allow_partial.unwrap_or(false);
     let join_waitlist = body.join_waitlist.unwrap_or(true);
     let now = Utc::now();
@@ -288,9 +288,15 @@ pub async fn book(
                 ));
             }
         };
+        if let Some(a) = admitted {
+            a.record_use(&state).await;
+        }
         return answer(&request, &outcome, wait.is_some());
     }
-    // Kafka: durable once the broker acknowledged it (acks=all).
+    // Kafka: durable once the broker acknowledged it (acks=all); decided later.
+    if let Some(a) = admitted {
+        a.record_use(&state).await;
+    }
     if let Some(wait) = wait
         && let Some(o) =
             crate::bookings::outcomes::wait_for(&state, request.request_id, wait).await?

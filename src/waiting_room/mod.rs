@@ -161,17 +161,48 @@ fn denied(code: &'static str, message: &str) -> ApiError {
     }
 }
 
-/// The accept path's gate: `Ok` when `event` has no waiting room or `req` carries a valid
-/// admission token of `user` for it; else 403 `admission_required`, `admission_invalid`,
-/// `admission_not_yours` or `admission_expired`. No I/O but recording the first use.
-pub async fn check_admission(
+/// An admission that let a booking through ([`check_admission`]); [`Admitted::record_use`]
+/// tells the pacer once the booking is decided.
+#[derive(Debug, Clone, Copy)]
+pub struct Admitted {
+    event: i64,
+    user: i64,
+    claims: Admission,
+}
+
+impl Admitted {
+    /// Records that the admitted buyer booked, so that the pacer stops counting them as still
+    /// to buy. Called after the decision (in-process) so that the seats they took are already
+    /// in the writer's published count, or at the accept (Kafka). Failures only cost the pacer
+    /// a count.
+    pub async fn record_use(self, state: &AppState) {
+        match state
+            .rooms()
+            .mark_used(self.event, self.user, self.claims.rank)
+            .await
+        {
+            Ok(true) => {
+                metrics::counter!("waiting_room_tokens_used_total").increment(1);
+                let waited = (self.claims.ams - self.claims.jms).max(0) as f64 / 1000.0;
+                metrics::histogram!("waiting_room_wait_seconds").record(waited);
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "waiting room: cannot record an admission's use"),
+        }
+    }
+}
+
+/// The accept path's gate: `Ok(None)` when `event` has no waiting room, `Ok(Some(_))` when
+/// `req` carries a valid admission token of `user` for it; else 403 `admission_required`,
+/// `admission_invalid`, `admission_not_yours` or `admission_expired`. No I/O.
+pub fn check_admission(
     state: &AppState,
     event: &Event,
     user: i64,
     req: &HttpRequest,
-) -> Result<(), ApiError> {
+) -> Result<Option<Admitted>, ApiError> {
     if !event.waiting_room {
-        return Ok(());
+        return Ok(None);
     }
     let Some(raw) = req.headers().get(TOKEN_HEADER) else {
         return Err(denied(
@@ -200,17 +231,11 @@ pub async fn check_admission(
             "your admission has expired: join the queue again",
         ));
     }
-    match state.rooms().mark_used(event.id, user, claims.rank).await {
-        Ok(true) => {
-            metrics::counter!("waiting_room_tokens_used_total").increment(1);
-            let waited = (claims.ams - claims.jms).max(0) as f64 / 1000.0;
-            metrics::histogram!("waiting_room_wait_seconds").record(waited);
-        }
-        Ok(false) => {}
-        // The token is good: the booking goes on; only the pacer's count misses it.
-        Err(e) => tracing::warn!(error = %e, "waiting room: cannot record an admission's use"),
-    }
-    Ok(())
+    Ok(Some(Admitted {
+        event: event.id,
+        user,
+        claims,
+    }))
 }
 
 /// The room's public facts and numbers (the host's event stats show them too).

@@ -535,3 +535,37 @@ async fn joining_errors_are_clear() {
     let bad = json_with_status(bad, 400).await;
     assert_eq!(bad["errors"][0]["field"], "maxAdmitPerSec");
 }
+
+/// A stream does not hold up a graceful stop: it ends with a reconnect hint at once.
+#[tokio::test]
+async fn streams_end_when_the_server_stops() {
+    use futures_util::StreamExt;
+
+    let mut app = app_with(Shape::Memory, &[]).await;
+    let host = app.user_unlimited(Role::Host).await;
+    let event = room_event(&app, &host, 10, Some(Duration::from_secs(600))).await;
+    let buyer = app.user_unlimited(Role::Guest).await;
+    json_with_status(join(&app, &buyer, event).await, 201).await;
+    let resp = app
+        .get_as(&format!("/api/events/{event}/queue/me/stream"), &buyer)
+        .await;
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("\"waiting\""));
+    let asked = tokio::time::Instant::now();
+    let (stopped, rest) = tokio::join!(app.stop(), async {
+        let mut rest = String::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            rest.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        rest
+    });
+    stopped.unwrap();
+    assert!(rest.contains("retry: 1000"), "{rest}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "the stop waited {:?} (shutdown_timeout is 5 s in test)",
+        asked.elapsed()
+    );
+}
