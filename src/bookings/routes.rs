@@ -293,14 +293,16 @@ pub async fn book(
         }
         return answer(&request, &outcome, wait.is_some());
     }
-    // Kafka: durable once the broker acknowledged it (acks=all); decided later.
+    // Kafka: durable once the broker acknowledged it (acks=all); decided later. The
+    // admission's use is recorded after the decision when the client waits for it, else now.
+    let decided = match wait {
+        Some(wait) => crate::bookings::outcomes::wait_for(&state, request.request_id, wait).await?,
+        None => None,
+    };
     if let Some(a) = admitted {
         a.record_use(&state).await;
     }
-    if let Some(wait) = wait
-        && let Some(o) =
-            crate::bookings::outcomes::wait_for(&state, request.request_id, wait).await?
-    {
+    if let Some(o) = decided {
         return answer(&request, &o, true);
     }
     Ok(pending_response(

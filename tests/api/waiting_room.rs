@@ -569,3 +569,59 @@ async fn streams_end_when_the_server_stops() {
         asked.elapsed()
     );
 }
+
+/// Joins are limited per client IP (`rate_limit.queue_join`), whatever the account: one
+/// machine cannot take many places with many accounts.
+#[tokio::test]
+async fn joins_are_rate_limited_per_ip() {
+    let app = app_with(
+        Shape::Memory,
+        &[
+            ("ATOMICSEATS__RATE_LIMIT__ENABLED", "true"),
+            ("ATOMICSEATS__RATE_LIMIT__QUEUE_JOIN", "2"),
+            ("ATOMICSEATS__RATE_LIMIT__WRITE", "100"),
+            ("ATOMICSEATS__RATE_LIMIT__READ", "100"),
+        ],
+    )
+    .await;
+    let host = app.user_unlimited(Role::Host).await;
+    let event = room_event(&app, &host, 10, None).await;
+    for _ in 0..2 {
+        let token = app.user_unlimited(Role::Guest).await;
+        json_with_status(join(&app, &token, event).await, 201).await;
+    }
+    let third = app.user_unlimited(Role::Guest).await;
+    let resp = join(&app, &third, event).await;
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+}
+
+/// The room in front of the Kafka transport: the token is checked on the accept path, the
+/// pacer reads the seats from PostgreSQL (no shared cache without Redis), the writer decides.
+#[tokio::test]
+async fn a_room_sells_on_the_kafka_transport() {
+    let app = crate::bookings::kafka_builder()
+        .env("ATOMICSEATS__WAITING_ROOM__TICK_MS", "50")
+        .env("ATOMICSEATS__WAITING_ROOM__SEATS_PER_BUYER", "1")
+        .env("ATOMICSEATS__WAITING_ROOM__OVERADMIT", "1")
+        .spawn()
+        .await;
+    start_pacer(&app);
+    let host = app.user_unlimited(Role::Host).await;
+    let event = room_event(&app, &host, 1, None).await;
+    let first = app.user_unlimited(Role::Guest).await;
+    let second = app.user_unlimited(Role::Guest).await;
+    json_with_status(join(&app, &first, event).await, 201).await;
+    json_with_status(join(&app, &second, event).await, 201).await;
+    let admitted = until_status(&app, &first, event, "admitted", Duration::from_secs(10)).await;
+    let token = admitted["data"]["admissionToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(me(&app, &second, event).await["data"]["status"], "waiting");
+    let body = json_with_status(book_with(&app, &second, event, Some(&token)).await, 403).await;
+    assert_eq!(body["code"], "admission_not_yours");
+    json_with_status(book_with(&app, &first, event, Some(&token)).await, 201).await;
+    until_status(&app, &second, event, "sold_out", Duration::from_secs(5)).await;
+    assert_seat_invariants(&app).await;
+}
