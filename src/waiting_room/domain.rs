@@ -32,10 +32,13 @@ pub fn seed_hash(seed: &str) -> String {
 }
 
 /// The draw of pre-sale ticket `ticket` (1, 2, …): the first 6 bytes of
-/// SHA-256(`seed` ":" `ticket`) as a big-endian integer. Pre-sale joiners are admitted in
-/// ascending draw, ties by ticket — anyone can recompute it once the seed is revealed.
+/// SHA-1(`seed` ":" `ticket`) as a big-endian integer. Pre-sale joiners are admitted in
+/// ascending draw, ties by ticket — anyone can recompute it once the seed is revealed. SHA-1
+/// because Redis computes it inside the join script (`redis.sha1hex`); what the draw needs is
+/// that nobody can predict it without the seed, which SHA-1 gives (its known weakness is
+/// collisions, which do not help here); the seed's commitment is SHA-256.
 pub fn draw(seed: &str, ticket: u64) -> u64 {
-    let d = Sha256::digest(format!("{seed}:{ticket}").as_bytes());
+    let d = sha1::Sha1::digest(format!("{seed}:{ticket}").as_bytes());
     d[..6]
         .iter()
         .fold(0u64, |acc, b| (acc << 8) | u64::from(*b))

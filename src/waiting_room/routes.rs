@@ -171,7 +171,7 @@ pub(super) async fn room_facts(state: &AppState, event: &Event) -> ApiResult<Val
         "soldOut": s.sold_out,
         "paused": s.paused,
         "maxAdmitPerSec": (s.cap > 0).then_some(s.cap),
-        "drawRule": "pre-sale tickets pre-1..pre-N are admitted in ascending order of the first 6 bytes of SHA-256(seed + \":\" + n) read as a big-endian integer, ties by n; seedHash = SHA-256(seed); later joiners follow in arrival order",
+        "drawRule": "pre-sale tickets pre-1..pre-N are admitted in ascending order of the first 6 bytes of SHA-1(seed + \":\" + n) read as a big-endian integer, ties by n; seedHash = SHA-256(seed); later joiners follow in arrival order",
     }))
 }
 
@@ -201,14 +201,14 @@ pub async fn join(
         });
     }
     let presale = event.on_sale_at.is_some_and(|t| now < t);
-    let (_, _, new) = state
+    let now_ms = now.timestamp_millis();
+    let (found, new) = state
         .rooms()
-        .join(id, caller.id, presale, now.timestamp_millis())
+        .join(id, caller.id, presale, now_ms, now_ms - RATE_WINDOW_MS)
         .await?;
     if new {
         metrics::counter!("waiting_room_joins_total").increment(1);
     }
-    let found = found_now(&state, &event, caller.id).await?;
     let (body, retry) = standing_json(&state, settings, &event, caller.id, &found, now)?;
     let (status, message) = if new {
         (StatusCode::CREATED, "You are in the queue")

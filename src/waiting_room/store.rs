@@ -18,17 +18,44 @@ use crate::waiting_room::domain::{self, Place, Ticket};
 /// How long a room outlives its last change.
 const KEEP_MS: u64 = 3 * 24 * 3600 * 1000;
 
-/// Ticket for `user`: the existing one, or the next of its line. KEYS: meta, users.
-/// ARGV: user, line (`p`/`q`), now ms, keep ms. Returns "member|joined_ms|new(0/1)".
-const TICKET_LUA: &str = r"
-local have = redis.call('HGET', KEYS[2], ARGV[1])
-if have then return have .. '|0' end
-local n = redis.call('HINCRBY', KEYS[1], ARGV[2] .. '_next', 1)
-local v = string.format('%s%012d|%s', ARGV[2], n, ARGV[3])
-redis.call('HSET', KEYS[2], ARGV[1], v)
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-return v .. '|1'
+/// Joins `user`, or finds the place they hold, and reads it like [`PLACE_LUA`] — one round
+/// trip. A new ticket is the next of its line (`p` pre-sale, `q` arrival); its score is the
+/// draw (SHA-1 of `seed:n`, first 48 bits; [`domain::draw`]) or 2^48 + n. KEYS: meta, users,
+/// order, steps, steps_t. ARGV: user, line, now ms, keep ms, rate cutoff ms. Returns PLACE's
+/// answer plus 1 when the place is new.
+const JOIN_LUA: &str = r"
+local v = redis.call('HGET', KEYS[2], ARGV[1])
+local new = 0
+if not v then
+  local seed = redis.call('HGET', KEYS[1], 'seed')
+  if not seed then return redis.error_reply('no seed') end
+  local n = redis.call('HINCRBY', KEYS[1], ARGV[2] .. '_next', 1)
+  local member = string.format('%s%012d', ARGV[2], n)
+  local score
+  if ARGV[2] == 'p' then
+    score = tonumber(string.sub(redis.sha1hex(seed .. ':' .. n), 1, 12), 16)
+  else
+    score = 281474976710656 + n
+  end
+  redis.call('ZADD', KEYS[3], score, member)
+  v = member .. '|' .. ARGV[3]
+  redis.call('HSET', KEYS[2], ARGV[1], v)
+  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
+  new = 1
+end
+local admitted = tonumber(redis.call('HGET', KEYS[1], 'admitted') or '0')
+local sold = tonumber(redis.call('HGET', KEYS[1], 'sold_out') or '0')
+local member = string.sub(v, 1, string.find(v, '|', 1, true) - 1)
+local rank = redis.call('ZRANK', KEYS[3], member) or -1
+local t = redis.call('ZREVRANGEBYSCORE', KEYS[5], ARGV[5], '-inf', 'LIMIT', 0, 1)
+local before = 0
+if t[1] then before = tonumber(t[1]) end
+local at = -1
+if rank >= 0 and rank < admitted then
+  local s = redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. rank, '+inf', 'LIMIT', 0, 1)
+  if s[1] then at = tonumber(string.sub(s[1], 1, string.find(s[1], ':', 1, true) - 1)) end
+end
+return {v, rank, admitted, sold, redis.call('ZCARD', KEYS[3]), at, before, new}
 ";
 
 /// A buyer's place and the room's frontier. KEYS: meta, users, order, steps, steps_t. ARGV:
@@ -204,7 +231,7 @@ enum Backend {
     Redis {
         conn: redis::aio::ConnectionManager,
         prefix: String,
-        ticket: Script,
+        join: Script,
         place: Script,
         summary: Script,
         advance: Script,
@@ -234,6 +261,34 @@ fn non_neg(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// [`Found`] from the numbers the place and join scripts return.
+fn found_of(
+    v: Option<String>,
+    rank: i64,
+    admitted: i64,
+    sold: i64,
+    joined: i64,
+    at: i64,
+    then: i64,
+) -> Found {
+    let place = match (v.as_deref().and_then(parse_ticket), rank) {
+        (Some((ticket, joined_ms)), r) if r >= 0 => Some(Place {
+            ticket,
+            joined_ms,
+            rank: non_neg(r),
+            admitted_ms: (at >= 0).then_some(at),
+        }),
+        _ => None,
+    };
+    Found {
+        place,
+        admitted: non_neg(admitted),
+        joined: non_neg(joined),
+        sold_out: sold == 1,
+        admitted_then: non_neg(then),
+    }
+}
+
 impl Rooms {
     /// In this process only (single node; places do not survive a restart).
     pub fn memory() -> Self {
@@ -249,7 +304,7 @@ impl Rooms {
             backend: Arc::new(Backend::Redis {
                 conn,
                 prefix: format!("{prefix}:room:"),
-                ticket: Script::new(TICKET_LUA),
+                join: Script::new(JOIN_LUA),
                 place: Script::new(PLACE_LUA),
                 summary: Script::new(SUMMARY_LUA),
                 advance: Script::new(ADVANCE_LUA),
@@ -303,72 +358,65 @@ impl Rooms {
         Ok(seed)
     }
 
-    /// `user`'s ticket: the one they hold, or a new one in the pre-sale draw (`presale`) or
-    /// at the back of the line. Returns the ticket, when they joined and whether it is new.
+    /// Joins `user` — a new ticket in the pre-sale draw (`presale`) or at the back of the
+    /// line, or the place they hold — and reads it as [`Self::place`] does. Returns the place
+    /// and whether it is new.
     pub async fn join(
         &self,
         event: i64,
         user: i64,
         presale: bool,
         now_ms: i64,
-    ) -> anyhow::Result<(Ticket, i64, bool)> {
+        rate_ms: i64,
+    ) -> anyhow::Result<(Found, bool)> {
         let seed = self.seed(event).await?;
         match &*self.backend {
             Backend::Memory(m) => {
-                let mut rooms = lock(m);
-                let room = rooms.entry(event).or_default();
-                if let Some((t, at)) = room.users.get(&user) {
-                    return Ok((*t, *at, false));
-                }
-                let ticket = if presale {
-                    let n = room.presale.len() as u64 + 1;
-                    let t = Ticket::PreSale(n);
-                    room.presale.push((domain::score(&seed, t), n));
-                    room.sorted = false;
-                    t
-                } else {
-                    room.arrivals += 1;
-                    Ticket::Arrival(room.arrivals)
+                let new = {
+                    let mut rooms = lock(m);
+                    let room = rooms.entry(event).or_default();
+                    if room.users.contains_key(&user) {
+                        false
+                    } else {
+                        let ticket = if presale {
+                            let n = room.presale.len() as u64 + 1;
+                            let t = Ticket::PreSale(n);
+                            room.presale.push((domain::score(&seed, t), n));
+                            room.sorted = false;
+                            t
+                        } else {
+                            room.arrivals += 1;
+                            Ticket::Arrival(room.arrivals)
+                        };
+                        room.users.insert(user, (ticket, now_ms));
+                        true
+                    }
                 };
-                room.users.insert(user, (ticket, now_ms));
-                Ok((ticket, now_ms, true))
+                Ok((self.place(event, user, rate_ms, !presale).await?, new))
             }
             Backend::Redis {
-                conn,
-                prefix,
-                ticket,
-                ..
+                conn, prefix, join, ..
             } => {
                 let mut conn = conn.clone();
-                let got: String = ticket
+                type Row = (Option<String>, i64, i64, i64, i64, i64, i64, i64);
+                let row: Row = join
                     .key(Self::key(prefix, event, "meta"))
                     .key(Self::key(prefix, event, "users"))
+                    .key(Self::key(prefix, event, "order"))
+                    .key(Self::key(prefix, event, "steps"))
+                    .key(Self::key(prefix, event, "steps_t"))
                     .arg(user)
                     .arg(if presale { "p" } else { "q" })
                     .arg(now_ms)
                     .arg(KEEP_MS)
+                    .arg(rate_ms)
                     .invoke_async(&mut conn)
                     .await?;
-                let (t, at) = parse_ticket(&got)
-                    .ok_or_else(|| anyhow::anyhow!("unreadable waiting-room ticket `{got}`"))?;
-                let new = got.ends_with("|1");
-                // Always (idempotent): a join cut short between the two steps is completed by
-                // the next one.
-                let order = Self::key(prefix, event, "order");
-                redis::pipe()
-                    .cmd("ZADD")
-                    .arg(&order)
-                    .arg("NX")
-                    .arg(domain::score(&seed, t))
-                    .arg(t.member())
-                    .ignore()
-                    .cmd("PEXPIRE")
-                    .arg(&order)
-                    .arg(KEEP_MS)
-                    .ignore()
-                    .query_async::<()>(&mut conn)
-                    .await?;
-                Ok((t, at, new))
+                let new = row.7 == 1;
+                Ok((
+                    found_of(row.0, row.1, row.2, row.3, row.4, row.5, row.6),
+                    new,
+                ))
             }
         }
     }
@@ -435,22 +483,7 @@ impl Rooms {
                     .arg(rate_ms)
                     .invoke_async(&mut conn)
                     .await?;
-                let place = match (v.as_deref().and_then(parse_ticket), rank) {
-                    (Some((ticket, joined_ms)), r) if r >= 0 => Some(Place {
-                        ticket,
-                        joined_ms,
-                        rank: non_neg(r),
-                        admitted_ms: (at >= 0).then_some(at),
-                    }),
-                    _ => None,
-                };
-                Ok(Found {
-                    place,
-                    admitted: non_neg(admitted),
-                    joined: non_neg(joined),
-                    sold_out: sold == 1,
-                    admitted_then: non_neg(then),
-                })
+                Ok(found_of(v, rank, admitted, sold, joined, at, then))
             }
         }
     }

@@ -153,12 +153,12 @@ fn sha256_hex(s: &str) -> String {
 }
 
 /// The order a verifier computes from the public facts, independently of the server's code:
-/// pre-sale tickets by the first 6 bytes of SHA-256(seed ":" n), ties by n.
+/// pre-sale tickets by the first 6 bytes of SHA-1(seed ":" n), ties by n.
 fn verifier_order(seed: &str, n: u64) -> Vec<u64> {
     let mut keyed: Vec<(Vec<u8>, u64)> = (1..=n)
         .map(|i| {
             (
-                Sha256::digest(format!("{seed}:{i}").as_bytes())[..6].to_vec(),
+                sha1::Sha1::digest(format!("{seed}:{i}").as_bytes())[..6].to_vec(),
                 i,
             )
         })
