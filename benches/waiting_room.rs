@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo bench --bench waiting_room -- [--buyers 200000] [--streams 18000] [--capacity 10000]
-//!     [--seats 2] [--redis] [--sale-secs 150]
+//!     [--seats 2] [--redis] [--sale-secs 150] [--nodes 1]
 //! ```
 //!
 //! 1. **Join**: every buyer joins the room of one event before its on-sale, over 512
@@ -11,8 +11,9 @@
 //!    the memory the waiting buyers take (the server's RSS, or Redis's `used_memory` with
 //!    `--redis`).
 //! 2. **Stream**: `--streams` buyers follow their place over Server-Sent Events (held by child
-//!    processes of at most 15,000 connections each: one process may open 20,000 files here);
-//!    server CPU per 1,000 streaming buyers over 10 s.
+//!    processes of at most 15,000 connections each: one process may open 20,000 files here,
+//!    the server included, so more than ~19,900 streams need `--nodes N` API processes, which
+//!    share the rooms in Redis); server CPU per 1,000 streaming buyers over 10 s.
 //! 3. **Poll**: the others poll `GET …/queue/me` at the `Retry-After` the server sets; server
 //!    CPU per 1,000 polling buyers over 10 s, polls/s against `poll_budget_per_sec`, p99.
 //! 4. **Sale**: on-sale; admitted buyers book with their admission token (streams at once,
@@ -59,6 +60,8 @@ struct Args {
     seats: i32,
     redis: bool,
     sale_secs: u64,
+    /// API processes the streams are spread over (more than one needs `--redis`).
+    nodes: usize,
 }
 
 fn args() -> Args {
@@ -69,6 +72,7 @@ fn args() -> Args {
         seats: 2,
         redis: false,
         sale_secs: 150,
+        nodes: 1,
     };
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -80,6 +84,7 @@ fn args() -> Args {
             "--capacity" => a.capacity = v.parse().expect("--capacity N"),
             "--seats" => a.seats = v.parse().expect("--seats N"),
             "--sale-secs" => a.sale_secs = v.parse().expect("--sale-secs N"),
+            "--nodes" => a.nodes = v.parse().expect("--nodes N"),
             "--redis" => {
                 a.redis = true;
                 i += 1;
@@ -301,10 +306,10 @@ async fn stream_child() {
 }
 
 /// Server CPU seconds over `window`.
-async fn cpu_over(pid: u32, window: Duration) -> f64 {
-    let before = cpu_secs(pid);
+async fn cpu_over(pids: &[u32], window: Duration) -> f64 {
+    let before: f64 = pids.iter().map(|p| cpu_secs(*p)).sum();
     tokio::time::sleep(window).await;
-    cpu_secs(pid) - before
+    pids.iter().map(|p| cpu_secs(*p)).sum::<f64>() - before
 }
 
 /// The sum of the samples of `/metrics` lines that `pick` accepts.
@@ -561,6 +566,22 @@ async fn run(a: Args) {
     let server = start(bin, config, &envs);
     let pid = server.0.id();
     wait_ready(port).await;
+    // More API nodes (scale-out: the rooms in Redis), for the streams only.
+    assert!(a.nodes == 1 || a.redis, "--nodes needs --redis");
+    let mut ports = vec![port];
+    let mut nodes = Vec::new();
+    for _ in 1..a.nodes {
+        let p = free_port();
+        let mut e = envs.clone();
+        e.retain(|(k, _)| k != "PORT");
+        e.push(("PORT".into(), p.to_string()));
+        nodes.push(common::start_role(bin, "serve", config, &e));
+        wait_ready(p).await;
+        ports.push(p);
+    }
+    let pids: Vec<u32> = std::iter::once(pid)
+        .chain(nodes.iter().map(|n| n.0.id()))
+        .collect();
 
     let keys = keys();
     let tokens: Arc<Vec<String>> = Arc::new(
@@ -645,10 +666,15 @@ async fn run(a: Args) {
     let deadline = epoch_ms() + 60_000 + (a.sale_secs as i64) * 1000 + 60_000;
     let me = std::env::current_exe().unwrap();
     let mut children = Vec::new();
-    for (k, chunk) in users[..streams].chunks(STREAMS_PER_CHILD).enumerate() {
+    let per_node = streams.div_ceil(ports.len()).max(1);
+    let groups = users[..streams]
+        .chunks(per_node)
+        .zip(&ports)
+        .flat_map(|(node, p)| node.chunks(STREAMS_PER_CHILD).map(move |c| (c, *p)));
+    for (k, (chunk, node_port)) in groups.enumerate() {
         let mut child = Command::new(&me)
             .arg("--stream-child")
-            .env("BENCH_PORT", port.to_string())
+            .env("BENCH_PORT", node_port.to_string())
             .env("BENCH_EVENT", event.to_string())
             .env("BENCH_SEATS", a.seats.to_string())
             .env("BENCH_SOURCE", (k + 2).to_string())
@@ -664,24 +690,32 @@ async fn run(a: Args) {
         drop(stdin);
         children.push(child);
     }
-    let rss_before_streams = rss_mib(pid);
+    let rss_of = |pids: &[u32]| pids.iter().map(|p| rss_mib(*p)).sum::<f64>();
+    let rss_before_streams = rss_of(&pids);
     let opening = Instant::now();
     let mut open_now = 0.0;
     while opening.elapsed() < Duration::from_secs(90) {
-        open_now = gauge(port, "waiting_room_streams").await;
+        open_now = 0.0;
+        for p in &ports {
+            open_now += gauge(*p, "waiting_room_streams").await;
+        }
         if open_now >= streams as f64 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count);
-    let rss_streams = rss_mib(pid);
+    let fds: usize = pids
+        .iter()
+        .map(|p| std::fs::read_dir(format!("/proc/{p}/fd")).map_or(0, Iterator::count))
+        .sum();
+    let rss_streams = rss_of(&pids);
     println!(
-        "streams: {open_now:.0} of {streams} open after {:.1} s (server holds {fds} files; RSS {rss_streams:.0} MiB, {:.1} KiB per stream)",
+        "streams: {open_now:.0} of {streams} open on {} API process(es) after {:.1} s (servers hold {fds} files; RSS {rss_streams:.0} MiB, {:.1} KiB per stream)",
+        ports.len(),
         opening.elapsed().as_secs_f64(),
         (rss_streams - rss_before_streams) * 1024.0 / open_now.max(1.0)
     );
-    let stream_cpu = cpu_over(pid, Duration::from_secs(10)).await / 10.0;
+    let stream_cpu = cpu_over(&pids, Duration::from_secs(10)).await / 10.0;
     println!(
         "  idle with {open_now:.0} streams: server CPU {:.3} core = {:.4} core per 1,000 streaming buyers",
         stream_cpu,
@@ -706,7 +740,7 @@ async fn run(a: Args) {
     // The first round of polls spreads out; then measure the steady state for 10 s.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let polls_before = gauge_polls(port).await;
-    let poll_cpu = cpu_over(pid, Duration::from_secs(10)).await / 10.0;
+    let poll_cpu = cpu_over(&pids, Duration::from_secs(10)).await / 10.0;
     let polls = (gauge_polls(port).await - polls_before) / 10.0;
     println!(
         "poll: {} buyers polling at the Retry-After they are told: {polls:.0} polls/s (budget {}), server CPU {:.3} core with streams = {:.4} core per 1,000 polling buyers",
@@ -861,6 +895,8 @@ async fn run(a: Args) {
         reserved <= cap && reserved == confirmed,
         "oversold or drifted"
     );
+    drop(conn);
+    drop(nodes);
     drop(server);
     if a.redis {
         let _ = Command::new("sh")

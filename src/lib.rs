@@ -23,6 +23,7 @@
 //! | [`events`] | hosting and listing events |
 //! | [`cache`] | the event cache (Redis or in-process) |
 //! | [`bookings`] | booking engine and worker, the buyer's history |
+//! | [`waiting_room`] | the on-sale queue: draw, pacing by the seats left, admission tokens |
 //! | [`analytics`] | admin analytics and per-event stats |
 //! | [`notifications`] | outbox relay, email worker, templates |
 //! | [`mail`] | SMTP (lettre) or log transport |
