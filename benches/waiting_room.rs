@@ -208,36 +208,54 @@ async fn stream_child() {
             std::net::Ipv4Addr::new(127, source, (i / 250 % 250) as u8 + 1, (i % 250) as u8 + 1);
         tasks.push(tokio::spawn(async move {
             let token = keys.issue_access(user, Role::Guest).unwrap().token;
+            // Buyers arrive over time (1,000 a second per child), not in one instant; one
+            // turned away (503 while the store is busy) comes back a second later.
+            tokio::time::sleep(Duration::from_millis(i as u64)).await;
             let started = Instant::now();
-            let socket = TcpSocket::new_v4().ok()?;
-            socket.bind((ip, 0).into()).ok()?;
-            let mut s = socket.connect(([127, 0, 0, 1], port).into()).await.ok()?;
-            s.write_all(&get(
-                &format!("/api/events/{event}/queue/me/stream"),
-                &token,
-            ))
-            .await
-            .ok()?;
+            let mut tmp = vec![0u8; 2048];
+            let mut text = Vec::new();
+            let mut s = None;
+            for _ in 0..5 {
+                let socket = TcpSocket::new_v4().ok()?;
+                socket.bind((ip, 0).into()).ok()?;
+                let Ok(mut c) = socket.connect(([127, 0, 0, 1], port).into()).await else {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                };
+                let path = format!("/api/events/{event}/queue/me/stream");
+                c.write_all(&get(&path, &token)).await.ok()?;
+                let n = c.read(&mut tmp).await.unwrap_or(0);
+                if tmp[..n].starts_with(b"HTTP/1.1 200") {
+                    text.extend_from_slice(&tmp[..n]);
+                    s = Some(c);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            let mut s = s?;
             let mut seen: Vec<(i64, String, bool)> = Vec::new();
             let mut first_ms = None;
-            let mut text = Vec::new();
-            let mut tmp = vec![0u8; 2048];
             let mut admission = None;
+            // What came with the answer's head is read first.
+            let mut pending = true;
             loop {
                 let left = deadline - epoch_ms();
                 if left <= 0 {
                     break;
                 }
-                let n = match tokio::time::timeout(
-                    Duration::from_millis(left as u64),
-                    s.read(&mut tmp),
-                )
-                .await
-                {
-                    Ok(Ok(n)) if n > 0 => n,
-                    _ => break,
-                };
-                text.extend_from_slice(&tmp[..n]);
+                if !pending {
+                    let n = match tokio::time::timeout(
+                        Duration::from_millis(left as u64),
+                        s.read(&mut tmp),
+                    )
+                    .await
+                    {
+                        Ok(Ok(n)) if n > 0 => n,
+                        _ => break,
+                    };
+                    text.extend_from_slice(&tmp[..n]);
+                }
+                pending = false;
                 while let Some(p) = text.windows(6).position(|w| w == b"data: ") {
                     let Some(end) = text[p..].iter().position(|b| *b == b'\n') else {
                         break;

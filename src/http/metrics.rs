@@ -46,6 +46,7 @@ pub const COUNTERS: &[&str] = &[
     "waiting_room_admitted_total",
     "waiting_room_tokens_used_total",
     "waiting_room_tokens_expired_total",
+    "waiting_room_store_errors_total",
 ];
 
 /// Gauges documented in the README, registered at 0 likewise.

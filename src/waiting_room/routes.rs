@@ -25,6 +25,17 @@ const RATE_WINDOW_MS: i64 = 10_000;
 /// A comment line every so often keeps idle streams open through proxies.
 const HEARTBEAT: Duration = Duration::from_secs(15);
 
+/// The room's store failed (Redis down or too slow): 503 with `Retry-After`, never a 500 —
+/// the client did nothing wrong and may simply ask again.
+fn unavailable(e: anyhow::Error) -> ApiError {
+    tracing::warn!(error = %e, "waiting room: the rooms' store failed");
+    metrics::counter!("waiting_room_store_errors_total").increment(1);
+    ApiError::Unavailable {
+        message: "the waiting room is busy; ask again shortly".to_owned(),
+        retry_after_secs: 1,
+    }
+}
+
 fn event_id(path: &web::Path<String>) -> ApiResult<i64> {
     path.parse::<i64>()
         .ok()
@@ -132,7 +143,11 @@ async fn found_now(state: &AppState, event: &Event, user: i64) -> ApiResult<Foun
     let now = Utc::now();
     let drawn = event.on_sale_at.is_none_or(|t| t <= now);
     let since = now.timestamp_millis() - RATE_WINDOW_MS;
-    Ok(state.rooms().place(event.id, user, since, drawn).await?)
+    Ok(state
+        .rooms()
+        .place(event.id, user, since, drawn)
+        .await
+        .map_err(unavailable)?)
 }
 
 /// `GET /api/events/{id}/queue`: the room's public facts — the seed's hash from the start,
@@ -152,10 +167,11 @@ pub(super) async fn room_facts(state: &AppState, event: &Event) -> ApiResult<Val
     let rooms = state.rooms();
     let now = Utc::now();
     let now_ms = now.timestamp_millis();
-    let seed = rooms.seed(event.id).await?;
+    let seed = rooms.seed(event.id).await.map_err(unavailable)?;
     let s = rooms
         .summary(event.id, now_ms - settings.ttl_ms, now_ms - RATE_WINDOW_MS)
-        .await?;
+        .await
+        .map_err(unavailable)?;
     let on_sale = event.on_sale_at.is_none_or(|t| t <= now);
     Ok(json!({
         "eventId": event.id,
@@ -205,7 +221,8 @@ pub async fn join(
     let (found, new) = state
         .rooms()
         .join(id, caller.id, presale, now_ms, now_ms - RATE_WINDOW_MS)
-        .await?;
+        .await
+        .map_err(unavailable)?;
     if new {
         metrics::counter!("waiting_room_joins_total").increment(1);
     }
@@ -281,7 +298,11 @@ pub async fn control(
             ));
         }
     }
-    state.rooms().control(id, body.paused, cap).await?;
+    state
+        .rooms()
+        .control(id, body.paused, cap)
+        .await
+        .map_err(unavailable)?;
     tracing::info!(event.id = id, paused = ?body.paused, cap = ?cap, "waiting room controlled");
     Ok(response::ok(
         room_facts(&state, &event).await?,
