@@ -143,11 +143,11 @@ async fn found_now(state: &AppState, event: &Event, user: i64) -> ApiResult<Foun
     let now = Utc::now();
     let drawn = event.on_sale_at.is_none_or(|t| t <= now);
     let since = now.timestamp_millis() - RATE_WINDOW_MS;
-    Ok(state
+    state
         .rooms()
         .place(event.id, user, since, drawn)
         .await
-        .map_err(unavailable)?)
+        .map_err(unavailable)
 }
 
 /// `GET /api/events/{id}/queue`: the room's public facts — the seed's hash from the start,
