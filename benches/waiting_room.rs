@@ -187,6 +187,9 @@ async fn book(
 /// one JSON line of what it saw when `deadline` (epoch ms) passes.
 async fn stream_child() {
     let port: u16 = std::env::var("BENCH_PORT").unwrap().parse().unwrap();
+    // Bookings go to the node that runs the booking writer (the others only serve streams:
+    // with the in-process queue a `serve` process has no writer).
+    let book_port: u16 = std::env::var("BENCH_BOOK_PORT").unwrap().parse().unwrap();
     let event: i64 = std::env::var("BENCH_EVENT").unwrap().parse().unwrap();
     let seats: i32 = std::env::var("BENCH_SEATS").unwrap().parse().unwrap();
     let source: u8 = std::env::var("BENCH_SOURCE").unwrap().parse().unwrap();
@@ -281,9 +284,10 @@ async fn stream_child() {
             }
             let mut booked = None;
             if let Some(adm) = admission {
-                let mut conn = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+                let mut conn = TcpStream::connect(("127.0.0.1", book_port)).await.ok()?;
                 let mut buf = Vec::new();
-                let (status, n) = book(&mut conn, port, event, seats, &token, &adm, &mut buf).await;
+                let (status, n) =
+                    book(&mut conn, book_port, event, seats, &token, &adm, &mut buf).await;
                 booked = Some((epoch_ms(), status, n));
             }
             Some((first_ms, seen, booked))
@@ -693,6 +697,7 @@ async fn run(a: Args) {
         let mut child = Command::new(&me)
             .arg("--stream-child")
             .env("BENCH_PORT", node_port.to_string())
+            .env("BENCH_BOOK_PORT", port.to_string())
             .env("BENCH_EVENT", event.to_string())
             .env("BENCH_SEATS", a.seats.to_string())
             .env("BENCH_SOURCE", (k + 2).to_string())
