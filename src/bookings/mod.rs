@@ -89,6 +89,19 @@ impl BookingQueue {
                         message: "the booking service is restarting, retry shortly".to_owned(),
                         retry_after_secs: 2,
                     }),
+                    // Accepting it would answer `pending` for a request nobody decides, lost
+                    // when the process stops: refuse, and say why in the log.
+                    Err(queue::SendError::NoWriter) => {
+                        tracing::error!(
+                            "a booking arrived at a process with no booking writer: the \
+                             in-process queue needs `atomicseats all` (or queue.kind = \"kafka\" \
+                             for separate API nodes)"
+                        );
+                        Err(ApiError::Unavailable {
+                            message: "bookings are not taken here, retry shortly".to_owned(),
+                            retry_after_secs: 2,
+                        })
+                    }
                 }
             }
             Self::Kafka(k) => {

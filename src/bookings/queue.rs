@@ -66,6 +66,10 @@ pub enum SendError {
     /// The worker has stopped (shutting down).
     #[error("the booking worker is not running")]
     Closed,
+    /// No writer runs in this process (e.g. `serve` on the in-process queue): a request
+    /// queued here would never be decided.
+    #[error("no booking writer runs in this process")]
+    NoWriter,
 }
 
 /// The in-process transport.
@@ -115,6 +119,10 @@ impl MemoryQueue {
 
     /// Queues a request without waiting for room.
     pub fn try_send(&self, envelope: Envelope) -> Result<(), SendError> {
+        // The receivers are still here: no writer took them, none will decide this request.
+        if self.receivers.lock().map_or(true, |r| r.is_some()) {
+            return Err(SendError::NoWriter);
+        }
         let shard = self.shard_of(envelope.request.event_id);
         self.senders[shard].try_send(envelope).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => SendError::Full,

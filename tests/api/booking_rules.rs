@@ -515,3 +515,31 @@ async fn kafka_answers_503_while_the_consumers_are_too_far_behind() {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
 }
+
+/// A process that runs no booking writer on the in-process queue (`serve` alone, here the test
+/// app without its worker) refuses bookings with 503 instead of answering `pending` for
+/// requests nobody would ever decide (they were lost when the process stopped).
+#[tokio::test]
+async fn no_writer_in_the_process_means_503_not_an_undecided_request() {
+    let app = crate::helpers::TestApp::builder()
+        .without_worker()
+        .spawn()
+        .await;
+    let host = app.user_unlimited(Role::Host).await;
+    let event = app
+        .create_event(&host, &crate::events::event_body("Nobody decides", 5, 10))
+        .await;
+    let buyer = app.user_unlimited(Role::Guest).await;
+    let resp = app.book(&buyer, &book_body(event, 1), &[]).await;
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let stored: i64 = app
+        .db
+        .client()
+        .await
+        .query_one("SELECT COUNT(*) FROM booking_requests", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 0);
+}
