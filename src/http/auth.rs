@@ -244,18 +244,10 @@ impl TokenKeys {
     /// A token proving that whoever holds it received mail at `email` for `user_id`. Minted when
     /// the verification email is sent (so no token is stored anywhere), valid 48 hours.
     pub fn issue_email_verification(&self, user_id: i64, email: &str) -> anyhow::Result<String> {
-        let claims = Claims::with_custom_claims(
-            EmailClaim {
-                email: email.to_lowercase(),
-            },
-            VERIFY_EMAIL_TTL.into(),
-        )
-        .with_issuer(ISSUER)
-        .with_audience(VERIFY_EMAIL_AUDIENCE)
-        .with_subject(user_id);
-        self.access
-            .authenticate(claims)
-            .map_err(|e| anyhow::anyhow!("signing a token: {e}"))
+        let claim = EmailClaim {
+            email: email.to_lowercase(),
+        };
+        self.sign_scoped(VERIFY_EMAIL_AUDIENCE, user_id, claim, VERIFY_EMAIL_TTL)
     }
 
     /// A device token: proof that this client logged in to `user_id` before. With it, logins
@@ -301,22 +293,19 @@ impl TokenKeys {
     }
 
     /// A token for a feature of its own (e.g. a waiting room's admission): `custom` claims
-    /// about `subject`, for `audience`, valid until `expires_at` (Unix seconds), signed with
+    /// about `subject`, for `audience`, valid for `ttl`, signed with
     /// the access key. Audiences keep the kinds apart: one never passes for another.
     pub fn sign_scoped<C: Serialize + serde::de::DeserializeOwned>(
         &self,
         audience: &str,
         subject: i64,
         custom: C,
-        expires_at: i64,
+        ttl: Duration,
     ) -> anyhow::Result<String> {
-        let now = chrono::Utc::now().timestamp();
-        let ttl = u64::try_from(expires_at - now).unwrap_or(0);
-        let claims =
-            Claims::with_custom_claims(custom, jwt_simple::prelude::Duration::from_secs(ttl))
-                .with_issuer(ISSUER)
-                .with_audience(audience)
-                .with_subject(subject);
+        let claims = Claims::with_custom_claims(custom, ttl.into())
+            .with_issuer(ISSUER)
+            .with_audience(audience)
+            .with_subject(subject);
         self.access
             .authenticate(claims)
             .map_err(|e| anyhow::anyhow!("signing a token: {e}"))

@@ -148,9 +148,10 @@ pub fn issue_token(
         jms: place.joined_ms,
         ams: place.admitted_ms.unwrap_or(ends_ms),
     };
-    state
-        .tokens()
-        .sign_scoped(AUDIENCE, user, claims, ends_ms.div_euclid(1000))
+    // Whole seconds until the admission ends (JWT expiry has second precision).
+    let now_s = chrono::Utc::now().timestamp();
+    let ttl = Duration::from_secs(u64::try_from(ends_ms.div_euclid(1000) - now_s).unwrap_or(0));
+    state.tokens().sign_scoped(AUDIENCE, user, claims, ttl)
 }
 
 fn denied(code: &'static str, message: &str) -> ApiError {

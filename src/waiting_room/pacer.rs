@@ -15,9 +15,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::Lookup;
 use crate::db::schema::events;
-use crate::events::model::Event;
 use crate::state::AppState;
 use crate::waiting_room::{Settings, domain};
 
@@ -40,19 +38,13 @@ async fn open_rooms(state: &AppState) -> anyhow::Result<Vec<i64>> {
         .await?)
 }
 
-/// The event as its writer last published it (the cache), else as stored.
-async fn seats_of(state: &AppState, id: i64) -> anyhow::Result<Option<Event>> {
-    if let Lookup::Hit(e) = state.event_cache().get(id).await {
-        return Ok(Some((*e).clone()));
-    }
-    let mut conn = state.db().get().await?;
-    Ok(Event::find(&mut conn, id).await?)
-}
-
 /// One tick for one room: read, decide, advance.
 pub async fn tick(state: &AppState, settings: &Settings, event_id: i64) -> anyhow::Result<()> {
-    let Some(event) = seats_of(state, event_id).await? else {
-        return Ok(());
+    // The event as its writer last published it (the cache), else as stored.
+    let event = match crate::events::service::lookup(state, event_id).await {
+        Ok(e) => e,
+        Err(crate::error::ApiError::NotFound(_)) => return Ok(()),
+        Err(e) => return Err(anyhow::anyhow!("reading event {event_id}: {e}")),
     };
     if event.on_sale_at.is_some_and(|t| Utc::now() < t) {
         return Ok(());
@@ -68,7 +60,7 @@ pub async fn tick(state: &AppState, settings: &Settings, event_id: i64) -> anyho
         (0, c) | (c, 0) => Some(c),
         (a, b) => Some(a.min(b)),
     }
-    .map(|c| (summary.admitted_then + u64::from(c)).saturating_sub(summary.admitted));
+    .map(|c| (summary.admitted_then + u64::from(c)).saturating_sub(summary.room.admitted));
     let pace = domain::Pace {
         seats_left: i64::from(event.available_seats()),
         seats_sold: i64::from(event.reserved_seats),
@@ -77,8 +69,8 @@ pub async fn tick(state: &AppState, settings: &Settings, event_id: i64) -> anyho
         cap,
         paused: summary.paused,
     };
-    let target = domain::next_frontier(&summary.view(), &pace);
-    let expired = summary.closed.saturating_sub(summary.used_closed);
+    let target = domain::next_frontier(&summary.room, &pace);
+    let expired = summary.room.closed.saturating_sub(summary.room.used_closed);
     let (moved, fresh) = rooms
         .advance(event_id, target, now, pace.seats_left <= 0, expired)
         .await?;
@@ -88,7 +80,10 @@ pub async fn tick(state: &AppState, settings: &Settings, event_id: i64) -> anyho
     if fresh > 0 {
         metrics::counter!("waiting_room_tokens_expired_total").increment(fresh);
     }
-    let waiting = summary.joined.saturating_sub(summary.admitted + moved);
+    let waiting = summary
+        .room
+        .joined
+        .saturating_sub(summary.room.admitted + moved);
     metrics::gauge!("waiting_room_length", "event" => event_id.to_string()).set(waiting as f64);
     Ok(())
 }

@@ -43,8 +43,9 @@ fn event_id(path: &web::Path<String>) -> ApiResult<i64> {
         .ok_or_else(|| ApiError::field("id", "must be a positive integer"))
 }
 
-/// The event, when it has a waiting room (else 409 `no_waiting_room`).
-async fn room_event(state: &AppState, id: i64) -> ApiResult<Event> {
+/// The event of the path, when it has a waiting room (else 409 `no_waiting_room`).
+async fn room_event(state: &AppState, path: &web::Path<String>) -> ApiResult<Event> {
+    let id = event_id(path)?;
     let event = crate::events::service::lookup(state, id).await?;
     if event.is_cancelled() {
         return Err(ApiError::NotFound(format!("no event with id {id}")));
@@ -154,8 +155,7 @@ async fn found_now(state: &AppState, event: &Event, user: i64) -> ApiResult<Foun
 /// the seed itself from on-sale, how many joined before on-sale (tickets `pre-1` …
 /// `pre-N`), and how far admission has got.
 pub async fn info(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    let id = event_id(&path)?;
-    let event = room_event(&state, id).await?;
+    let event = room_event(&state, &path).await?;
     Ok(response::ok(
         room_facts(&state, &event).await?,
         "Waiting room",
@@ -180,10 +180,10 @@ pub(super) async fn room_facts(state: &AppState, event: &Event) -> ApiResult<Val
         "seedHash": domain::seed_hash(&seed),
         "seed": on_sale.then_some(seed),
         "preSaleJoined": s.presale,
-        "joined": s.joined,
-        "admitted": s.admitted,
-        "waiting": s.joined.saturating_sub(s.admitted),
-        "booked": s.used,
+        "joined": s.room.joined,
+        "admitted": s.room.admitted,
+        "waiting": s.room.joined.saturating_sub(s.room.admitted),
+        "booked": s.room.used,
         "soldOut": s.sold_out,
         "paused": s.paused,
         "maxAdmitPerSec": (s.cap > 0).then_some(s.cap),
@@ -198,8 +198,8 @@ pub async fn join(
     caller: AuthUser,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let id = event_id(&path)?;
-    let event = room_event(&state, id).await?;
+    let event = room_event(&state, &path).await?;
+    let id = event.id;
     let settings = &state.waiting_room().settings;
     let now = Utc::now();
     if event.closed_at(now).is_some() {
@@ -242,8 +242,7 @@ pub async fn me(
     caller: AuthUser,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let id = event_id(&path)?;
-    let event = room_event(&state, id).await?;
+    let event = room_event(&state, &path).await?;
     let found = found_now(&state, &event, caller.id).await?;
     let settings = &state.waiting_room().settings;
     let (body, retry) = standing_json(&state, settings, &event, caller.id, &found, Utc::now())?;
@@ -289,7 +288,7 @@ pub async fn control(
     if body.paused.is_none() && cap.is_none() {
         return Err(ApiError::field("body", "give paused and/or maxAdmitPerSec"));
     }
-    let event = room_event(&state, id).await?;
+    let event = room_event(&state, &path).await?;
     {
         let mut conn = state.db().get().await?;
         if !caller.manages(&mut conn, event.host_id).await? {
@@ -321,8 +320,8 @@ pub async fn stream(
     caller: AuthUser,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let id = event_id(&path)?;
-    let event = room_event(&state, id).await?;
+    let event = room_event(&state, &path).await?;
+    let id = event.id;
     let mut found = found_now(&state, &event, caller.id).await?;
     let settings = state.waiting_room().settings.clone();
     // Fails here (404) when the caller has not joined.

@@ -18,68 +18,64 @@ use crate::waiting_room::domain::{self, Place, Ticket};
 /// How long a room outlives its last change.
 const KEEP_MS: u64 = 3 * 24 * 3600 * 1000;
 
-/// Joins `user`, or finds the place they hold, and reads it like [`PLACE_LUA`] — one round
-/// trip. A new ticket is the next of its line (`p` pre-sale, `q` arrival); its score is the
-/// draw (SHA-1 of `seed:n`, first 48 bits; [`domain::draw`]) or 2^48 + n. KEYS: meta, users,
-/// order, steps, steps_t. ARGV: user, line, now ms, keep ms, rate cutoff ms. Returns PLACE's
-/// answer plus 1 when the place is new.
-const JOIN_LUA: &str = r"
+/// Joins `user` unless they hold a place (then reads it as [`PLACE_LUA`] does). A new
+/// ticket is the next of its line (`p` pre-sale, `q` arrival); its score is the draw (SHA-1 of
+/// `seed:n`, first 48 bits; [`domain::draw`]) or 2^48 + n. KEYS as [`PLACE_TAIL`]; ARGV: user,
+/// rate cutoff ms, line, now ms, keep ms. Returns PLACE's answer plus 1 when the place is new.
+const JOIN_HEAD: &str = r"
 local v = redis.call('HGET', KEYS[2], ARGV[1])
 local new = 0
 if not v then
   local seed = redis.call('HGET', KEYS[1], 'seed')
   if not seed then return redis.error_reply('no seed') end
-  local n = redis.call('HINCRBY', KEYS[1], ARGV[2] .. '_next', 1)
-  local member = string.format('%s%012d', ARGV[2], n)
+  local n = redis.call('HINCRBY', KEYS[1], ARGV[3] .. '_next', 1)
+  local member = string.format('%s%012d', ARGV[3], n)
   local score
-  if ARGV[2] == 'p' then
+  if ARGV[3] == 'p' then
     score = tonumber(string.sub(redis.sha1hex(seed .. ':' .. n), 1, 12), 16)
   else
     score = 281474976710656 + n
   end
   redis.call('ZADD', KEYS[3], score, member)
-  v = member .. '|' .. ARGV[3]
+  v = member .. '|' .. ARGV[4]
   redis.call('HSET', KEYS[2], ARGV[1], v)
-  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
+  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[5]) end
   new = 1
 end
-local admitted = tonumber(redis.call('HGET', KEYS[1], 'admitted') or '0')
-local sold = tonumber(redis.call('HGET', KEYS[1], 'sold_out') or '0')
-local member = string.sub(v, 1, string.find(v, '|', 1, true) - 1)
-local rank = redis.call('ZRANK', KEYS[3], member) or -1
-local t = redis.call('ZREVRANGEBYSCORE', KEYS[5], ARGV[5], '-inf', 'LIMIT', 0, 1)
-local before = 0
-if t[1] then before = tonumber(t[1]) end
-local at = -1
-if rank >= 0 and rank < admitted then
-  local s = redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. rank, '+inf', 'LIMIT', 0, 1)
-  if s[1] then at = tonumber(string.sub(s[1], 1, string.find(s[1], ':', 1, true) - 1)) end
-end
-return {v, rank, admitted, sold, redis.call('ZCARD', KEYS[3]), at, before, new}
 ";
 
-/// A buyer's place and the room's frontier. KEYS: meta, users, order, steps, steps_t. ARGV:
-/// user, rate cutoff ms. Returns {ticket|joined or false, rank or -1, admitted, sold_out,
-/// joined, admitted_ms or -1, frontier at the cutoff}.
-const PLACE_LUA: &str = r"
-local v = redis.call('HGET', KEYS[2], ARGV[1])
+/// Reads a buyer's place (after [`PLACE_HEAD`] or [`JOIN_HEAD`] set `v` and `new`) and the
+/// room's frontier. KEYS: meta, users, order, steps, steps_t (the keys of [`PLACE_PARTS`]).
+/// ARGV: user, rate cutoff ms. Returns {ticket|joined or false, rank or -1, admitted,
+/// sold_out, joined, admitted_ms or -1, frontier at the cutoff, new}.
+const PLACE_TAIL: &str = r"
 local admitted = tonumber(redis.call('HGET', KEYS[1], 'admitted') or '0')
 local sold = tonumber(redis.call('HGET', KEYS[1], 'sold_out') or '0')
 local joined = redis.call('ZCARD', KEYS[3])
 local t = redis.call('ZREVRANGEBYSCORE', KEYS[5], ARGV[2], '-inf', 'LIMIT', 0, 1)
 local before = 0
 if t[1] then before = tonumber(t[1]) end
-if not v then return {false, -1, admitted, sold, joined, -1, before} end
-local member = string.sub(v, 1, string.find(v, '|', 1, true) - 1)
-local rank = redis.call('ZRANK', KEYS[3], member)
-if not rank then return {v, -1, admitted, sold, joined, -1, before} end
+local rank = -1
 local at = -1
-if rank < admitted then
-  local s = redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. rank, '+inf', 'LIMIT', 0, 1)
-  if s[1] then at = tonumber(string.sub(s[1], 1, string.find(s[1], ':', 1, true) - 1)) end
+if v then
+  local member = string.sub(v, 1, string.find(v, '|', 1, true) - 1)
+  rank = redis.call('ZRANK', KEYS[3], member) or -1
+  if rank >= 0 and rank < admitted then
+    local s = redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. rank, '+inf', 'LIMIT', 0, 1)
+    if s[1] then at = tonumber(string.sub(s[1], 1, string.find(s[1], ':', 1, true) - 1)) end
+  end
 end
-return {v, rank, admitted, sold, joined, at, before}
+return {v or false, rank, admitted, sold, joined, at, before, new}
 ";
+
+/// A buyer's place as it stands (see [`PLACE_TAIL`]).
+const PLACE_HEAD: &str = r"
+local v = redis.call('HGET', KEYS[2], ARGV[1])
+local new = 0
+";
+
+/// The keys [`PLACE_TAIL`] reads, in order.
+const PLACE_PARTS: &[&str] = &["meta", "users", "order", "steps", "steps_t"];
 
 /// The numbers the pacer needs. KEYS: meta, order, steps_t, used. ARGV: closed cutoff ms,
 /// rate cutoff ms. Returns {joined, admitted, closed, used, used_open, used_closed, paused,
@@ -142,20 +138,10 @@ pub struct Found {
 }
 
 /// The pacer's numbers (see [`domain::RoomView`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Summary {
-    /// Places taken.
-    pub joined: u64,
-    /// The frontier.
-    pub admitted: u64,
-    /// The frontier one admission window ago.
-    pub closed: u64,
-    /// Buyers who booked.
-    pub used: u64,
-    /// … whose window is open.
-    pub used_open: u64,
-    /// … whose window closed.
-    pub used_closed: u64,
+    /// Places, the frontier and who booked.
+    pub room: domain::RoomView,
     /// Paused by the host.
     pub paused: bool,
     /// Admissions per second cap set by the host (0 = none).
@@ -166,20 +152,6 @@ pub struct Summary {
     pub admitted_then: u64,
     /// Pre-sale places taken.
     pub presale: u64,
-}
-
-impl Summary {
-    /// The pacer's view of it.
-    pub fn view(&self) -> domain::RoomView {
-        domain::RoomView {
-            joined: self.joined,
-            admitted: self.admitted,
-            closed: self.closed,
-            used: self.used,
-            used_open: self.used_open,
-            used_closed: self.used_closed,
-        }
-    }
 }
 
 #[derive(Default)]
@@ -304,8 +276,8 @@ impl Rooms {
             backend: Arc::new(Backend::Redis {
                 conn,
                 prefix: format!("{prefix}:room:"),
-                join: Script::new(JOIN_LUA),
-                place: Script::new(PLACE_LUA),
+                join: Script::new(&format!("{JOIN_HEAD}{PLACE_TAIL}")),
+                place: Script::new(&format!("{PLACE_HEAD}{PLACE_TAIL}")),
                 summary: Script::new(SUMMARY_LUA),
                 advance: Script::new(ADVANCE_LUA),
             }),
@@ -323,6 +295,20 @@ impl Rooms {
 
     fn key(prefix: &str, event: i64, part: &str) -> String {
         format!("{prefix}{event}:{part}")
+    }
+
+    /// `script` invoked on the keys `parts` of `event`'s room, in order.
+    fn on_room<'a>(
+        script: &'a Script,
+        prefix: &str,
+        event: i64,
+        parts: &[&str],
+    ) -> redis::ScriptInvocation<'a> {
+        let mut call = script.prepare_invoke();
+        for part in parts {
+            call.key(Self::key(prefix, event, part));
+        }
+        call
     }
 
     /// The event's seed, drawn (and so committed to) on first use.
@@ -399,17 +385,12 @@ impl Rooms {
             } => {
                 let mut conn = conn.clone();
                 type Row = (Option<String>, i64, i64, i64, i64, i64, i64, i64);
-                let row: Row = join
-                    .key(Self::key(prefix, event, "meta"))
-                    .key(Self::key(prefix, event, "users"))
-                    .key(Self::key(prefix, event, "order"))
-                    .key(Self::key(prefix, event, "steps"))
-                    .key(Self::key(prefix, event, "steps_t"))
+                let row: Row = Self::on_room(join, prefix, event, PLACE_PARTS)
                     .arg(user)
+                    .arg(rate_ms)
                     .arg(if presale { "p" } else { "q" })
                     .arg(now_ms)
                     .arg(KEEP_MS)
-                    .arg(rate_ms)
                     .invoke_async(&mut conn)
                     .await?;
                 let new = row.7 == 1;
@@ -472,17 +453,13 @@ impl Rooms {
                 ..
             } => {
                 let mut conn = conn.clone();
-                type Row = (Option<String>, i64, i64, i64, i64, i64, i64);
-                let (v, rank, admitted, sold, joined, at, then): Row = place
-                    .key(Self::key(prefix, event, "meta"))
-                    .key(Self::key(prefix, event, "users"))
-                    .key(Self::key(prefix, event, "order"))
-                    .key(Self::key(prefix, event, "steps"))
-                    .key(Self::key(prefix, event, "steps_t"))
-                    .arg(user)
-                    .arg(rate_ms)
-                    .invoke_async(&mut conn)
-                    .await?;
+                type Row = (Option<String>, i64, i64, i64, i64, i64, i64, i64);
+                let (v, rank, admitted, sold, joined, at, then, _): Row =
+                    Self::on_room(place, prefix, event, PLACE_PARTS)
+                        .arg(user)
+                        .arg(rate_ms)
+                        .invoke_async(&mut conn)
+                        .await?;
                 Ok(found_of(v, rank, admitted, sold, joined, at, then))
             }
         }
@@ -504,12 +481,14 @@ impl Rooms {
                 let used_closed = room.used_ranks.range(..(closed, i64::MIN)).count() as u64;
                 let used = room.used.len() as u64;
                 Ok(Summary {
-                    joined: room.joined(),
-                    admitted: room.admitted,
-                    closed,
-                    used,
-                    used_open: used - used_closed,
-                    used_closed,
+                    room: domain::RoomView {
+                        joined: room.joined(),
+                        admitted: room.admitted,
+                        closed,
+                        used,
+                        used_open: used - used_closed,
+                        used_closed,
+                    },
                     paused: room.paused,
                     cap: room.cap,
                     sold_out: room.sold_out,
@@ -524,23 +503,26 @@ impl Rooms {
                 ..
             } => {
                 let mut conn = conn.clone();
-                let v: Vec<i64> = summary
-                    .key(Self::key(prefix, event, "meta"))
-                    .key(Self::key(prefix, event, "order"))
-                    .key(Self::key(prefix, event, "steps_t"))
-                    .key(Self::key(prefix, event, "used"))
-                    .arg(closed_ms)
-                    .arg(rate_ms)
-                    .invoke_async(&mut conn)
-                    .await?;
+                let v: Vec<i64> = Self::on_room(
+                    summary,
+                    prefix,
+                    event,
+                    &["meta", "order", "steps_t", "used"],
+                )
+                .arg(closed_ms)
+                .arg(rate_ms)
+                .invoke_async(&mut conn)
+                .await?;
                 let g = |i: usize| non_neg(v.get(i).copied().unwrap_or(0));
                 Ok(Summary {
-                    joined: g(0),
-                    admitted: g(1),
-                    closed: g(2),
-                    used: g(3),
-                    used_open: g(4),
-                    used_closed: g(5),
+                    room: domain::RoomView {
+                        joined: g(0),
+                        admitted: g(1),
+                        closed: g(2),
+                        used: g(3),
+                        used_open: g(4),
+                        used_closed: g(5),
+                    },
                     paused: g(6) == 1,
                     cap: u32::try_from(g(7)).unwrap_or(u32::MAX),
                     sold_out: g(8) == 1,
@@ -586,18 +568,19 @@ impl Rooms {
                 ..
             } => {
                 let mut conn = conn.clone();
-                let (_, moved, fresh): (i64, i64, i64) = advance
-                    .key(Self::key(prefix, event, "meta"))
-                    .key(Self::key(prefix, event, "order"))
-                    .key(Self::key(prefix, event, "steps"))
-                    .key(Self::key(prefix, event, "steps_t"))
-                    .arg(target)
-                    .arg(now_ms)
-                    .arg(u8::from(sold_out))
-                    .arg(expired)
-                    .arg(KEEP_MS)
-                    .invoke_async(&mut conn)
-                    .await?;
+                let (_, moved, fresh): (i64, i64, i64) = Self::on_room(
+                    advance,
+                    prefix,
+                    event,
+                    &["meta", "order", "steps", "steps_t"],
+                )
+                .arg(target)
+                .arg(now_ms)
+                .arg(u8::from(sold_out))
+                .arg(expired)
+                .arg(KEEP_MS)
+                .invoke_async(&mut conn)
+                .await?;
                 Ok((non_neg(moved), non_neg(fresh)))
             }
         }

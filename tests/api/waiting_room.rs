@@ -145,6 +145,19 @@ async fn book_with(
     app.book(token, &book_body(event, 1), &headers).await
 }
 
+/// Cancels one booking, asserting it was cancelled.
+async fn cancel(app: &TestApp, token: &str, event: i64, booking: i64) {
+    let resp = app
+        .client
+        .delete(app.url("/api/events/book"))
+        .bearer_auth(token)
+        .json(&json!({ "eventId": event, "bookingId": booking }))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+}
+
 fn sha256_hex(s: &str) -> String {
     Sha256::digest(s.as_bytes())
         .iter()
@@ -338,15 +351,7 @@ async fn pacing_stops_at_sold_out_tells_the_line_and_resumes_when_seats_return(s
     );
 
     // A seat comes back: admission resumes for the next in line.
-    let resp = app
-        .client
-        .delete(app.url("/api/events/book"))
-        .bearer_auth(&line[0])
-        .json(&json!({ "eventId": event, "bookingId": booked[0] }))
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    cancel(&app, &line[0], event, booked[0]).await;
     until_status(&app, &line[4], event, "admitted", Duration::from_secs(5)).await;
     assert_eq!(me(&app, &line[5], event).await["data"]["status"], "waiting");
 
@@ -428,15 +433,13 @@ async fn a_stream_follows_a_place_until_admission(shape: Shape) {
                 // Waiting first; the first buyer gives their seat back: the second is next.
                 let booked =
                     json_with_status(book_with(&app, &first, event, Some(&token)).await, 201).await;
-                let resp = app
-                    .client
-                    .delete(app.url("/api/events/book"))
-                    .bearer_auth(&first)
-                    .json(&json!({ "eventId": event, "bookingId": booked["data"]["bookingId"] }))
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(resp.status().is_success());
+                cancel(
+                    &app,
+                    &first,
+                    event,
+                    booked["data"]["bookingId"].as_i64().unwrap(),
+                )
+                .await;
             }
         }
     };
