@@ -76,6 +76,8 @@ pub enum SendError {
 pub struct MemoryQueue {
     senders: Vec<mpsc::Sender<Envelope>>,
     receivers: Mutex<Option<Vec<mpsc::Receiver<Envelope>>>>,
+    /// Whether a writer took the receivers (read on every submit: no lock).
+    writer_attached: std::sync::atomic::AtomicBool,
     /// Requests whose handler stopped waiting before the decision (answered `pending`):
     /// request id → owner, for the status endpoint until the decision is stored.
     pending: Mutex<HashMap<uuid::Uuid, (i64, Instant)>>,
@@ -93,6 +95,7 @@ impl MemoryQueue {
         Self {
             senders,
             receivers: Mutex::new(Some(receivers)),
+            writer_attached: std::sync::atomic::AtomicBool::new(false),
             pending: Mutex::new(HashMap::new()),
         }
     }
@@ -119,8 +122,11 @@ impl MemoryQueue {
 
     /// Queues a request without waiting for room.
     pub fn try_send(&self, envelope: Envelope) -> Result<(), SendError> {
-        // The receivers are still here: no writer took them, none will decide this request.
-        if self.receivers.lock().map_or(true, |r| r.is_some()) {
+        // No writer took the receivers: none will decide this request.
+        if !self
+            .writer_attached
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
             return Err(SendError::NoWriter);
         }
         let shard = self.shard_of(envelope.request.event_id);
@@ -132,7 +138,12 @@ impl MemoryQueue {
 
     /// The receiving ends, once (the worker takes them).
     pub fn take_receivers(&self) -> Option<Vec<mpsc::Receiver<Envelope>>> {
-        self.receivers.lock().ok()?.take()
+        let taken = self.receivers.lock().ok()?.take();
+        if taken.is_some() {
+            self.writer_attached
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        taken
     }
 
     /// Requests waiting in all shards.
