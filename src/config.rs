@@ -37,6 +37,8 @@ const SECRET_KEYS: &[&str] = &[
     "mail.password",
     "redis.password",
     "metrics.token",
+    "payments.stripe_secret_key",
+    "payments.stripe_webhook_secret",
 ];
 
 /// A configuration problem, naming the key at fault.
@@ -140,6 +142,44 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     /// The on-sale waiting room.
     pub waiting_room: WaitingRoomSettings,
+    /// Holds and their expiry.
+    pub checkout: CheckoutSettings,
+    /// Payment providers.
+    pub payments: PaymentSettings,
+}
+
+/// `[checkout]`: holds ([`crate::bookings`] decides them, [`crate::payments`] pays them).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutSettings {
+    /// A new event's hold length (seconds) when the host gives none.
+    pub hold_default_secs: u32,
+    /// Shortest hold a host may set.
+    pub hold_min_secs: u32,
+    /// Longest hold a host may set.
+    pub hold_max_secs: u32,
+    /// How often the booking writer looks for holds due to expire and payments to apply.
+    pub sweep_ms: u64,
+}
+
+/// `[payments]`: the providers a hold is paid through ([`crate::payments`]).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentSettings {
+    /// ISO 4217 currency of every price (lower case, as Stripe takes it).
+    pub currency: String,
+    /// Stripe's API base URL (a local server that follows Stripe's documentation in tests).
+    pub stripe_api_base: String,
+    /// Stripe secret API key (`sk_…`), environment only; empty: Stripe is not offered.
+    #[serde(default, serialize_with = "serialize_secret")]
+    pub stripe_secret_key: Option<SecretString>,
+    /// Signing secret of the Stripe webhook endpoint (`whsec_…`), environment only.
+    #[serde(default, serialize_with = "serialize_secret")]
+    pub stripe_webhook_secret: Option<SecretString>,
+    /// Oldest webhook timestamp accepted, in seconds (Stripe's libraries use 300).
+    pub webhook_tolerance_secs: u64,
+    /// Time allowed for one call to the provider.
+    pub timeout_ms: u64,
 }
 
 /// `[waiting_room]`: the queue in front of an event's sale ([`crate::waiting_room`] reads it).
@@ -833,6 +873,45 @@ impl Settings {
                     "http.booking_timeout_ms"
                 },
                 "request_timeout_ms must be at least 100 and booking_timeout_ms at least 31000 (longer than the longest Prefer: wait)",
+            ));
+        }
+        let c = &self.checkout;
+        if c.hold_min_secs == 0
+            || c.hold_min_secs > c.hold_max_secs
+            || c.hold_max_secs > 86_400
+            || !(c.hold_min_secs..=c.hold_max_secs).contains(&c.hold_default_secs)
+        {
+            return Err(ConfigError::invalid(
+                "checkout.hold_default_secs",
+                "needs 0 < hold_min_secs <= hold_default_secs <= hold_max_secs <= 86400",
+            ));
+        }
+        if c.sweep_ms == 0 {
+            return Err(ConfigError::invalid(
+                "checkout.sweep_ms",
+                "must be greater than 0",
+            ));
+        }
+        let p = &self.payments;
+        if p.currency.len() != 3 || !p.currency.bytes().all(|b| b.is_ascii_lowercase()) {
+            return Err(ConfigError::invalid(
+                "payments.currency",
+                "must be a lower-case ISO 4217 code like eur",
+            ));
+        }
+        if url::Url::parse(&p.stripe_api_base)
+            .map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
+            || p.stripe_api_base.ends_with('/')
+        {
+            return Err(ConfigError::invalid(
+                "payments.stripe_api_base",
+                "must be a URL like https://api.stripe.com (no trailing slash)",
+            ));
+        }
+        if p.webhook_tolerance_secs == 0 || p.timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "payments.webhook_tolerance_secs",
+                "webhook_tolerance_secs and timeout_ms must be greater than 0",
             ));
         }
         let w = &self.waiting_room;

@@ -43,6 +43,10 @@ pub struct BookingRequest {
     /// which pay the price at decision time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quoted_price: Option<i64>,
+    /// The ticket type asked for (`None`: the event's default type; the quoted price is the
+    /// default type's). Absent in messages from older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_type_id: Option<i64>,
 }
 
 impl BookingRequest {
@@ -62,6 +66,8 @@ impl BookingRequest {
             Some("idempotency key longer than 255 characters")
         } else if self.quoted_price.is_some_and(|p| p < 0) {
             Some("negative quoted price")
+        } else if self.ticket_type_id.is_some_and(|t| t <= 0) {
+            Some("ticket type id out of range")
         } else {
             None
         }
@@ -85,6 +91,15 @@ pub enum Status {
     /// It got seats, and every booking it made has since been cancelled (by the buyer, or with
     /// the event). Derived when read, never stored on the request row.
     Cancelled,
+    /// Its seats are held until `expiresAt` while the buyer pays (an event in `hold` checkout).
+    /// Derived from its booking, like the three below.
+    Held,
+    /// Its hold ran out unpaid; the seats went back on sale.
+    Expired,
+    /// Paid, cancelled, and the refund is on its way.
+    RefundPending,
+    /// Paid, cancelled and refunded.
+    Refunded,
 }
 
 impl Status {
@@ -97,6 +112,10 @@ impl Status {
             Self::Waitlisted => "waitlisted",
             Self::Rejected => "rejected",
             Self::Cancelled => "cancelled",
+            Self::Held => "held",
+            Self::Expired => "expired",
+            Self::RefundPending => "refund_pending",
+            Self::Refunded => "refunded",
         }
     }
 
@@ -109,6 +128,10 @@ impl Status {
             "waitlisted" => Self::Waitlisted,
             "rejected" => Self::Rejected,
             "cancelled" => Self::Cancelled,
+            "held" => Self::Held,
+            "expired" => Self::Expired,
+            "refund_pending" => Self::RefundPending,
+            "refunded" => Self::Refunded,
             _ => return None,
         })
     }
@@ -143,8 +166,12 @@ pub enum Reason {
     Withdrawn,
     /// The buyer's account no longer exists (a token outliving its account). Never stored.
     UnknownUser,
-    /// Asked before the event's on-sale time.
+    /// Asked before the event's on-sale time (or the ticket type's sales start).
     NotOnSale,
+    /// The ticket type does not exist for this event, or is hidden.
+    TicketTypeUnavailable,
+    /// The ticket type's sales have ended.
+    SalesEnded,
 }
 
 impl Reason {
@@ -158,6 +185,8 @@ impl Reason {
             Self::Withdrawn => "withdrawn",
             Self::UnknownUser => "unknown_user",
             Self::NotOnSale => "not_on_sale",
+            Self::TicketTypeUnavailable => "ticket_type_unavailable",
+            Self::SalesEnded => "sales_ended",
         }
     }
 
@@ -170,6 +199,8 @@ impl Reason {
             "waitlist_closed" => Self::WaitlistClosed,
             "withdrawn" => Self::Withdrawn,
             "not_on_sale" => Self::NotOnSale,
+            "ticket_type_unavailable" => Self::TicketTypeUnavailable,
+            "sales_ended" => Self::SalesEnded,
             _ => return None,
         })
     }
@@ -183,7 +214,9 @@ impl Reason {
             Self::WaitlistClosed => "there are not enough seats and the waitlist is closed",
             Self::Withdrawn => "you left the waitlist",
             Self::UnknownUser => "your account no longer exists",
-            Self::NotOnSale => "the event is not on sale yet",
+            Self::NotOnSale => "the event (or this ticket type) is not on sale yet",
+            Self::TicketTypeUnavailable => "this ticket type is not sold for this event",
+            Self::SalesEnded => "sales of this ticket type have ended",
         }
     }
 }
@@ -218,6 +251,12 @@ pub struct Outcome {
     pub allow_partial: bool,
     /// The request's `joinWaitlist` (same).
     pub join_waitlist: bool,
+    /// The ticket type it bought (resolved: the default type when the request named none).
+    #[serde(default)]
+    pub ticket_type_id: Option<i64>,
+    /// Until when its seats are held (status `held`).
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl Outcome {
@@ -238,6 +277,8 @@ impl Outcome {
             reason,
             allow_partial: r.allow_partial,
             join_waitlist: r.join_waitlist,
+            ticket_type_id: r.ticket_type_id,
+            expires_at: None,
         }
     }
 
@@ -249,15 +290,17 @@ impl Outcome {
             && self.seats_requested == r.seats
             && self.allow_partial == r.allow_partial
             && self.join_waitlist == r.join_waitlist
+            && r.ticket_type_id
+                .is_none_or(|t| self.ticket_type_id.is_none_or(|mine| mine == t))
     }
 }
 
-/// The event as the allocator sees it (locked row).
+/// The event as the allocator sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct EventSeats {
     /// Seats in total.
     pub capacity: i32,
-    /// Seats confirmed.
+    /// Seats held or confirmed.
     pub reserved: i32,
     /// Per-user cap.
     pub max_per_user: Option<i32>,
@@ -266,18 +309,59 @@ pub struct EventSeats {
     /// Cancelled or started: new requests are rejected and the waitlist is not served
     /// (DESIGN invariant 7).
     pub closed: bool,
-    /// Price per seat now.
+    /// Price per seat now (the default type's price).
     pub price: i64,
     /// When bookings open: a request asked before it is rejected `not_on_sale` (by when it was
     /// asked, not when it is decided, so nothing queued early slips in).
     pub on_sale_at: Option<DateTime<Utc>>,
 }
 
-impl EventSeats {
-    /// What `seats` cost for a buyer quoted `quoted` (None: the price now): the lower of the
-    /// two prices (DESIGN invariant 6).
-    pub fn cost(&self, seats: i32, quoted: Option<i64>) -> i64 {
-        i64::from(seats) * quoted.map_or(self.price, |q| q.min(self.price))
+/// A ticket type as the allocator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketType {
+    /// Id.
+    pub id: i64,
+    /// Price per seat now.
+    pub price: i64,
+    /// Most seats of this type (held + confirmed); `None`: only the event's capacity.
+    pub quota: Option<i32>,
+    /// Seats of this type held or confirmed.
+    pub sold: i32,
+    /// Per-user cap for this type (the event's cap applies too).
+    pub max_per_user: Option<i32>,
+    /// Sales open at (by when a request was asked).
+    pub sales_start: Option<DateTime<Utc>>,
+    /// Sales close at.
+    pub sales_end: Option<DateTime<Utc>>,
+    /// Not sold (hidden by its host).
+    pub hidden: bool,
+    /// The type a request without `ticketTypeId` buys.
+    pub is_default: bool,
+}
+
+impl TicketType {
+    /// Seats of this type still free under its quota.
+    fn left(&self) -> i32 {
+        self.quota.map_or(i32::MAX, |q| (q - self.sold).max(0))
+    }
+}
+
+/// Seats each buyer already has on the event (held, confirmed or waitlisted), for the caps:
+/// in total and per ticket type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Holdings {
+    /// Per user.
+    pub by_user: HashMap<i64, i32>,
+    /// Per (user, ticket type).
+    pub by_type: HashMap<(i64, i64), i32>,
+}
+
+impl Holdings {
+    fn add(&mut self, user: i64, ticket_type: Option<i64>, seats: i32) {
+        *self.by_user.entry(user).or_default() += seats;
+        if let Some(t) = ticket_type {
+            *self.by_type.entry((user, t)).or_default() += seats;
+        }
     }
 }
 
@@ -294,6 +378,8 @@ pub struct WaitEntry {
     pub allow_partial: bool,
     /// Price per seat quoted when the buyer asked.
     pub price_quoted: i64,
+    /// The ticket type wanted (`None`: the default type).
+    pub ticket_type_id: Option<i64>,
 }
 
 /// What to do with a waitlist entry.
@@ -305,6 +391,8 @@ pub struct Served {
     pub confirmed: i32,
     /// What they cost.
     pub cost: i64,
+    /// The ticket type they are (resolved).
+    pub ticket_type_id: Option<i64>,
 }
 
 /// What to do with a new request.
@@ -322,6 +410,11 @@ pub struct Decided {
     pub cost: i64,
     /// 1-based place in the waitlist after this pass, when waitlisted.
     pub position: Option<i64>,
+    /// The ticket type (resolved: the default when the request named none; `None` when the
+    /// event has no types loaded or the type asked for does not exist).
+    pub ticket_type_id: Option<i64>,
+    /// The price per seat it was decided at (a waitlisted request's quote).
+    pub unit_price: i64,
 }
 
 /// The decisions of one pass.
@@ -333,41 +426,112 @@ pub struct Plan {
     pub decided: Vec<Decided>,
     /// Seats confirmed in total by this pass.
     pub seats_confirmed: i32,
+    /// Seats taken per ticket type by this pass.
+    pub type_seats: Vec<(i64, i32)>,
+}
+
+impl Plan {
+    fn take(&mut self, ticket_type: Option<i64>, seats: i32) {
+        self.seats_confirmed += seats;
+        if let Some(t) = ticket_type {
+            match self.type_seats.iter_mut().find(|(id, _)| *id == t) {
+                Some((_, n)) => *n += seats,
+                None => self.type_seats.push((t, seats)),
+            }
+        }
+    }
+}
+
+/// The ticket types of one pass, with the seats each has left as the pass takes them.
+struct Catalogue<'a> {
+    types: &'a [TicketType],
+    left: Vec<i32>,
+}
+
+impl<'a> Catalogue<'a> {
+    fn new(types: &'a [TicketType]) -> Self {
+        Self {
+            types,
+            left: types.iter().map(TicketType::left).collect(),
+        }
+    }
+
+    /// The index of the type `wanted` names (`None`: the default type). `Err` when the event
+    /// has types and none matches (or it is hidden); `Ok(None)` when the event has none loaded
+    /// (the event's price and capacity alone apply).
+    fn resolve(&self, wanted: Option<i64>) -> Result<Option<usize>, Reason> {
+        if self.types.is_empty() {
+            return match wanted {
+                None => Ok(None),
+                Some(_) => Err(Reason::TicketTypeUnavailable),
+            };
+        }
+        self.types
+            .iter()
+            .position(|t| wanted.map_or(t.is_default, |w| t.id == w) && !t.hidden)
+            .map(Some)
+            .ok_or(Reason::TicketTypeUnavailable)
+    }
+
+    fn free(&self, ix: Option<usize>, event_free: i32) -> i32 {
+        ix.map_or(event_free, |i| event_free.min(self.left[i]))
+    }
+
+    fn id(&self, ix: Option<usize>) -> Option<i64> {
+        ix.map(|i| self.types[i].id)
+    }
+
+    fn price(&self, ix: Option<usize>, event: &EventSeats) -> i64 {
+        ix.map_or(event.price, |i| self.types[i].price)
+    }
 }
 
 /// One allocation pass. `waitlist` is the event's waitlist in FIFO order (positions count from
-/// its start, so pass all of it when new requests may be waitlisted). `held` is each user's
-/// confirmed + waitlisted seats on the event before the pass (for the cap; waitlist entries are
-/// already included).
+/// its start, so pass all of it when new requests may be waitlisted). `types` are the event's
+/// ticket types (empty: the event's price and capacity alone). `held` is each user's seats on
+/// the event before the pass (for the caps; waitlist entries are already included).
 pub fn allocate(
     event: EventSeats,
+    types: &[TicketType],
     waitlist: &[WaitEntry],
     requests: &[BookingRequest],
-    held: &HashMap<i64, i32>,
+    held: &Holdings,
 ) -> Plan {
     let mut plan = Plan::default();
     let mut free = (event.capacity - event.reserved).max(0);
+    let mut catalogue = Catalogue::new(types);
     let mut still_waiting = waitlist.len() as i64;
     for entry in waitlist {
         if free == 0 || event.closed {
             break;
         }
-        let take = if entry.seats <= free {
+        // An entry whose type went away (hidden) keeps its place until its buyer leaves.
+        let Ok(ix) = catalogue.resolve(entry.ticket_type_id) else {
+            continue;
+        };
+        let room = catalogue.free(ix, free);
+        let take = if entry.seats <= room {
             entry.seats
-        } else if entry.allow_partial {
-            free
+        } else if entry.allow_partial && room > 0 {
+            room
         } else {
             continue;
         };
         free -= take;
-        plan.seats_confirmed += take;
+        if let Some(i) = ix {
+            catalogue.left[i] -= take;
+        }
+        let ticket_type_id = catalogue.id(ix);
+        plan.take(ticket_type_id, take);
         if take == entry.seats {
             still_waiting -= 1;
         }
+        let price = catalogue.price(ix, &event);
         plan.served.push(Served {
             entry: entry.clone(),
             confirmed: take,
-            cost: event.cost(take, Some(entry.price_quoted)),
+            cost: i64::from(take) * entry.price_quoted.min(price),
+            ticket_type_id,
         });
     }
     let mut held = held.clone();
@@ -379,6 +543,8 @@ pub fn allocate(
             reason,
             cost: 0,
             position: None,
+            ticket_type_id: None,
+            unit_price: 0,
         };
         if event.closed {
             plan.decided.push(decided(0, 0, Some(Reason::EventClosed)));
@@ -388,17 +554,47 @@ pub fn allocate(
             plan.decided.push(decided(0, 0, Some(Reason::NotOnSale)));
             continue;
         }
-        let mine = held.get(&r.user_id).copied().unwrap_or(0);
+        let ix = match catalogue.resolve(r.ticket_type_id) {
+            Ok(ix) => ix,
+            Err(reason) => {
+                plan.decided.push(decided(0, 0, Some(reason)));
+                continue;
+            }
+        };
+        let ticket_type_id = catalogue.id(ix);
+        let decided = |confirmed, waitlisted, reason| Decided {
+            ticket_type_id,
+            ..decided(confirmed, waitlisted, reason)
+        };
+        if let Some(t) = ix.map(|i| &types[i]) {
+            if t.sales_start.is_some_and(|s| r.requested_at < s) {
+                plan.decided.push(decided(0, 0, Some(Reason::NotOnSale)));
+                continue;
+            }
+            if t.sales_end.is_some_and(|e| r.requested_at >= e) {
+                plan.decided.push(decided(0, 0, Some(Reason::SalesEnded)));
+                continue;
+            }
+            let mine = ticket_type_id
+                .and_then(|id| held.by_type.get(&(r.user_id, id)).copied())
+                .unwrap_or(0);
+            if t.max_per_user.is_some_and(|cap| mine + r.seats > cap) {
+                plan.decided.push(decided(0, 0, Some(Reason::PerUserLimit)));
+                continue;
+            }
+        }
+        let mine = held.by_user.get(&r.user_id).copied().unwrap_or(0);
         if event.max_per_user.is_some_and(|cap| mine + r.seats > cap) {
             plan.decided.push(decided(0, 0, Some(Reason::PerUserLimit)));
             continue;
         }
+        let room = catalogue.free(ix, free);
         let can_wait = event.waitlist_open && r.join_waitlist;
-        let (confirmed, waitlisted, reason) = if r.seats <= free {
+        let (confirmed, waitlisted, reason) = if r.seats <= room {
             (r.seats, 0, None)
-        } else if r.allow_partial && free > 0 {
-            let rest = r.seats - free;
-            (free, if can_wait { rest } else { 0 }, None)
+        } else if r.allow_partial && room > 0 {
+            let rest = r.seats - room;
+            (room, if can_wait { rest } else { 0 }, None)
         } else if can_wait {
             (0, r.seats, None)
         } else if r.join_waitlist {
@@ -407,24 +603,58 @@ pub fn allocate(
             (0, 0, Some(Reason::SoldOut))
         };
         free -= confirmed;
-        plan.seats_confirmed += confirmed;
-        *held.entry(r.user_id).or_default() += confirmed + waitlisted;
+        if let Some(i) = ix {
+            catalogue.left[i] -= confirmed;
+        }
+        plan.take(ticket_type_id, confirmed);
+        held.add(r.user_id, ticket_type_id, confirmed + waitlisted);
         let position = (waitlisted > 0).then(|| {
             still_waiting += 1;
             still_waiting
         });
+        // The quote holds for the default type (the price the API showed); another type is
+        // sold at its price now.
+        let price = catalogue.price(ix, &event);
+        let unit_price = match (ix.map(|i| types[i].is_default), r.quoted_price) {
+            (None | Some(true), Some(q)) => q.min(price),
+            _ => price,
+        };
         plan.decided.push(Decided {
-            cost: event.cost(confirmed, r.quoted_price),
+            cost: i64::from(confirmed) * unit_price,
             position,
+            unit_price,
             ..decided(confirmed, waitlisted, reason)
         });
     }
     plan
 }
 
+/// What a booking of `cost` starts as: `held` while the buyer pays in an event with `hold`
+/// checkout, else (instant checkout, or nothing to pay) `confirmed`.
+pub fn booking_status(hold: bool, cost: i64) -> &'static str {
+    if hold && cost > 0 {
+        "held"
+    } else {
+        "confirmed"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn alloc(
+        event: EventSeats,
+        waitlist: &[WaitEntry],
+        requests: &[BookingRequest],
+        held: &HashMap<i64, i32>,
+    ) -> Plan {
+        let held = Holdings {
+            by_user: held.clone(),
+            ..Holdings::default()
+        };
+        allocate(event, &[], waitlist, requests, &held)
+    }
 
     fn req(user: i64, seats: i32) -> BookingRequest {
         BookingRequest {
@@ -437,6 +667,7 @@ mod tests {
             idempotency_key: None,
             requested_at: Utc::now(),
             quoted_price: None,
+            ticket_type_id: None,
         }
     }
 
@@ -447,6 +678,7 @@ mod tests {
             seats,
             allow_partial: partial,
             price_quoted: 100,
+            ticket_type_id: None,
         }
     }
 
@@ -472,7 +704,7 @@ mod tests {
         let mut on_time = req(2, 2);
         on_time.requested_at = opens;
 
-        let plan = allocate(event, &[], &[early, on_time], &HashMap::new());
+        let plan = alloc(event, &[], &[early, on_time], &HashMap::new());
 
         assert_eq!(plan.decided[0].reason, Some(Reason::NotOnSale));
         assert_eq!(plan.decided[0].confirmed, 0);
@@ -482,7 +714,7 @@ mod tests {
 
     #[test]
     fn confirms_in_arrival_order_and_waitlists_the_rest() {
-        let plan = allocate(
+        let plan = alloc(
             ev(5, 0),
             &[],
             &[req(1, 2), req(2, 2), req(3, 2)],
@@ -499,7 +731,7 @@ mod tests {
 
     #[test]
     fn first_fit_lets_a_smaller_request_take_what_a_larger_one_cannot() {
-        let plan = allocate(
+        let plan = alloc(
             ev(3, 0),
             &[],
             &[req(1, 2), req(2, 3), req(3, 1)],
@@ -517,7 +749,7 @@ mod tests {
             wait(2, 8, 4, false),
             wait(3, 9, 1, false),
         ];
-        let plan = allocate(ev(10, 7), &waitlist, &[req(1, 1)], &HashMap::new());
+        let plan = alloc(ev(10, 7), &waitlist, &[req(1, 1)], &HashMap::new());
         // 3 free: entry 1 (2) fits, entry 2 (4) does not and keeps its place, entry 3 (1) fits.
         let served: Vec<_> = plan
             .served
@@ -534,11 +766,11 @@ mod tests {
 
     #[test]
     fn partial_takes_what_is_left_and_keeps_its_place() {
-        let plan = allocate(ev(10, 7), &[wait(1, 7, 5, true)], &[], &HashMap::new());
+        let plan = alloc(ev(10, 7), &[wait(1, 7, 5, true)], &[], &HashMap::new());
         assert_eq!(plan.served[0].confirmed, 3);
         let mut r = req(1, 4);
         r.allow_partial = true;
-        let plan = allocate(ev(10, 7), &[], &[r], &HashMap::new());
+        let plan = alloc(ev(10, 7), &[], &[r], &HashMap::new());
         assert_eq!(
             (plan.decided[0].confirmed, plan.decided[0].waitlisted),
             (3, 1)
@@ -550,21 +782,21 @@ mod tests {
         let mut closed = ev(10, 0);
         closed.closed = true;
         assert_eq!(
-            allocate(closed, &[], &[req(1, 1)], &HashMap::new()).decided[0].reason,
+            alloc(closed, &[], &[req(1, 1)], &HashMap::new()).decided[0].reason,
             Some(Reason::EventClosed)
         );
 
         let mut no_wait = ev(2, 2);
         no_wait.waitlist_open = false;
         assert_eq!(
-            allocate(no_wait, &[], &[req(1, 1)], &HashMap::new()).decided[0].reason,
+            alloc(no_wait, &[], &[req(1, 1)], &HashMap::new()).decided[0].reason,
             Some(Reason::WaitlistClosed)
         );
 
         let mut opt_out = req(1, 1);
         opt_out.join_waitlist = false;
         assert_eq!(
-            allocate(ev(2, 2), &[], &[opt_out], &HashMap::new()).decided[0].reason,
+            alloc(ev(2, 2), &[], &[opt_out], &HashMap::new()).decided[0].reason,
             Some(Reason::SoldOut)
         );
     }
@@ -574,7 +806,7 @@ mod tests {
         let mut capped = ev(100, 0);
         capped.max_per_user = Some(4);
         let held = HashMap::from([(1, 2)]);
-        let plan = allocate(
+        let plan = alloc(
             capped,
             &[],
             &[req(1, 2), req(1, 1), req(2, 4), req(2, 1)],
@@ -619,7 +851,7 @@ mod tests {
                     r
                 })
                 .collect();
-            let plan = allocate(
+            let plan = alloc(
                 ev(capacity, reserved),
                 &waitlist,
                 &requests,
@@ -644,7 +876,7 @@ mod tests {
             wait(2, 8, 5, false),
             wait(3, 9, 5, false),
         ];
-        let plan = allocate(
+        let plan = alloc(
             ev(10, 9),
             &waitlist,
             &[req(1, 2), req(2, 3)],
@@ -654,7 +886,7 @@ mod tests {
         let got: Vec<_> = plan.decided.iter().map(|d| d.position).collect();
         assert_eq!(got, [Some(3), Some(4)]);
         // A partly served entry keeps its place.
-        let plan = allocate(
+        let plan = alloc(
             ev(10, 9),
             &[wait(1, 7, 3, true)],
             &[req(1, 1)],
@@ -668,7 +900,7 @@ mod tests {
     fn a_closed_event_serves_no_waitlist() {
         let mut started = ev(10, 0);
         started.closed = true;
-        let plan = allocate(started, &[wait(1, 7, 2, false)], &[], &HashMap::new());
+        let plan = alloc(started, &[wait(1, 7, 2, false)], &[], &HashMap::new());
         assert!(plan.served.is_empty());
         assert_eq!(plan.seats_confirmed, 0);
     }
@@ -678,12 +910,12 @@ mod tests {
         let mut event = ev(10, 0);
         event.price = 500;
         // Quoted 100 (the waitlist entry's quote): pays 100 although the price rose to 500.
-        let plan = allocate(event, &[wait(1, 7, 2, false)], &[], &HashMap::new());
+        let plan = alloc(event, &[wait(1, 7, 2, false)], &[], &HashMap::new());
         assert_eq!(plan.served[0].cost, 200);
         // Quoted 800, price dropped to 500: pays 500. No quote: the price now.
         let mut quoted = req(1, 2);
         quoted.quoted_price = Some(800);
-        let plan = allocate(event, &[], &[quoted, req(2, 1)], &HashMap::new());
+        let plan = alloc(event, &[], &[quoted, req(2, 1)], &HashMap::new());
         let got: Vec<_> = plan.decided.iter().map(|d| d.cost).collect();
         assert_eq!(got, [1000, 500]);
     }
@@ -699,5 +931,174 @@ mod tests {
         let mut bad_user = req(0, 1);
         bad_user.user_id = -3;
         assert!(bad_user.defect().is_some());
+    }
+
+    fn tt(id: i64, price: i64, quota: Option<i32>) -> TicketType {
+        TicketType {
+            id,
+            price,
+            quota,
+            sold: 0,
+            max_per_user: None,
+            sales_start: None,
+            sales_end: None,
+            hidden: false,
+            is_default: id == 1,
+        }
+    }
+
+    fn of(user: i64, seats: i32, ticket_type: Option<i64>) -> BookingRequest {
+        BookingRequest {
+            ticket_type_id: ticket_type,
+            ..req(user, seats)
+        }
+    }
+
+    #[test]
+    fn a_type_quota_limits_that_type_and_the_capacity_limits_all() {
+        // 10 seats; VIP quota 3. VIP asks 2+2: the second waits although the event has room.
+        let types = [tt(1, 100, None), tt(2, 500, Some(3))];
+        let requests = [
+            of(1, 2, Some(2)),
+            of(2, 2, Some(2)),
+            of(3, 8, None),
+            of(4, 1, Some(2)),
+        ];
+        let plan = allocate(ev(10, 0), &types, &[], &requests, &Holdings::default());
+        let got: Vec<_> = plan
+            .decided
+            .iter()
+            .map(|d| (d.confirmed, d.waitlisted, d.ticket_type_id, d.cost))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (2, 0, Some(2), 1000),
+                (0, 2, Some(2), 0),
+                (8, 0, Some(1), 800),
+                (0, 1, Some(2), 0)
+            ],
+            "VIP gets 2 (and the last VIP seat is not taken by the 2-seat request), GA the 8 left"
+        );
+        assert_eq!(plan.type_seats, [(2, 2), (1, 8)]);
+        assert_eq!(plan.seats_confirmed, 10);
+    }
+
+    #[test]
+    fn a_served_waitlist_entry_respects_its_type_quota() {
+        let mut vip = tt(2, 500, Some(2));
+        vip.sold = 2;
+        let types = [tt(1, 100, None), vip];
+        let mut waiting = wait(1, 7, 1, false);
+        waiting.ticket_type_id = Some(2);
+        let plan = allocate(
+            ev(10, 5),
+            &types,
+            &[waiting.clone()],
+            &[],
+            &Holdings::default(),
+        );
+        assert!(
+            plan.served.is_empty(),
+            "VIP sold out: the entry keeps waiting"
+        );
+        let mut freed = types.clone();
+        freed[1].sold = 1;
+        let plan = allocate(ev(10, 5), &freed, &[waiting], &[], &Holdings::default());
+        assert_eq!(plan.served[0].confirmed, 1);
+        assert_eq!(
+            plan.served[0].cost, 100,
+            "the quote (100) is below the price (500)"
+        );
+        assert_eq!(plan.type_seats, [(2, 1)]);
+    }
+
+    #[test]
+    fn unknown_hidden_and_out_of_window_types_are_refused_with_their_reason() {
+        let now = Utc::now();
+        let mut hidden = tt(2, 100, None);
+        hidden.hidden = true;
+        let mut later = tt(3, 100, None);
+        later.sales_start = Some(now + chrono::Duration::hours(1));
+        let mut over = tt(4, 100, None);
+        over.sales_end = Some(now - chrono::Duration::hours(1));
+        let types = [tt(1, 100, None), hidden, later, over];
+        let requests = [
+            of(1, 1, Some(2)),
+            of(1, 1, Some(3)),
+            of(1, 1, Some(4)),
+            of(1, 1, Some(99)),
+        ];
+        let plan = allocate(ev(10, 0), &types, &[], &requests, &Holdings::default());
+        let got: Vec<_> = plan.decided.iter().map(|d| d.reason).collect();
+        assert_eq!(
+            got,
+            [
+                Some(Reason::TicketTypeUnavailable),
+                Some(Reason::NotOnSale),
+                Some(Reason::SalesEnded),
+                Some(Reason::TicketTypeUnavailable)
+            ]
+        );
+        assert_eq!(plan.seats_confirmed, 0);
+    }
+
+    #[test]
+    fn a_per_type_cap_and_the_event_cap_both_apply() {
+        let mut vip = tt(2, 500, None);
+        vip.max_per_user = Some(2);
+        let mut event = ev(100, 0);
+        event.max_per_user = Some(5);
+        let types = [tt(1, 100, None), vip];
+        let held = Holdings {
+            by_user: HashMap::from([(1, 1)]),
+            by_type: HashMap::from([((1, 2), 1)]),
+        };
+        let requests = [
+            of(1, 2, Some(2)),
+            of(1, 1, Some(2)),
+            of(1, 3, None),
+            of(1, 1, None),
+        ];
+        let plan = allocate(event, &types, &[], &requests, &held);
+        let got: Vec<_> = plan
+            .decided
+            .iter()
+            .map(|d| (d.confirmed, d.reason))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, Some(Reason::PerUserLimit)),
+                (1, None),
+                (3, None),
+                (0, Some(Reason::PerUserLimit))
+            ]
+        );
+    }
+
+    #[test]
+    fn the_quote_holds_for_the_default_type_only() {
+        let types = [tt(1, 300, None), tt(2, 500, None)];
+        let mut default = of(1, 1, None);
+        default.quoted_price = Some(200);
+        let mut other = of(2, 1, Some(2));
+        other.quoted_price = Some(200);
+        let plan = allocate(
+            ev(10, 0),
+            &types,
+            &[],
+            &[default, other],
+            &Holdings::default(),
+        );
+        let got: Vec<_> = plan.decided.iter().map(|d| d.cost).collect();
+        assert_eq!(got, [200, 500]);
+    }
+
+    #[test]
+    fn held_seats_need_payment_free_ones_do_not() {
+        assert_eq!(booking_status(true, 100), "held");
+        assert_eq!(booking_status(true, 0), "confirmed");
+        assert_eq!(booking_status(false, 100), "confirmed");
     }
 }

@@ -6,8 +6,6 @@
 //! row lock and bumps the event's version, so the writer's next commit on stale state fails and
 //! it reloads.
 
-use std::collections::HashMap;
-
 use chrono::Utc;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
@@ -15,8 +13,8 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::bookings::domain::{self, EventSeats, Outcome, Reason, Status, WaitEntry};
-use crate::db::schema::{booking_requests, bookings, events, outbox, waitlist};
+use crate::bookings::domain::{self, EventSeats, Holdings, Outcome, Reason, Status, WaitEntry};
+use crate::db::schema::{booking_requests, bookings, events, outbox, ticket_types, waitlist};
 use crate::events::model::Event;
 
 /// A waitlist row as the allocator sees it.
@@ -28,6 +26,7 @@ struct WaitRow {
     seats: i32,
     allow_partial: bool,
     price_quoted: i64,
+    ticket_type_id: Option<i64>,
 }
 
 impl From<WaitRow> for WaitEntry {
@@ -38,6 +37,7 @@ impl From<WaitRow> for WaitEntry {
             seats: r.seats,
             allow_partial: r.allow_partial,
             price_quoted: r.price_quoted,
+            ticket_type_id: r.ticket_type_id,
         }
     }
 }
@@ -62,6 +62,8 @@ pub async fn waitlist_of(
 struct UserSeats {
     #[diesel(sql_type = BigInt)]
     user_id: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+    ticket_type_id: Option<i64>,
     #[diesel(sql_type = BigInt)]
     seats: i64,
 }
@@ -92,6 +94,8 @@ pub struct StoredRequest {
     pub reject_reason: Option<String>,
     /// Cost of the confirmed seats.
     pub cost: i64,
+    /// The ticket type (`None` on rows from before types: the default).
+    pub ticket_type_id: Option<i64>,
 }
 
 /// What serving a waitlist did.
@@ -122,37 +126,59 @@ impl StoredRequest {
             reason: self.reject_reason.as_deref().and_then(Reason::parse),
             allow_partial: self.allow_partial,
             join_waitlist: self.join_waitlist,
+            ticket_type_id: self.ticket_type_id,
+            expires_at: None,
         }
     }
 }
 
 /// The outcome of a stored request, with its latest booking and current waitlist position.
+/// Its status says where its seats are now: `held`, `expired`, `refund_pending`, `refunded`
+/// or `cancelled` when its latest booking is so and nothing is still waiting.
 pub async fn stored_outcome(
     conn: &mut AsyncPgConnection,
     row: &StoredRequest,
 ) -> QueryResult<Outcome> {
-    let booking_id: Option<i64> = bookings::table
+    let latest: Option<(i64, String, Option<chrono::DateTime<Utc>>)> = bookings::table
         .filter(bookings::request_id.eq(row.id))
-        .select(diesel::dsl::max(bookings::id))
+        .order(bookings::id.desc())
+        .select((bookings::id, bookings::status, bookings::expires_at))
         .first(conn)
-        .await?;
+        .await
+        .optional()?;
     let position = if row.seats_waitlisted > 0 {
         waitlist_position(conn, row.id).await?
     } else {
         None
     };
-    let mut outcome = row.outcome(booking_id, position);
-    // Seats it got, all since cancelled, nothing still waiting: `cancelled`.
-    if booking_id.is_some() && position.is_none() {
-        let live: i64 = bookings::table
-            .filter(bookings::request_id.eq(row.id))
-            .filter(bookings::status.eq("confirmed"))
-            .count()
-            .get_result(conn)
-            .await?;
-        if live == 0 {
-            outcome.status = Status::Cancelled;
+    let mut outcome = row.outcome(latest.as_ref().map(|l| l.0), position);
+    let Some((_, status, expires_at)) = latest else {
+        return Ok(outcome);
+    };
+    if position.is_some() {
+        return Ok(outcome);
+    }
+    match status.as_str() {
+        "held" => {
+            outcome.status = Status::Held;
+            outcome.expires_at = expires_at;
         }
+        "expired" => outcome.status = Status::Expired,
+        "refund_pending" => outcome.status = Status::RefundPending,
+        "refunded" => outcome.status = Status::Refunded,
+        "cancelled" => {
+            // Seats it got, all since cancelled, nothing still waiting: `cancelled`.
+            let live: i64 = bookings::table
+                .filter(bookings::request_id.eq(row.id))
+                .filter(bookings::status.eq_any(["confirmed", "held"]))
+                .count()
+                .get_result(conn)
+                .await?;
+            if live == 0 {
+                outcome.status = Status::Cancelled;
+            }
+        }
+        _ => {}
     }
     Ok(outcome)
 }
@@ -221,7 +247,8 @@ pub async fn serve_waitlist(
     .await
 }
 
-/// [`serve_waitlist`] on a row the caller has locked in its transaction.
+/// [`serve_waitlist`] on a row the caller has locked in its transaction: the same rule as the
+/// writer (ticket type quotas, holds in `hold` checkout).
 pub async fn serve_waitlist_locked(
     conn: &mut AsyncPgConnection,
     event: Event,
@@ -242,13 +269,18 @@ pub async fn serve_waitlist_locked(
                 .or(waitlist::allow_partial.eq(true)),
         )
         .order(waitlist::id.asc())
-        .limit(i64::from(free))
+        .limit(i64::from(free).max(1000))
         .select(WaitRow::as_select())
         .for_update()
         .load::<WaitRow>(conn)
         .await?
         .into_iter()
         .map(WaitEntry::from)
+        .collect();
+    let types: Vec<domain::TicketType> = crate::tickets::model::of_event(conn, event.id)
+        .await?
+        .iter()
+        .map(crate::tickets::model::TicketTypeRow::domain)
         .collect();
     let seats = EventSeats {
         capacity: event.capacity,
@@ -260,13 +292,14 @@ pub async fn serve_waitlist_locked(
         // Serving the waitlist decides no new request.
         on_sale_at: None,
     };
-    let plan = domain::allocate(seats, &waiting, &[], &HashMap::new());
+    let plan = domain::allocate(seats, &types, &waiting, &[], &Holdings::default());
     if plan.served.is_empty() {
         return Ok(Decided {
             event: Some(event),
             ..Decided::default()
         });
     }
+    let expires_at = now + chrono::Duration::seconds(i64::from(event.hold_secs));
     let mut served = Vec::with_capacity(plan.served.len());
     let mut notes = Vec::with_capacity(plan.served.len());
     for s in &plan.served {
@@ -295,6 +328,8 @@ pub async fn serve_waitlist_locked(
             .returning(StoredRequest::as_returning())
             .get_result(conn)
             .await?;
+        let status = domain::booking_status(event.holds(), s.cost);
+        let held = status == "held";
         let booking_id: i64 = diesel::insert_into(bookings::table)
             .values((
                 bookings::request_id.eq(s.entry.request_id),
@@ -302,12 +337,19 @@ pub async fn serve_waitlist_locked(
                 bookings::event_id.eq(event.id),
                 bookings::seats.eq(s.confirmed),
                 bookings::cost.eq(s.cost),
+                bookings::status.eq(status),
+                bookings::expires_at.eq(held.then_some(expires_at)),
+                bookings::ticket_type_id.eq(s.ticket_type_id),
             ))
             .returning(bookings::id)
             .get_result(conn)
             .await?;
         notes.push((
-            outbox::kind.eq("waitlist_confirmed"),
+            outbox::kind.eq(if held {
+                "booking_held"
+            } else {
+                "waitlist_confirmed"
+            }),
             outbox::user_id.eq(Some(s.entry.user_id)),
             outbox::event_id.eq(Some(event.id)),
             outbox::payload.eq(json!({
@@ -321,14 +363,27 @@ pub async fn serve_waitlist_locked(
                 "seatsStillWaiting": remaining,
                 "cost": s.cost,
                 "bookingId": booking_id,
+                "expiresAt": held.then_some(expires_at),
+                "fromWaitlist": true,
             })),
         ));
-        served.push(row.outcome(Some(booking_id), None));
+        let mut outcome = row.outcome(Some(booking_id), None);
+        if held {
+            outcome.status = Status::Held;
+            outcome.expires_at = Some(expires_at);
+        }
+        served.push(outcome);
     }
     diesel::insert_into(outbox::table)
         .values(&notes)
         .execute(conn)
         .await?;
+    for (ticket_type, seats) in &plan.type_seats {
+        diesel::update(ticket_types::table.find(ticket_type))
+            .set(ticket_types::sold.eq(ticket_types::sold + seats))
+            .execute(conn)
+            .await?;
+    }
     let updated: Event = diesel::update(events::table.find(event.id))
         .set((
             events::reserved_seats.eq(events::reserved_seats + plan.seats_confirmed),
@@ -344,27 +399,34 @@ pub async fn serve_waitlist_locked(
     })
 }
 
-/// Each of `users`' confirmed + waitlisted seats on the event (for the per-user cap).
+/// Each of `users`' held, confirmed and waitlisted seats on the event, in all and per ticket
+/// type (for the caps). Rows without a type are of `default_type`.
 pub async fn seats_held(
     conn: &mut AsyncPgConnection,
     event_id: i64,
     users: &[i64],
-) -> QueryResult<HashMap<i64, i32>> {
+    default_type: Option<i64>,
+) -> QueryResult<Holdings> {
     let rows: Vec<UserSeats> = diesel::sql_query(
-        "SELECT user_id, SUM(seats)::BIGINT AS seats FROM ( \
-           SELECT user_id, seats FROM bookings WHERE event_id = $1 AND status = 'confirmed' AND user_id = ANY($2) \
+        "SELECT user_id, ticket_type_id, SUM(seats)::BIGINT AS seats FROM ( \
+           SELECT user_id, ticket_type_id, seats FROM bookings WHERE event_id = $1 AND status IN ('confirmed', 'held') AND user_id = ANY($2) \
            UNION ALL \
-           SELECT user_id, seats FROM waitlist WHERE event_id = $1 AND user_id = ANY($2)) s \
-         GROUP BY user_id",
+           SELECT user_id, ticket_type_id, seats FROM waitlist WHERE event_id = $1 AND user_id = ANY($2)) s \
+         GROUP BY user_id, ticket_type_id",
     )
     .bind::<BigInt, _>(event_id)
     .bind::<diesel::sql_types::Array<BigInt>, _>(users)
     .load(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.user_id, i32::try_from(r.seats).unwrap_or(i32::MAX)))
-        .collect())
+    let mut held = Holdings::default();
+    for r in rows {
+        let seats = i32::try_from(r.seats).unwrap_or(i32::MAX);
+        *held.by_user.entry(r.user_id).or_default() += seats;
+        if let Some(t) = r.ticket_type_id.or(default_type) {
+            *held.by_type.entry((r.user_id, t)).or_default() += seats;
+        }
+    }
+    Ok(held)
 }
 
 /// `n` fresh booking ids from the table's identity sequence (the writer numbers its rows
@@ -403,4 +465,68 @@ pub async fn events_with_serveable_waitlists(
     .load(conn)
     .await?;
     Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// A booking the writer has work to do on: a hold due to expire, or one with a payment
+/// captured and not applied yet.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Chore {
+    /// The payment session captured (`None`: a hold due to expire).
+    #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+    pub session_id: Option<i64>,
+    /// The amount captured.
+    #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+    pub amount: Option<i64>,
+    /// The booking.
+    #[diesel(sql_type = BigInt)]
+    pub booking_id: i64,
+    /// Its event.
+    #[diesel(sql_type = BigInt)]
+    pub event_id: i64,
+    /// Its buyer.
+    #[diesel(sql_type = BigInt)]
+    pub user_id: i64,
+    /// Its request.
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub request_id: Uuid,
+    /// Its seats.
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub seats: i32,
+    /// What they cost.
+    #[diesel(sql_type = BigInt)]
+    pub cost: i64,
+    /// Its ticket type.
+    #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+    pub ticket_type_id: Option<i64>,
+    /// Its state as committed.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub status: String,
+}
+
+/// Holds due to expire (soonest first) and captured payments not applied yet, at most `limit`
+/// of each: the writer's sweep. Both reads are on partial indexes that hold only such rows.
+pub async fn chores(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<Chore>> {
+    let mut due: Vec<Chore> = diesel::sql_query(
+        "SELECT NULL::int8 AS session_id, NULL::int8 AS amount, id AS booking_id, event_id, \
+                user_id, request_id, seats, cost, ticket_type_id, status \
+           FROM bookings WHERE status = 'held' AND expires_at <= now() \
+          ORDER BY expires_at LIMIT $1",
+    )
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    let paid: Vec<Chore> = diesel::sql_query(
+        "SELECT s.id AS session_id, s.amount, b.id AS booking_id, b.event_id, b.user_id, \
+                b.request_id, b.seats, b.cost, b.ticket_type_id, b.status \
+           FROM payment_sessions s JOIN bookings b ON b.id = s.booking_id \
+          WHERE s.state = 'captured' ORDER BY s.id LIMIT $1",
+    )
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    // A hold paid just as it ran out is confirmed, not expired: its payment goes first.
+    let paid_ids: std::collections::HashSet<i64> = paid.iter().map(|c| c.booking_id).collect();
+    due.retain(|c| !paid_ids.contains(&c.booking_id));
+    due.extend(paid);
+    Ok(due)
 }

@@ -262,6 +262,9 @@ pub async fn run_consumer(state: AppState, shutdown: CancellationToken) -> anyho
     let mut writer: Writer<TopicPartitionList> = Writer::new(state.clone(), "work-bookings")?;
     tracing::info!(topic = %topics.bookings, group = %k.group_id, "booking worker running (Kafka)");
 
+    let mut sweep =
+        tokio::time::interval(Duration::from_millis(state.settings().checkout.sweep_ms));
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let room = writer.has_room();
         let first = tokio::select! {
@@ -271,6 +274,17 @@ pub async fn run_consumer(state: AppState, shutdown: CancellationToken) -> anyho
                 let done = writer.settle().await;
                 dead_letter(&dlq, &topics, writer.take_dead(), &shutdown).await;
                 commit_offsets(&consumer, done);
+                continue;
+            }
+            _ = sweep.tick(), if room => {
+                // Expiries and payments of the events whose partitions this consumer owns.
+                let owned: std::collections::HashSet<i32> = consumer
+                    .assignment()
+                    .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
+                    .unwrap_or_default();
+                let partitions = k.partitions;
+                let owns = move |event: i64| owned.contains(&partition_of(event, partitions));
+                writer.sweep(&owns).await;
                 continue;
             }
             m = consumer.recv(), if room => match m {
@@ -445,5 +459,35 @@ async fn export_lag(state: AppState, consumer: Arc<BookingConsumer>, shutdown: C
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
+    }
+}
+
+/// The partition librdkafka's default partitioner (`consistent_random`) puts an event's
+/// requests in: CRC-32 of the key (the event id in decimal) modulo the partition count.
+pub fn partition_of(event_id: i64, partitions: u32) -> i32 {
+    let mut crc: u32 = 0xFFFF_FFFF;
+    for b in event_id.to_string().bytes() {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    i32::try_from((!crc) % partitions.max(1)).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_partition_is_crc32_of_the_key() {
+        // CRC-32("123456789") = 0xCBF43926, the check value of the algorithm.
+        assert_eq!(
+            super::partition_of(123_456_789, 1_000_000_007),
+            i32::try_from(0xCBF4_3926_u32 % 1_000_000_007).unwrap_or(-1)
+        );
+        assert_eq!(super::partition_of(5, 1), 0);
     }
 }

@@ -30,6 +30,7 @@ pub struct RequestRow {
     pub reject_reason: Option<&'static str>,
     pub cost: i64,
     pub requested_at: DateTime<Utc>,
+    pub ticket_type_id: Option<i64>,
 }
 
 /// A new `bookings` row (its id taken from the sequence beforehand).
@@ -41,6 +42,11 @@ pub struct BookingRow {
     pub event_id: i64,
     pub seats: i32,
     pub cost: i64,
+    /// `confirmed` or `held`.
+    pub status: &'static str,
+    /// When a hold runs out.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub ticket_type_id: Option<i64>,
 }
 
 /// A new `waitlist` row.
@@ -52,6 +58,7 @@ pub struct WaitRow {
     pub seats: i32,
     pub allow_partial: bool,
     pub price_quoted: i64,
+    pub ticket_type_id: Option<i64>,
 }
 
 /// A waitlist entry that got seats.
@@ -78,6 +85,15 @@ pub struct Advance {
     pub expected_version: i64,
 }
 
+/// A booking moved from one state to another by the writer (a hold expiring, a payment
+/// confirming it): the row must still be in `from`, or the transaction fails.
+#[derive(Debug, Clone, Copy)]
+pub struct Transition {
+    pub booking_id: i64,
+    pub from: &'static str,
+    pub to: &'static str,
+}
+
 /// Everything one batch writes.
 #[derive(Debug, Default)]
 pub struct Writes {
@@ -87,6 +103,22 @@ pub struct Writes {
     pub served: Vec<ServedRow>,
     pub outbox: Vec<OutboxRow>,
     pub advance: Vec<Advance>,
+    /// Seats taken (or given back, negative) per ticket type.
+    pub types: Vec<(i64, i32)>,
+    pub transitions: Vec<Transition>,
+    /// Captured payments applied: (payment session, `confirmed` | `reacquired` | `refunded`).
+    pub payments: Vec<(i64, &'static str)>,
+}
+
+impl Writes {
+    /// Adds `seats` to a ticket type's count (one entry per type: an UPDATE … FROM applies one
+    /// source row per target row).
+    pub fn type_seats(&mut self, ticket_type: i64, seats: i32) {
+        match self.types.iter_mut().find(|(t, _)| *t == ticket_type) {
+            Some((_, n)) => *n += seats,
+            None => self.types.push((ticket_type, seats)),
+        }
+    }
 }
 
 /// Why a commit failed, as far as the writer needs to know.
@@ -148,6 +180,9 @@ struct Statements {
     serve_requests: Statement,
     serve_waitlist_done: Statement,
     serve_waitlist_part: Statement,
+    types: Statement,
+    transition: Statement,
+    payments: Statement,
 }
 
 /// One dedicated writer connection.
@@ -158,16 +193,23 @@ pub struct Conn {
 
 const INSERT_REQUESTS: &str = "INSERT INTO booking_requests (id, user_id, event_id, seats, \
     allow_partial, join_waitlist, idempotency_key, status, seats_confirmed, seats_waitlisted, \
-    reject_reason, cost, requested_at) \
+    reject_reason, cost, requested_at, ticket_type_id) \
     SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::int4[], $5::bool[], $6::bool[], \
-    $7::text[], $8::text[], $9::int4[], $10::int4[], $11::text[], $12::int8[], $13::timestamptz[])";
-const INSERT_BOOKINGS: &str = "INSERT INTO bookings (id, request_id, user_id, event_id, seats, cost) \
-    OVERRIDING SYSTEM VALUE \
-    SELECT * FROM UNNEST($1::int8[], $2::uuid[], $3::int8[], $4::int8[], $5::int4[], $6::int8[])";
+    $7::text[], $8::text[], $9::int4[], $10::int4[], $11::text[], $12::int8[], $13::timestamptz[], \
+    $14::int8[])";
+const INSERT_BOOKINGS: &str = "INSERT INTO bookings (id, request_id, user_id, event_id, seats, cost, \
+    status, expires_at, ticket_type_id) OVERRIDING SYSTEM VALUE \
+    SELECT * FROM UNNEST($1::int8[], $2::uuid[], $3::int8[], $4::int8[], $5::int4[], $6::int8[], \
+    $7::text[], $8::timestamptz[], $9::int8[])";
 // WITH ORDINALITY keeps arrival order in the identity ids (the FIFO order).
-const INSERT_WAITS: &str = "INSERT INTO waitlist (request_id, user_id, event_id, seats, allow_partial, price_quoted) \
-    SELECT r, u, e, s, p, q FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::int4[], $5::bool[], $6::int8[]) \
-    WITH ORDINALITY AS t(r, u, e, s, p, q, n) ORDER BY n";
+const INSERT_WAITS: &str = "INSERT INTO waitlist (request_id, user_id, event_id, seats, allow_partial, price_quoted, ticket_type_id) \
+    SELECT r, u, e, s, p, q, t FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::int4[], $5::bool[], $6::int8[], $7::int8[]) \
+    WITH ORDINALITY AS t(r, u, e, s, p, q, t, n) ORDER BY n";
+// After engine_advance (the event rows first: every writer's lock order).
+const TYPES: &str = "UPDATE ticket_types t SET sold = t.sold + d.n \
+    FROM UNNEST($1::int8[], $2::int4[]) AS d(id, n) WHERE t.id = d.id";
+const TRANSITION: &str = "SELECT engine_transition($1::int8[], $2::text[], $3::text[])";
+const PAYMENTS: &str = "SELECT engine_apply_payments($1::int8[], $2::text[])";
 const INSERT_OUTBOX: &str = "INSERT INTO outbox (kind, user_id, event_id, payload) \
     SELECT k, u, e, p FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::jsonb[]) \
     WITH ORDINALITY AS t(k, u, e, p, n) ORDER BY n";
@@ -199,6 +241,9 @@ impl Conn {
             serve_requests: client.prepare(SERVE_REQUESTS).await?,
             serve_waitlist_done: client.prepare(SERVE_WAITLIST_DONE).await?,
             serve_waitlist_part: client.prepare(SERVE_WAITLIST_PART).await?,
+            types: client.prepare(TYPES).await?,
+            transition: client.prepare(TRANSITION).await?,
+            payments: client.prepare(PAYMENTS).await?,
         };
         Ok(Self { client, stmts })
     }
@@ -233,6 +278,9 @@ impl Conn {
             b.iter().map(|r| r.event_id).collect::<Vec<_>>(),
             b.iter().map(|r| r.seats).collect::<Vec<_>>(),
             b.iter().map(|r| r.cost).collect::<Vec<_>>(),
+            b.iter().map(|r| r.status).collect::<Vec<_>>(),
+            b.iter().map(|r| r.expires_at).collect::<Vec<_>>(),
+            b.iter().map(|r| r.ticket_type_id).collect::<Vec<_>>(),
         );
         let wt = &w.waits;
         let wa = (
@@ -242,6 +290,7 @@ impl Conn {
             wt.iter().map(|r| r.seats).collect::<Vec<_>>(),
             wt.iter().map(|r| r.allow_partial).collect::<Vec<_>>(),
             wt.iter().map(|r| r.price_quoted).collect::<Vec<_>>(),
+            wt.iter().map(|r| r.ticket_type_id).collect::<Vec<_>>(),
         );
         let o = &w.outbox;
         let ob = (
@@ -255,6 +304,22 @@ impl Conn {
             a.iter().map(|r| r.event_id).collect::<Vec<_>>(),
             a.iter().map(|r| r.delta).collect::<Vec<_>>(),
             a.iter().map(|r| r.expected_version).collect::<Vec<_>>(),
+        );
+        let ty = (
+            w.types.iter().map(|t| t.0).collect::<Vec<_>>(),
+            w.types.iter().map(|t| t.1).collect::<Vec<_>>(),
+        );
+        let tr = (
+            w.transitions
+                .iter()
+                .map(|t| t.booking_id)
+                .collect::<Vec<_>>(),
+            w.transitions.iter().map(|t| t.from).collect::<Vec<_>>(),
+            w.transitions.iter().map(|t| t.to).collect::<Vec<_>>(),
+        );
+        let pa = (
+            w.payments.iter().map(|p| p.0).collect::<Vec<_>>(),
+            w.payments.iter().map(|p| p.1).collect::<Vec<_>>(),
         );
         let sv = &w.served;
         let part = || sv.iter().filter(|r| r.remaining > 0);
@@ -283,9 +348,15 @@ impl Conn {
             &rq.reject_reason,
             &rq.cost,
             &rq.requested_at,
+            &rq.ticket_type_id,
         ];
-        let p_bookings: Params<'_> = vec![&bk.0, &bk.1, &bk.2, &bk.3, &bk.4, &bk.5];
-        let p_waits: Params<'_> = vec![&wa.0, &wa.1, &wa.2, &wa.3, &wa.4, &wa.5];
+        let p_bookings: Params<'_> = vec![
+            &bk.0, &bk.1, &bk.2, &bk.3, &bk.4, &bk.5, &bk.6, &bk.7, &bk.8,
+        ];
+        let p_waits: Params<'_> = vec![&wa.0, &wa.1, &wa.2, &wa.3, &wa.4, &wa.5, &wa.6];
+        let p_types: Params<'_> = vec![&ty.0, &ty.1];
+        let p_transition: Params<'_> = vec![&tr.0, &tr.1, &tr.2];
+        let p_payments: Params<'_> = vec![&pa.0, &pa.1];
         let p_outbox: Params<'_> = vec![&ob.0, &ob.1, &ob.2, &ob.3];
         let p_advance: Params<'_> = vec![&ad.0, &ad.1, &ad.2];
         let p_serve: Params<'_> = vec![&se.0, &se.1, &se.2];
@@ -329,7 +400,25 @@ impl Conn {
                     })
                     .boxed(),
             );
-            // The waitlist rows after the event rows: the lock order of every writer.
+            // Then the types, the bookings and payments it moves, the waitlist rows: the lock
+            // order of every writer (event row first).
+            if !w.types.is_empty() {
+                steps.push(c.execute(&s.types, &p_types).map(|r| r.map(drop)).boxed());
+            }
+            if !w.transitions.is_empty() {
+                steps.push(
+                    c.execute(&s.transition, &p_transition)
+                        .map(|r| r.map(drop))
+                        .boxed(),
+                );
+            }
+            if !w.payments.is_empty() {
+                steps.push(
+                    c.execute(&s.payments, &p_payments)
+                        .map(|r| r.map(drop))
+                        .boxed(),
+                );
+            }
             if !sv.is_empty() {
                 steps.push(
                     c.execute(&s.serve_requests, &p_serve)
@@ -380,6 +469,7 @@ struct RequestArrays<'a> {
     reject_reason: Vec<Option<&'static str>>,
     cost: Vec<i64>,
     requested_at: Vec<DateTime<Utc>>,
+    ticket_type_id: Vec<Option<i64>>,
 }
 
 impl<'a> RequestArrays<'a> {
@@ -398,6 +488,7 @@ impl<'a> RequestArrays<'a> {
             reject_reason: rows.iter().map(|r| r.reject_reason).collect(),
             cost: rows.iter().map(|r| r.cost).collect(),
             requested_at: rows.iter().map(|r| r.requested_at).collect(),
+            ticket_type_id: rows.iter().map(|r| r.ticket_type_id).collect(),
         }
     }
 }

@@ -37,11 +37,22 @@ async fn run_dry(mut rx: mpsc::Receiver<Envelope>, shutdown: CancellationToken) 
 async fn run_shard(
     mut writer: Writer<()>,
     state: AppState,
-    mut rx: mpsc::Receiver<Envelope>,
+    (shard, mut rx): (usize, mpsc::Receiver<Envelope>),
     shutdown: CancellationToken,
 ) {
     let settings = state.settings().booking.clone();
     let batch_max = settings.batch_max.max(1);
+    // The sweep applies expiries and payments of this shard's events only.
+    let owner = state.clone();
+    let owns = move |event: i64| {
+        owner
+            .booking_queue()
+            .memory()
+            .is_some_and(|q| q.shard_of(event) == shard)
+    };
+    let mut sweep =
+        tokio::time::interval(Duration::from_millis(state.settings().checkout.sweep_ms));
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let room = writer.has_room();
         let first = tokio::select! {
@@ -49,6 +60,10 @@ async fn run_shard(
             () = shutdown.cancelled() => break,
             () = writer.wait_front(), if writer.in_flight() => {
                 writer.settle().await;
+                continue;
+            }
+            _ = sweep.tick(), if room => {
+                writer.sweep(&owns).await;
                 continue;
             }
             env = rx.recv(), if room => match env {
@@ -117,12 +132,17 @@ pub async fn run_memory(state: AppState, shutdown: CancellationToken) -> anyhow:
     if dry_run {
         tracing::warn!("booking.dry_run: requests are answered without being decided or stored");
     }
-    for rx in receivers {
+    for (shard, rx) in receivers.into_iter().enumerate() {
         if dry_run {
             tasks.spawn(run_dry(rx, shutdown.clone()));
         } else {
             let writer = Writer::new(state.clone(), "work-bookings")?;
-            tasks.spawn(run_shard(writer, state.clone(), rx, shutdown.clone()));
+            tasks.spawn(run_shard(
+                writer,
+                state.clone(),
+                (shard, rx),
+                shutdown.clone(),
+            ));
         }
     }
     tracing::info!(

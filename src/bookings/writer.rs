@@ -32,7 +32,8 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::bookings::domain::{
-    self, BookingRequest, EventSeats, Outcome, Plan, Reason, Status, WaitEntry,
+    self, BookingRequest, EventSeats, Holdings, Outcome, Plan, Reason, Status, TicketType,
+    WaitEntry,
 };
 use crate::bookings::engine;
 use crate::bookings::queue::Envelope;
@@ -45,17 +46,40 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Booking ids taken from the sequence at a time.
 const ID_BLOCK: i64 = 1024;
 
-/// What the writer knows of one event: its row and waitlist after every decision so far.
+/// What the writer knows of one event: its row, ticket types and waitlist after every decision
+/// so far.
 #[derive(Debug, Clone)]
 struct EventState {
     event: Event,
+    /// Its ticket types (`sold` moved by every decision).
+    types: Vec<TicketType>,
     /// The waitlist, FIFO.
     waitlist: Vec<WaitEntry>,
-    /// Confirmed + waitlisted seats per user (loaded per user when the event has a cap).
-    held: HashMap<i64, i32>,
+    /// Held + confirmed + waitlisted seats per user (loaded per user when the event or one of
+    /// its types has a cap).
+    held: Holdings,
 }
 
 impl EventState {
+    fn capped(&self) -> bool {
+        self.event.max_per_user.is_some() || self.types.iter().any(|t| t.max_per_user.is_some())
+    }
+
+    fn default_type(&self) -> Option<i64> {
+        self.types.iter().find(|t| t.is_default).map(|t| t.id)
+    }
+
+    /// Moves a ticket type's count (in memory; the batch writes the same).
+    fn type_seats(&mut self, ticket_type: Option<i64>, seats: i32, w: &mut Writes) {
+        let Some(t) = ticket_type.or(self.default_type()) else {
+            return;
+        };
+        if let Some(tt) = self.types.iter_mut().find(|x| x.id == t) {
+            tt.sold += seats;
+        }
+        w.type_seats(t, seats);
+    }
+
     fn seats(&self, now: DateTime<Utc>) -> EventSeats {
         EventSeats {
             capacity: self.event.capacity,
@@ -85,6 +109,8 @@ struct Batch {
     /// Requests answered from what was already stored (idempotent retries, redeliveries,
     /// a reused key): not decisions of this batch.
     replayed: HashSet<Uuid>,
+    /// Bookings whose hold expiry or payment this batch applies (the sweep's work).
+    chores: Vec<i64>,
 }
 
 impl Batch {
@@ -137,6 +163,8 @@ pub struct Writer<T> {
     last_advanced: Option<tokio::sync::oneshot::Receiver<()>>,
     /// Requests given up on (refused alone by the database): the caller dead-letters them.
     dead: Vec<BookingRequest>,
+    /// Bookings whose expiry or payment a transaction in flight applies.
+    chores_in_flight: HashSet<i64>,
 }
 
 impl<T> Writer<T> {
@@ -161,6 +189,7 @@ impl<T> Writer<T> {
             failures: 0,
             last_advanced: None,
             dead: Vec::new(),
+            chores_in_flight: HashSet::new(),
         })
     }
 
@@ -344,6 +373,7 @@ impl<T> Writer<T> {
             events: Vec::new(),
             served: 0,
             replayed,
+            chores: Vec::new(),
         };
         for (event_id, group) in by_event {
             if let Err(e) = self.decide_event(event_id, &group, &mut batch).await {
@@ -430,14 +460,20 @@ impl<T> Writer<T> {
         let Some(st) = self.events.get(&event_id) else {
             return Ok(());
         };
-        let plan = domain::allocate(st.seats(Utc::now()), &st.waitlist, requests, &st.held);
+        let plan = domain::allocate(
+            st.seats(Utc::now()),
+            &st.types,
+            &st.waitlist,
+            requests,
+            &st.held,
+        );
         // One booking id per row the plan writes: every served entry and every confirmation.
         let rows = plan.served.len() + plan.decided.iter().filter(|d| d.confirmed > 0).count();
         self.reserve_booking_ids(rows).await?;
         let Some(st) = self.events.get_mut(&event_id) else {
             return Ok(());
         };
-        record(st, &plan, requests, &mut self.booking_ids, batch);
+        record(st, &plan, requests, &mut self.booking_ids, batch, 0);
         Ok(())
     }
 
@@ -451,13 +487,14 @@ impl<T> Writer<T> {
         let Some(st) = self.events.get(&event_id) else {
             return Ok(());
         };
-        if st.event.max_per_user.is_none() {
+        if !st.capped() {
             return Ok(());
         }
+        let default_type = st.default_type();
         let missing: Vec<i64> = requests
             .iter()
             .map(|r| r.user_id)
-            .filter(|u| !st.held.contains_key(u))
+            .filter(|u| !st.held.by_user.contains_key(u))
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
@@ -465,11 +502,14 @@ impl<T> Writer<T> {
             return Ok(());
         }
         let mut conn = self.state.db().get().await?;
-        let rows = engine::seats_held(&mut conn, event_id, &missing).await?;
+        let rows = engine::seats_held(&mut conn, event_id, &missing, default_type).await?;
         if let Some(st) = self.events.get_mut(&event_id) {
             for u in missing {
-                st.held.insert(u, rows.get(&u).copied().unwrap_or(0));
+                st.held
+                    .by_user
+                    .insert(u, rows.by_user.get(&u).copied().unwrap_or(0));
             }
+            st.held.by_type.extend(rows.by_type);
         }
         Ok(())
     }
@@ -530,8 +570,112 @@ impl<T> Writer<T> {
         });
     }
 
+    /// The sweep (every `checkout.sweep_ms`): applies the holds due to expire and the payments
+    /// captured for the events `owns` says this writer decides — each event's in one
+    /// transaction of this writer, with the waitlist service the freed seats allow. A failure
+    /// leaves them for the next sweep.
+    pub async fn sweep(&mut self, owns: &(dyn Fn(i64) -> bool + Send + Sync)) {
+        if !self.has_room() {
+            return;
+        }
+        let chores = match self.load_chores().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading holds and payments due failed; next sweep");
+                return;
+            }
+        };
+        let mut by_event: Vec<(i64, Vec<engine::Chore>)> = Vec::new();
+        for c in chores {
+            if !owns(c.event_id) || self.chores_in_flight.contains(&c.booking_id) {
+                continue;
+            }
+            match by_event.iter_mut().find(|(e, _)| *e == c.event_id) {
+                Some((_, g)) => g.push(c),
+                None => by_event.push((c.event_id, vec![c])),
+            }
+        }
+        if by_event.is_empty() {
+            return;
+        }
+        let mut batch = Batch {
+            envelopes: Vec::new(),
+            outcomes: HashMap::new(),
+            writes: Writes::default(),
+            events: Vec::new(),
+            served: 0,
+            replayed: HashSet::new(),
+            chores: Vec::new(),
+        };
+        for (event_id, group) in by_event {
+            if let Err(e) = self.apply_chores(event_id, group, &mut batch).await {
+                tracing::warn!(error = %e, event.id = event_id, "applying holds and payments failed; next sweep");
+                for id in batch.touched().collect::<Vec<_>>() {
+                    self.events.remove(&id);
+                }
+                return;
+            }
+        }
+        self.chores_in_flight.extend(batch.chores.iter().copied());
+        self.start(batch).await;
+    }
+
+    async fn load_chores(&self) -> anyhow::Result<Vec<engine::Chore>> {
+        let mut conn = self.state.db().get().await?;
+        let limit = i64::try_from(self.batch_max).unwrap_or(i64::MAX).max(1000);
+        Ok(engine::chores(&mut conn, limit).await?)
+    }
+
+    /// One event's chores: each hold due expires, each payment confirms its hold, re-acquires
+    /// the seats of an expired one when they are free, or is refunded; then the waitlist gets
+    /// what was freed.
+    async fn apply_chores(
+        &mut self,
+        event_id: i64,
+        chores: Vec<engine::Chore>,
+        batch: &mut Batch,
+    ) -> anyhow::Result<()> {
+        if !self.events.contains_key(&event_id) {
+            match load_event(&self.state, event_id).await? {
+                Some(s) => {
+                    self.events.insert(event_id, s);
+                }
+                None => return Ok(()),
+            }
+        }
+        let Some(st) = self.events.get_mut(&event_id) else {
+            return Ok(());
+        };
+        let mut moved = 0;
+        for c in chores {
+            batch.chores.push(c.booking_id);
+            moved += settle_chore(st, &c, &mut batch.writes);
+            match &c.session_id {
+                None if c.status == "held" => metrics::counter!("holds_expired_total").increment(1),
+                Some(_) => metrics::counter!("payments_applied_total").increment(1),
+                None => {}
+            }
+        }
+        let plan = domain::allocate(
+            st.seats(Utc::now()),
+            &st.types,
+            &st.waitlist,
+            &[],
+            &Holdings::default(),
+        );
+        self.reserve_booking_ids(plan.served.len()).await?;
+        let Some(st) = self.events.get_mut(&event_id) else {
+            return Ok(());
+        };
+        record(st, &plan, &[], &mut self.booking_ids, batch, moved);
+        Ok(())
+    }
+
     /// Step 4: after the commit — answers, cache, notifications, metrics.
     async fn finish(&mut self, batch: Batch) {
+        for id in &batch.chores {
+            self.chores_in_flight.remove(id);
+        }
         let now = Utc::now();
         let mut published = Vec::with_capacity(batch.outcomes.len());
         let mut counted = HashSet::with_capacity(batch.envelopes.len());
@@ -593,6 +737,10 @@ impl<T> Writer<T> {
         for (b, _) in &failed {
             for id in b.touched() {
                 self.events.remove(&id);
+            }
+            // The sweep finds what these were doing again.
+            for id in &b.chores {
+                self.chores_in_flight.remove(id);
             }
         }
         for (b, e) in failed.into_iter().rev() {
@@ -678,49 +826,78 @@ async fn load_event(state: &AppState, event_id: i64) -> anyhow::Result<Option<Ev
         return Ok(None);
     };
     let waitlist = engine::waitlist_of(&mut conn, event_id).await?;
+    let types = crate::tickets::model::of_event(&mut conn, event_id)
+        .await?
+        .iter()
+        .map(crate::tickets::model::TicketTypeRow::domain)
+        .collect();
     Ok(Some(EventState {
         event,
+        types,
         waitlist,
-        held: HashMap::new(),
+        held: Holdings::default(),
     }))
 }
 
+/// The facts every notification about the event carries.
+fn event_facts(event: &Event) -> serde_json::Value {
+    json!({
+        "eventId": event.id,
+        "eventName": event.name,
+        "venue": event.venue,
+        "startsAt": event.starts_at,
+        "price": event.price,
+    })
+}
+
+/// A notification about `event` to `user`: the event's facts and `extra`.
+fn note(
+    event: &Event,
+    kind: &'static str,
+    user_id: i64,
+    extra: serde_json::Value,
+) -> store::OutboxRow {
+    let mut payload = event_facts(event);
+    if let (Some(p), serde_json::Value::Object(e)) = (payload.as_object_mut(), extra) {
+        p.extend(e);
+    }
+    store::OutboxRow::new(kind, user_id, Some(event.id), payload)
+}
+
 /// Applies a plan to the event's state and adds its rows, answers and notifications to the
-/// batch.
+/// batch. `moved` is the seats the batch's chores gave back (negative) or took before the plan
+/// (the event's `reserved_seats` moves by both in one `engine_advance`).
 fn record(
     st: &mut EventState,
     plan: &Plan,
     requests: &[BookingRequest],
     booking_ids: &mut VecDeque<i64>,
     batch: &mut Batch,
+    moved: i32,
 ) {
     let event_id = st.event.id;
-    let facts = json!({
-        "eventId": event_id,
-        "eventName": st.event.name,
-        "venue": st.event.venue,
-        "startsAt": st.event.starts_at,
-        "price": st.event.price,
-    });
-    let note = |kind: &'static str, user_id: i64, extra: serde_json::Value| {
-        let mut payload = facts.clone();
-        if let (Some(p), serde_json::Value::Object(e)) = (payload.as_object_mut(), extra) {
-            p.extend(e);
-        }
-        store::OutboxRow::new(kind, user_id, Some(event_id), payload)
-    };
+    let hold = st.event.holds();
+    let expires_at = Utc::now() + chrono::Duration::seconds(i64::from(st.event.hold_secs));
     let w = &mut batch.writes;
     w.advance.push(store::Advance {
         event_id,
-        delta: plan.seats_confirmed,
+        delta: moved + plan.seats_confirmed,
         expected_version: st.event.version,
     });
+    for (t, n) in &plan.type_seats {
+        if let Some(tt) = st.types.iter_mut().find(|x| x.id == *t) {
+            tt.sold += n;
+        }
+        w.type_seats(*t, *n);
+    }
 
     // Waitlist entries that got seats.
     let mut served_seats: HashMap<Uuid, i32> = HashMap::new();
     for s in &plan.served {
         let booking_id = booking_ids.pop_front();
         let remaining = s.entry.seats - s.confirmed;
+        let status = domain::booking_status(hold, s.cost);
+        let held = status == "held";
         served_seats.insert(s.entry.request_id, s.confirmed);
         w.served.push(store::ServedRow {
             request_id: s.entry.request_id,
@@ -736,10 +913,18 @@ fn record(
                 event_id,
                 seats: s.confirmed,
                 cost: s.cost,
+                status,
+                expires_at: held.then_some(expires_at),
+                ticket_type_id: s.ticket_type_id,
             });
         }
         w.outbox.push(note(
-            "waitlist_confirmed",
+            &st.event,
+            if held {
+                "booking_held"
+            } else {
+                "waitlist_confirmed"
+            },
             s.entry.user_id,
             json!({
                 "requestId": s.entry.request_id,
@@ -747,6 +932,8 @@ fn record(
                 "seatsStillWaiting": remaining,
                 "cost": s.cost,
                 "bookingId": booking_id,
+                "expiresAt": held.then_some(expires_at),
+                "fromWaitlist": true,
             }),
         ));
     }
@@ -764,11 +951,12 @@ fn record(
     }
 
     // New requests.
-    let capped = st.event.max_per_user.is_some();
+    let capped = st.capped();
     for d in &plan.decided {
         let r = &requests[d.index];
         let status = Status::of(d.confirmed, d.waitlisted, r.seats);
         let booking_id = (d.confirmed > 0).then(|| booking_ids.pop_front()).flatten();
+        let held = domain::booking_status(hold, d.cost) == "held" && d.confirmed > 0;
         if let Some(id) = booking_id {
             w.bookings.push(store::BookingRow {
                 id,
@@ -777,30 +965,36 @@ fn record(
                 event_id,
                 seats: d.confirmed,
                 cost: d.cost,
+                status: if held { "held" } else { "confirmed" },
+                expires_at: held.then_some(expires_at),
+                ticket_type_id: d.ticket_type_id,
             });
         }
         if d.waitlisted > 0 {
-            let quote = r
-                .quoted_price
-                .map_or(st.event.price, |q| q.min(st.event.price));
             w.waits.push(store::WaitRow {
                 request_id: r.request_id,
                 user_id: r.user_id,
                 event_id,
                 seats: d.waitlisted,
                 allow_partial: r.allow_partial,
-                price_quoted: quote,
+                price_quoted: d.unit_price,
+                ticket_type_id: d.ticket_type_id,
             });
             st.waitlist.push(WaitEntry {
                 request_id: r.request_id,
                 user_id: r.user_id,
                 seats: d.waitlisted,
                 allow_partial: r.allow_partial,
-                price_quoted: quote,
+                price_quoted: d.unit_price,
+                ticket_type_id: d.ticket_type_id,
             });
         }
         if capped {
-            *st.held.entry(r.user_id).or_default() += d.confirmed + d.waitlisted;
+            let seats = d.confirmed + d.waitlisted;
+            *st.held.by_user.entry(r.user_id).or_default() += seats;
+            if let Some(t) = d.ticket_type_id {
+                *st.held.by_type.entry((r.user_id, t)).or_default() += seats;
+            }
         }
         w.requests.push(store::RequestRow {
             id: r.request_id,
@@ -816,12 +1010,20 @@ fn record(
             reject_reason: d.reason.map(Reason::as_str),
             cost: d.cost,
             requested_at: r.requested_at,
+            ticket_type_id: d.ticket_type_id,
         });
+        // Held seats answer `held` (the request row keeps the seat counts; the status is the
+        // booking's, derived when read).
+        let answered = if held && d.waitlisted == 0 {
+            Status::Held
+        } else {
+            status
+        };
         let outcome = Outcome {
             request_id: r.request_id,
             event_id,
             user_id: r.user_id,
-            status,
+            status: answered,
             seats_requested: r.seats,
             seats_confirmed: d.confirmed,
             seats_waitlisted: d.waitlisted,
@@ -831,14 +1033,18 @@ fn record(
             reason: d.reason,
             allow_partial: r.allow_partial,
             join_waitlist: r.join_waitlist,
+            ticket_type_id: d.ticket_type_id,
+            expires_at: held.then_some(expires_at),
         };
         let kind = match status {
+            _ if held => "booking_held",
             Status::Confirmed => "booking_confirmed",
             Status::Partial => "booking_partial",
             Status::Waitlisted => "booking_waitlisted",
-            Status::Rejected | Status::Pending | Status::Cancelled => "booking_rejected",
+            _ => "booking_rejected",
         };
         w.outbox.push(note(
+            &st.event,
             kind,
             r.user_id,
             json!({
@@ -850,6 +1056,7 @@ fn record(
                 "bookingId": booking_id,
                 "position": d.position,
                 "reason": d.reason.map(Reason::as_str),
+                "expiresAt": held.then_some(expires_at),
             }),
         ));
         batch.outcomes.insert(r.request_id, Ok(outcome));
@@ -857,6 +1064,100 @@ fn record(
     st.event.reserved_seats += plan.seats_confirmed;
     st.event.version += 1;
     batch.events.push(st.event.clone());
+}
+
+/// Applies one chore to the event's state and the batch; returns the seats it moved (negative:
+/// given back).
+fn settle_chore(st: &mut EventState, c: &engine::Chore, w: &mut Writes) -> i32 {
+    let transition = |from, to| store::Transition {
+        booking_id: c.booking_id,
+        from,
+        to,
+    };
+    let facts = json!({
+        "bookingId": c.booking_id,
+        "requestId": c.request_id,
+        "seats": c.seats,
+        "cost": c.cost,
+    });
+    let refund = |w: &mut Writes, session: i64, reason: &str| {
+        w.outbox.push(note(
+            &st.event,
+            crate::payments::REFUND_JOB,
+            c.user_id,
+            json!({
+                "sessionId": session,
+                "bookingId": c.booking_id,
+                "amount": c.amount,
+                "reason": reason,
+            }),
+        ));
+    };
+    match (c.session_id, c.status.as_str()) {
+        // A hold ran out: its seats go back on sale.
+        (None, "held") => {
+            st.event.reserved_seats -= c.seats;
+            st.type_seats(c.ticket_type_id, -c.seats, w);
+            if st.capped() {
+                if let Some(n) = st.held.by_user.get_mut(&c.user_id) {
+                    *n -= c.seats;
+                }
+                if let Some(t) = c.ticket_type_id
+                    && let Some(n) = st.held.by_type.get_mut(&(c.user_id, t))
+                {
+                    *n -= c.seats;
+                }
+            }
+            w.transitions.push(transition("held", "expired"));
+            w.outbox
+                .push(note(&st.event, "hold_expired", c.user_id, facts));
+            -c.seats
+        }
+        // Paid in time.
+        (Some(session), "held") => {
+            w.transitions.push(transition("held", "confirmed"));
+            w.payments.push((session, "confirmed"));
+            w.outbox
+                .push(note(&st.event, "booking_paid", c.user_id, facts));
+            0
+        }
+        // Paid after the hold ran out: the seats again if they are free, else the money back.
+        (Some(session), "expired") => {
+            let free = st.event.capacity - st.event.reserved_seats;
+            let type_left = c
+                .ticket_type_id
+                .or(st.default_type())
+                .and_then(|t| st.types.iter().find(|x| x.id == t))
+                .map_or(i32::MAX, |t| t.quota.map_or(i32::MAX, |q| q - t.sold));
+            let open = st.event.closed_at(Utc::now()).is_none();
+            if open && free >= c.seats && type_left >= c.seats {
+                st.event.reserved_seats += c.seats;
+                st.type_seats(c.ticket_type_id, c.seats, w);
+                w.transitions.push(transition("expired", "confirmed"));
+                w.payments.push((session, "reacquired"));
+                let mut facts = facts;
+                facts["late"] = json!(true);
+                w.outbox
+                    .push(note(&st.event, "booking_paid", c.user_id, facts));
+                metrics::counter!("payments_late_total", "result" => "reacquired").increment(1);
+                c.seats
+            } else {
+                w.transitions.push(transition("expired", "refund_pending"));
+                w.payments.push((session, "refunded"));
+                refund(w, session, "late_payment");
+                metrics::counter!("payments_late_total", "result" => "refunded").increment(1);
+                0
+            }
+        }
+        // Paid for a booking that is paid already or gone: the money back.
+        (Some(session), _) => {
+            w.payments.push((session, "refunded"));
+            refund(w, session, "duplicate_payment");
+            0
+        }
+        // No longer held (paid or released meanwhile): nothing to do.
+        (None, _) => 0,
+    }
 }
 
 /// A rejection that is not stored (its event or its buyer does not exist).

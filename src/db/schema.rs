@@ -17,6 +17,7 @@ diesel::table! {
         requested_at -> Timestamptz,
         decided_at -> Timestamptz,
         updated_at -> Timestamptz,
+        ticket_type_id -> Nullable<Int8>,
     }
 }
 
@@ -31,6 +32,9 @@ diesel::table! {
         status -> Text,
         created_at -> Timestamptz,
         cancelled_at -> Nullable<Timestamptz>,
+        ticket_type_id -> Nullable<Int8>,
+        expires_at -> Nullable<Timestamptz>,
+        paid_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -55,6 +59,10 @@ diesel::table! {
         updated_at -> Timestamptz,
         on_sale_at -> Nullable<Timestamptz>,
         waiting_room -> Bool,
+        checkout -> Text,
+        hold_secs -> Int4,
+        payment_provider -> Text,
+        refund_until_hours -> Nullable<Int4>,
     }
 }
 
@@ -77,6 +85,46 @@ diesel::table! {
 }
 
 diesel::table! {
+    payment_sessions (id) {
+        id -> Int8,
+        booking_id -> Int8,
+        event_id -> Int8,
+        user_id -> Int8,
+        provider -> Text,
+        external_id -> Nullable<Text>,
+        url -> Nullable<Text>,
+        amount -> Int8,
+        state -> Text,
+        result -> Nullable<Text>,
+        created_at -> Timestamptz,
+        captured_at -> Nullable<Timestamptz>,
+        applied_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    payment_webhooks (provider, event_id) {
+        provider -> Text,
+        event_id -> Text,
+        received_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    payments (id) {
+        id -> Int8,
+        event_id -> Int8,
+        booking_id -> Int8,
+        session_id -> Nullable<Int8>,
+        kind -> Text,
+        amount -> Int8,
+        provider -> Text,
+        reference -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     refresh_tokens (id) {
         id -> Uuid,
         user_id -> Int8,
@@ -86,6 +134,24 @@ diesel::table! {
         expires_at -> Timestamptz,
         rotated_at -> Nullable<Timestamptz>,
         revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    ticket_types (id) {
+        id -> Int8,
+        event_id -> Int8,
+        name -> Text,
+        price -> Int8,
+        quota -> Nullable<Int4>,
+        max_per_user -> Nullable<Int4>,
+        sales_start -> Nullable<Timestamptz>,
+        sales_end -> Nullable<Timestamptz>,
+        hidden -> Bool,
+        is_default -> Bool,
+        sold -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -113,22 +179,37 @@ diesel::table! {
         allow_partial -> Bool,
         created_at -> Timestamptz,
         price_quoted -> Int8,
+        ticket_type_id -> Nullable<Int8>,
     }
 }
 
 diesel::joinable!(booking_requests -> events (event_id));
+diesel::joinable!(booking_requests -> ticket_types (ticket_type_id));
 diesel::joinable!(booking_requests -> users (user_id));
+diesel::joinable!(bookings -> ticket_types (ticket_type_id));
 diesel::joinable!(events -> users (host_id));
 diesel::joinable!(outbox -> events (event_id));
 diesel::joinable!(outbox -> users (user_id));
+diesel::joinable!(payment_sessions -> bookings (booking_id));
+diesel::joinable!(payment_sessions -> events (event_id));
+diesel::joinable!(payment_sessions -> users (user_id));
+diesel::joinable!(payments -> bookings (booking_id));
+diesel::joinable!(payments -> events (event_id));
+diesel::joinable!(payments -> payment_sessions (session_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
+diesel::joinable!(ticket_types -> events (event_id));
+diesel::joinable!(waitlist -> ticket_types (ticket_type_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     booking_requests,
     bookings,
     events,
     outbox,
+    payment_sessions,
+    payment_webhooks,
+    payments,
     refresh_tokens,
+    ticket_types,
     users,
     waitlist,
 );

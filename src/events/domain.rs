@@ -46,6 +46,16 @@ pub struct CreateEventBody {
     pub on_sale_at: Option<String>,
     /// Buyers queue in the waiting room (default false).
     pub waiting_room: Option<bool>,
+    /// `instant` (default) or `hold`.
+    pub checkout: Option<String>,
+    /// How long a hold lasts, in seconds (default `checkout.hold_default_secs`).
+    pub hold_seconds: Option<i64>,
+    /// `manual` (default) or `stripe`.
+    pub payment_provider: Option<String>,
+    /// Buyers cancelling a paid booking at least this many hours before the start are refunded
+    /// in full (default 0); `null`: buyers cannot cancel paid bookings.
+    #[serde(default, deserialize_with = "nullable")]
+    pub refund_until_hours: Option<Option<i64>>,
     /// Host (admin create only).
     pub host_id: Option<i64>,
 }
@@ -80,6 +90,15 @@ pub struct UpdateEventBody {
     pub on_sale_at: Option<Option<String>>,
     /// Waiting room on or off.
     pub waiting_room: Option<bool>,
+    /// `instant` or `hold`.
+    pub checkout: Option<String>,
+    /// Hold length in seconds.
+    pub hold_seconds: Option<i64>,
+    /// `manual` or `stripe`.
+    pub payment_provider: Option<String>,
+    /// Refund policy; `null`: buyers cannot cancel paid bookings.
+    #[serde(default, deserialize_with = "nullable")]
+    pub refund_until_hours: Option<Option<i64>>,
 }
 
 /// `POST /api/events/delete`, admin `DELETE`: `{ id }`.
@@ -95,18 +114,27 @@ pub struct IdBody {
 pub struct Limits {
     /// Largest capacity of one event.
     pub max_capacity: i64,
+    /// Shortest and longest hold, and the default (`[checkout]`).
+    pub hold_secs: (i64, i64, i64),
 }
 
-struct Check {
+/// Longest refund window (a year).
+const MAX_REFUND_HOURS: i64 = 24 * 366;
+
+/// Field checks that collect every problem of a body (shared with [`crate::tickets`]).
+#[derive(Debug, Default)]
+pub struct Check {
     errors: Vec<FieldError>,
 }
 
 impl Check {
-    fn fail(&mut self, field: &str, message: impl Into<String>) {
+    /// Records a problem with `field`.
+    pub fn fail(&mut self, field: &str, message: impl Into<String>) {
         self.errors.push(FieldError::new(field, message));
     }
 
-    fn text(
+    /// Free text of at most `max` characters.
+    pub fn text(
         &mut self,
         field: &str,
         raw: Option<&str>,
@@ -138,7 +166,7 @@ impl Check {
     /// A single line of text (a name, a venue): as [`Self::text`], without control characters
     /// (CR, LF, tab…), Unicode line or paragraph separators or bidirectional overrides — these
     /// go into email subjects and lines the platform sends in its own name.
-    fn line(
+    pub fn line(
         &mut self,
         field: &str,
         raw: Option<&str>,
@@ -160,7 +188,13 @@ impl Check {
         Some(s)
     }
 
-    fn time(&mut self, field: &str, raw: Option<&str>, required: bool) -> Option<DateTime<Utc>> {
+    /// An RFC 3339 date-time.
+    pub fn time(
+        &mut self,
+        field: &str,
+        raw: Option<&str>,
+        required: bool,
+    ) -> Option<DateTime<Utc>> {
         let Some(raw) = raw else {
             if required {
                 self.fail(field, "is required");
@@ -179,7 +213,8 @@ impl Check {
         }
     }
 
-    fn int(
+    /// An integer in `min..=max`.
+    pub fn int(
         &mut self,
         field: &str,
         raw: Option<i64>,
@@ -200,13 +235,58 @@ impl Check {
         Some(v)
     }
 
-    fn finish(self) -> Result<(), ApiError> {
+    fn one_of(&mut self, field: &str, raw: Option<&str>, allowed: &[&str]) -> Option<String> {
+        let raw = raw?;
+        if allowed.contains(&raw) {
+            Some(raw.to_owned())
+        } else {
+            self.fail(field, format!("must be one of: {}", allowed.join(", ")));
+            None
+        }
+    }
+
+    /// The checkout fields of a create or update body.
+    fn checkout(
+        &mut self,
+        checkout: Option<&str>,
+        hold_seconds: Option<i64>,
+        provider: Option<&str>,
+        refund: Option<Option<i64>>,
+        limits: Limits,
+    ) -> CheckoutFields {
+        let (min, max, _) = limits.hold_secs;
+        CheckoutFields {
+            checkout: self.one_of("checkout", checkout, &["instant", "hold"]),
+            hold_secs: self
+                .int("holdSeconds", hold_seconds, min, max, false)
+                .map(as_i32),
+            payment_provider: self.one_of("paymentProvider", provider, &["manual", "stripe"]),
+            refund_until_hours: match refund {
+                None => None,
+                Some(None) => Some(None),
+                Some(v) => Some(
+                    self.int("refundUntilHours", v, 0, MAX_REFUND_HOURS, false)
+                        .map(as_i32),
+                ),
+            },
+        }
+    }
+
+    /// `Err` naming every field at fault, if any.
+    pub fn finish(self) -> Result<(), ApiError> {
         if self.errors.is_empty() {
             Ok(())
         } else {
             Err(ApiError::fields(self.errors))
         }
     }
+}
+
+struct CheckoutFields {
+    checkout: Option<String>,
+    hold_secs: Option<i32>,
+    payment_provider: Option<String>,
+    refund_until_hours: Option<Option<i32>>,
 }
 
 fn as_i32(v: i64) -> i32 {
@@ -252,6 +332,13 @@ pub fn validate_create(
     {
         c.fail("onSaleAt", "must be before startsAt");
     }
+    let checkout = c.checkout(
+        body.checkout.as_deref(),
+        body.hold_seconds,
+        body.payment_provider.as_deref(),
+        body.refund_until_hours,
+        limits,
+    );
     c.finish()?;
     match (
         name,
@@ -283,6 +370,12 @@ pub fn validate_create(
             waitlist_open: body.waitlist_open.unwrap_or(true),
             on_sale_at,
             waiting_room: body.waiting_room.unwrap_or(false),
+            checkout: checkout.checkout.unwrap_or_else(|| "instant".to_owned()),
+            hold_secs: checkout.hold_secs.unwrap_or(as_i32(limits.hold_secs.2)),
+            payment_provider: checkout
+                .payment_provider
+                .unwrap_or_else(|| "manual".to_owned()),
+            refund_until_hours: checkout.refund_until_hours.unwrap_or(Some(0)),
         }),
         _ => Err(ApiError::field("body", "incomplete event")),
     }
@@ -299,6 +392,13 @@ pub fn validate_update(
 ) -> Result<EventChanges, ApiError> {
     let (current_starts, current_ends) = (current.starts_at, current.ends_at);
     let mut c = Check { errors: Vec::new() };
+    let checkout = c.checkout(
+        body.checkout.as_deref(),
+        body.hold_seconds,
+        body.payment_provider.as_deref(),
+        body.refund_until_hours,
+        limits,
+    );
     let changes = EventChanges {
         name: c.line("name", body.name.as_deref(), 200, false),
         description: c.text("description", body.description.as_deref(), 5000, false),
@@ -324,6 +424,10 @@ pub fn validate_update(
             Some(Some(raw)) => c.time("onSaleAt", Some(raw), false).map(Some),
         },
         waiting_room: body.waiting_room,
+        checkout: checkout.checkout,
+        hold_secs: checkout.hold_secs,
+        payment_provider: checkout.payment_provider,
+        refund_until_hours: checkout.refund_until_hours,
     };
     if let Some(s) = changes.starts_at
         && s <= now
@@ -351,7 +455,11 @@ pub fn validate_update(
         && changes.max_per_user.is_none()
         && changes.waitlist_open.is_none()
         && changes.on_sale_at.is_none()
-        && changes.waiting_room.is_none();
+        && changes.waiting_room.is_none()
+        && changes.checkout.is_none()
+        && changes.hold_secs.is_none()
+        && changes.payment_provider.is_none()
+        && changes.refund_until_hours.is_none();
     if empty && c.errors.is_empty() {
         c.fail("body", "no fields to update");
     }

@@ -51,6 +51,20 @@ pub struct Event {
     /// an admission token.
     #[serde(default)]
     pub waiting_room: bool,
+    /// `instant` (seats confirmed when decided) or `hold` (held for `hold_secs` while the buyer
+    /// pays). Empty in entries cached by older versions: `instant`.
+    #[serde(default)]
+    pub checkout: String,
+    /// How long a hold lasts.
+    #[serde(default)]
+    pub hold_secs: i32,
+    /// `manual` or `stripe`.
+    #[serde(default)]
+    pub payment_provider: String,
+    /// A paid booking cancelled by its buyer at least this many hours before the start is
+    /// refunded in full; `None`: buyers cannot cancel paid bookings.
+    #[serde(default)]
+    pub refund_until_hours: Option<i32>,
 }
 
 /// Why an event does not take bookings right now.
@@ -63,6 +77,11 @@ pub enum Closed {
 }
 
 impl Event {
+    /// Whether decisions hold seats for payment (`checkout = hold`).
+    pub fn holds(&self) -> bool {
+        self.checkout == "hold"
+    }
+
     /// Seats still free.
     pub fn available_seats(&self) -> i32 {
         (self.capacity - self.reserved_seats).max(0)
@@ -121,6 +140,14 @@ impl Event {
             waitlist_open: self.waitlist_open,
             on_sale_at: self.on_sale_at,
             waiting_room: self.waiting_room,
+            checkout: if self.holds() { "hold" } else { "instant" },
+            hold_seconds: self.holds().then_some(self.hold_secs),
+            payment_provider: if self.payment_provider == "stripe" {
+                "stripe"
+            } else {
+                "manual"
+            },
+            refund_until_hours: self.refund_until_hours,
             status: self.status_at(now),
             waitlist_length: None,
         }
@@ -161,6 +188,16 @@ pub struct EventView {
     pub on_sale_at: Option<DateTime<Utc>>,
     /// Whether buyers queue in the waiting room and book with an admission token.
     pub waiting_room: bool,
+    /// `instant` or `hold`.
+    pub checkout: &'static str,
+    /// How long a hold lasts (`hold` checkout).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold_seconds: Option<i32>,
+    /// `manual` or `stripe` (what paying a hold means).
+    pub payment_provider: &'static str,
+    /// Buyers cancelling a paid booking at least this many hours before the start are refunded
+    /// in full (`null`: buyers cannot cancel paid bookings).
+    pub refund_until_hours: Option<i32>,
     /// `not_on_sale`, `on_sale`, `sold_out`, `started`, `ended` or `cancelled`.
     pub status: &'static str,
     /// Seats waited for (shown to the host and admins only).
@@ -168,9 +205,10 @@ pub struct EventView {
     pub waitlist_length: Option<i64>,
 }
 
-/// A new event.
+/// A new event. `None` is written as NULL, not as the column's default (`refundUntilHours:
+/// null` means no buyer refunds, not the default policy).
 #[derive(Debug, Insertable)]
-#[diesel(table_name = events)]
+#[diesel(table_name = events, treat_none_as_default_value = false)]
 pub struct NewEvent {
     /// Host.
     pub host_id: i64,
@@ -196,6 +234,14 @@ pub struct NewEvent {
     pub on_sale_at: Option<DateTime<Utc>>,
     /// Waiting room on.
     pub waiting_room: bool,
+    /// `instant` or `hold`.
+    pub checkout: String,
+    /// Hold length.
+    pub hold_secs: i32,
+    /// `manual` or `stripe`.
+    pub payment_provider: String,
+    /// Refund policy.
+    pub refund_until_hours: Option<i32>,
 }
 
 /// Changed fields of an event (`None` = unchanged; `max_per_user: Some(None)` removes the cap).
@@ -224,6 +270,14 @@ pub struct EventChanges {
     pub on_sale_at: Option<Option<DateTime<Utc>>>,
     /// Waiting room on or off.
     pub waiting_room: Option<bool>,
+    /// `instant` or `hold`.
+    pub checkout: Option<String>,
+    /// Hold length.
+    pub hold_secs: Option<i32>,
+    /// `manual` or `stripe`.
+    pub payment_provider: Option<String>,
+    /// Refund policy; `Some(None)`: no buyer refunds.
+    pub refund_until_hours: Option<Option<i32>>,
 }
 
 impl NewEvent {

@@ -8,7 +8,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::json;
 
 use crate::cache::Lookup;
-use crate::db::schema::{booking_requests, bookings, events, users, waitlist};
+use crate::db::schema::{booking_requests, bookings, events, ticket_types, users, waitlist};
 use crate::error::{ApiError, ApiResult};
 use crate::events::domain::{self, Limits, UpdateEventBody};
 use crate::events::model::{Event, NewEvent};
@@ -38,6 +38,14 @@ pub async fn lookup(state: &AppState, id: i64) -> ApiResult<Event> {
 pub fn limits(state: &AppState) -> Limits {
     Limits {
         max_capacity: i64::from(state.settings().events.max_capacity),
+        hold_secs: {
+            let c = &state.settings().checkout;
+            (
+                i64::from(c.hold_min_secs),
+                i64::from(c.hold_max_secs),
+                i64::from(c.hold_default_secs),
+            )
+        },
     }
 }
 
@@ -198,13 +206,35 @@ pub async fn delete(
 /// requests closed, outbox rows for everyone affected.
 async fn cancel_inner(conn: &mut AsyncPgConnection, event: &Event) -> ApiResult<(Event, Deleted)> {
     let now = Utc::now();
-    let cancelled: Vec<(i64, i64, i32, i64)> = diesel::update(
+    // Unpaid bookings (confirmed free or instant ones, and holds) are cancelled; paid ones wait
+    // for their refund, run from the outbox.
+    let mut cancelled: Vec<(i64, i64, i32, i64)> = diesel::update(
         bookings::table
             .filter(bookings::event_id.eq(event.id))
-            .filter(bookings::status.eq("confirmed")),
+            .filter(bookings::status.eq_any(["confirmed", "held"]))
+            .filter(bookings::paid_at.is_null()),
     )
     .set((
         bookings::status.eq("cancelled"),
+        bookings::cancelled_at.eq(now),
+        bookings::expires_at.eq(None::<chrono::DateTime<Utc>>),
+    ))
+    .returning((
+        bookings::id,
+        bookings::user_id,
+        bookings::seats,
+        bookings::cost,
+    ))
+    .get_results(conn)
+    .await?;
+    let paid: Vec<(i64, i64, i32, i64)> = diesel::update(
+        bookings::table
+            .filter(bookings::event_id.eq(event.id))
+            .filter(bookings::status.eq("confirmed"))
+            .filter(bookings::paid_at.is_not_null()),
+    )
+    .set((
+        bookings::status.eq("refund_pending"),
         bookings::cancelled_at.eq(now),
     ))
     .returning((
@@ -215,6 +245,26 @@ async fn cancel_inner(conn: &mut AsyncPgConnection, event: &Event) -> ApiResult<
     ))
     .get_results(conn)
     .await?;
+    let mut refunds = Vec::new();
+    for (booking_id, user_id, _, _) in &paid {
+        for s in crate::payments::ledger::kept_sessions(conn, *booking_id).await? {
+            refunds.push(NewNotification::new(
+                crate::payments::REFUND_JOB,
+                *user_id,
+                Some(event.id),
+                json!({
+                    "eventId": event.id, "eventName": event.name, "sessionId": s.id,
+                    "bookingId": booking_id, "amount": s.amount, "reason": "event_cancelled",
+                }),
+            ));
+        }
+    }
+    outbox::enqueue(conn, &refunds).await?;
+    cancelled.extend(paid);
+    diesel::update(ticket_types::table.filter(ticket_types::event_id.eq(event.id)))
+        .set(ticket_types::sold.eq(0))
+        .execute(conn)
+        .await?;
     let waiting: Vec<(uuid::Uuid, i64, i32)> =
         diesel::delete(waitlist::table.filter(waitlist::event_id.eq(event.id)))
             .returning((waitlist::request_id, waitlist::user_id, waitlist::seats))
