@@ -7,6 +7,7 @@ use crate::cache::EventCache;
 use crate::config::{QueueKind, Settings};
 use crate::mail::Mailer;
 use crate::notifications::NotificationQueue;
+use crate::payments::Payments;
 use crate::state::AppState;
 use crate::waiting_room::WaitingRoom;
 
@@ -29,6 +30,7 @@ pub fn build_state(settings: Settings, role: &str) -> anyhow::Result<AppState> {
     let mailer = Mailer::from_settings(&settings.mail)?;
     let notification_queue = NotificationQueue::from_settings(settings)?;
     let waiting_room = WaitingRoom::new(settings, builder.redis_shared().cloned());
+    let payments = Payments::from_settings(settings)?;
     Ok(builder
         .with(event_cache)
         .with(booking_queue)
@@ -36,6 +38,7 @@ pub fn build_state(settings: Settings, role: &str) -> anyhow::Result<AppState> {
         .with(mailer)
         .with(notification_queue)
         .with(waiting_room)
+        .with(payments)
         .build())
 }
 
@@ -58,5 +61,6 @@ mod tests {
         let _ = state.mailer();
         let _ = state.notification_queue();
         let _ = state.rooms().kind();
+        let _ = state.payments().stripe.is_some();
     }
 }

@@ -23,12 +23,17 @@
 //! | [`events`] | hosting and listing events |
 //! | [`cache`] | the event cache (Redis or in-process) |
 //! | [`bookings`] | booking engine and worker, the buyer's history |
+//! | [`tickets`] | ticket types: prices, quotas, caps, sales windows |
+//! | [`payments`] | paying holds (manual, Stripe), the money ledger, refunds |
 //! | [`waiting_room`] | the on-sale queue: draw, pacing by the seats left, admission tokens |
 //! | [`analytics`] | admin analytics and per-event stats |
 //! | [`notifications`] | outbox relay, email worker, templates |
 //! | [`mail`] | SMTP (lettre) or log transport |
 //! | [`ephemeral`] | short-lived shared facts (revocations, login counts, idempotency claims) |
 //! | [`reconcile`] | reconciliation passes and their schedule |
+
+// The OpenAPI document is one `json!` tree, deeper than the default limit.
+#![recursion_limit = "256"]
 
 pub mod admin;
 pub mod analytics;
@@ -46,11 +51,13 @@ pub mod kafka;
 pub mod mail;
 pub mod notifications;
 pub mod openapi;
+pub mod payments;
 pub mod reconcile;
 pub mod redis;
 pub mod roles;
 pub mod shutdown;
 pub mod state;
 pub mod telemetry;
+pub mod tickets;
 pub mod users;
 pub mod waiting_room;

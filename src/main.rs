@@ -173,6 +173,21 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
                 }
                 return Ok(ExitCode::from(3));
             }
+            if !report.type_drift.is_empty() || !report.money_drift.is_empty() {
+                for d in &report.type_drift {
+                    eprintln!(
+                        "  ticket type {}: sold = {}, booked seats = {}",
+                        d.ticket_type_id, d.sold, d.booked
+                    );
+                }
+                for d in &report.money_drift {
+                    eprintln!(
+                        "  event {}: captured − refunded = {}, paid bookings keep {}",
+                        d.event_id, d.net, d.expected
+                    );
+                }
+                return Ok(ExitCode::from(3));
+            }
         }
         Command::Users {
             command:

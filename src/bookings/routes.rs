@@ -42,6 +42,7 @@ pub struct BookBody {
     number_of_seats: Option<i64>,
     allow_partial: Option<bool>,
     join_waitlist: Option<bool>,
+    ticket_type_id: Option<i64>,
 }
 
 /// The request id of an idempotent request: the same user and key always give the same id.
@@ -128,8 +129,14 @@ fn validate(body: &BookBody) -> ApiResult<(i64, i32)> {
             None
         }
     };
+    if body.ticket_type_id.is_some_and(|t| t <= 0) {
+        errors.push(FieldError::new(
+            "ticketTypeId",
+            "must be a positive integer",
+        ));
+    }
     match (event_id, seats) {
-        (Some(e), Some(s)) => Ok((e, s)),
+        (Some(e), Some(s)) if errors.is_empty() => Ok((e, s)),
         _ => Err(ApiError::fields(errors)),
     }
 }
@@ -154,6 +161,8 @@ fn outcome_response(o: &Outcome, waited: bool) -> HttpResponse {
         "cost": o.cost,
         "position": o.position,
         "reason": o.reason,
+        "ticketTypeId": o.ticket_type_id,
+        "expiresAt": o.expires_at,
     });
     // A rejection is a 409 whether or not the client asked to wait (the old fast path
     // answered sold-out and closed events so; now the writer decides and stores them).
@@ -162,6 +171,15 @@ fn outcome_response(o: &Outcome, waited: bool) -> HttpResponse {
     }
     match o.status {
         Status::Confirmed => response::created(data, "Booking confirmed"),
+        Status::Held => response::created(
+            data,
+            "Seats held: pay before expiresAt (POST /api/bookings/{bookingId}/pay)",
+        ),
+        Status::Expired => response::ok(data, "This request's hold has expired"),
+        Status::RefundPending | Status::Refunded => response::ok(
+            data,
+            "This request's booking has been cancelled and refunded",
+        ),
         Status::Partial if o.seats_waitlisted == 0 => {
             response::created(data, "Booking partially confirmed")
         }
@@ -235,8 +253,10 @@ pub async fn book(
         join_waitlist,
         idempotency_key: key,
         requested_at: now,
-        // The price the buyer was shown: they never pay more (DESIGN invariant 6).
-        quoted_price: Some(event.price),
+        // The price the buyer was shown: they never pay more (DESIGN invariant 6). Quoted
+        // for the default type (the event's price); another type sells at its price.
+        quoted_price: body.ticket_type_id.is_none().then_some(event.price),
+        ticket_type_id: body.ticket_type_id,
     };
     span.record("request.id", tracing::field::display(request.request_id));
 
@@ -422,6 +442,8 @@ fn outcome_json(o: &Outcome) -> serde_json::Value {
         "cost": o.cost,
         "position": o.position,
         "reason": o.reason,
+        "ticketTypeId": o.ticket_type_id,
+        "expiresAt": o.expires_at,
     })
 }
 
@@ -467,7 +489,8 @@ fn cancel_params(query: &HashMap<String, String>, bytes: &[u8]) -> ApiResult<Can
 
 /// `DELETE /api/events/book { eventId, bookingId?, cancelAll? }`: cancels the caller's
 /// **confirmed** bookings (one by id, all with `cancelAll`, else the latest). Repeating it frees
-/// nothing twice. The freed seats go to the waitlist first, in the same transaction.
+/// nothing twice. The freed seats go to the waitlist first, in the same transaction. A paid
+/// booking is refunded when the event's refund policy allows it (409 otherwise).
 #[tracing::instrument(name = "cancel_booking", skip_all, fields(user.id = caller.id))]
 pub async fn cancel(
     state: web::Data<AppState>,
@@ -483,24 +506,61 @@ pub async fn cancel(
     if body.booking_id.is_some_and(|b| b <= 0) {
         return Err(ApiError::field("bookingId", "must be a positive integer"));
     }
-    let user = caller.id;
+    let targets = match (body.booking_id, body.cancel_all.unwrap_or(false)) {
+        (Some(b), _) => Targets::One(b),
+        (None, true) => Targets::All,
+        (None, false) => Targets::Latest,
+    };
+    let done = cancel_bookings(&state, event_id, caller.id, targets, false).await?;
+    Ok(response::ok(done, "Booking cancelled successfully"))
+}
+
+/// Which of a buyer's confirmed bookings on an event to cancel.
+#[derive(Debug, Clone, Copy)]
+pub enum Targets {
+    /// This one.
+    One(i64),
+    /// The latest.
+    Latest,
+    /// All.
+    All,
+}
+
+/// Cancels `user`'s confirmed bookings on an event in one transaction under the event lock:
+/// seats (and ticket type counts) freed, unpaid bookings `cancelled`, paid ones
+/// `refund_pending` with a refund job per payment, the waitlist served from the freed seats.
+/// `host_refund`: the host or an admin refunds whatever the refund policy says and whether or
+/// not the event has started.
+pub async fn cancel_bookings(
+    state: &AppState,
+    event_id: i64,
+    user: i64,
+    targets: Targets,
+    host_refund: bool,
+) -> ApiResult<serde_json::Value> {
     let mut conn = state.db().get().await?;
-    let (freed, cancelled, decided) = conn
+    let (freed, cancelled, refunds, decided) = conn
         .transaction(async |conn| {
             // The lock serialises this cancellation with the booking worker and other writers.
             let locked = Event::lock(conn, event_id)
                 .await?
                 .ok_or_else(|| ApiError::NotFound(format!("no event with id {event_id}")))?;
+            let now = Utc::now();
             // A started (or cancelled) event is frozen: refunds are the host's decision.
-            if let Some(closed) = locked.closed_at(Utc::now()) {
-                return Err(ApiError::Conflict {
-                    code: "event_closed",
-                    message: match closed {
-                        Closed::Started => "the event has started; bookings can no longer be cancelled (ask the host for a refund)",
-                        Closed::Cancelled => "the event is cancelled; its bookings were cancelled with it",
-                    }
-                    .to_owned(),
-                });
+            match locked.closed_at(now) {
+                Some(Closed::Started) if !host_refund => {
+                    return Err(ApiError::Conflict {
+                        code: "event_closed",
+                        message: "the event has started; bookings can no longer be cancelled (ask the host for a refund)".to_owned(),
+                    });
+                }
+                Some(Closed::Cancelled) => {
+                    return Err(ApiError::Conflict {
+                        code: "event_closed",
+                        message: "the event is cancelled; its bookings were cancelled with it".to_owned(),
+                    });
+                }
+                _ => {}
             }
             let mut q = bookings::table
                 .filter(bookings::event_id.eq(event_id))
@@ -511,30 +571,37 @@ pub async fn cancel(
                     bookings::request_id,
                     bookings::seats,
                     bookings::cost,
+                    bookings::paid_at.is_not_null(),
+                    bookings::ticket_type_id,
                 ))
                 .order(bookings::id.desc())
                 // No row locks needed: every writer of an event's bookings holds the event row.
                 .into_boxed();
-            if let Some(b) = body.booking_id {
-                q = q.filter(bookings::id.eq(b));
-            } else if !body.cancel_all.unwrap_or(false) {
-                q = q.limit(1);
+            match targets {
+                Targets::One(b) => q = q.filter(bookings::id.eq(b)),
+                Targets::Latest => q = q.limit(1),
+                Targets::All => {}
             }
-            let targets: Vec<(i64, Uuid, i32, i64)> = q.load(conn).await?;
+            let targets: Vec<(i64, Uuid, i32, i64, bool, Option<i64>)> = q.load(conn).await?;
             if targets.is_empty() {
                 return Err(ApiError::NotFound(
-                    "no confirmed booking of yours to cancel for this event".to_owned(),
+                    "no confirmed booking to cancel for this event".to_owned(),
                 ));
             }
-            let ids: Vec<i64> = targets.iter().map(|t| t.0).collect();
+            if !host_refund && targets.iter().any(|t| t.4) {
+                refund_allowed(&locked, now)?;
+            }
+            let ids = |paid: bool| -> Vec<i64> {
+                targets.iter().filter(|t| t.4 == paid).map(|t| t.0).collect()
+            };
             let freed: i32 = targets.iter().map(|t| t.2).sum();
-            diesel::update(bookings::table.filter(bookings::id.eq_any(&ids)))
-                .set((
-                    bookings::status.eq("cancelled"),
-                    bookings::cancelled_at.eq(Utc::now()),
-                ))
-                .execute(conn)
-                .await?;
+            for (paid, status) in [(false, "cancelled"), (true, "refund_pending")] {
+                diesel::update(bookings::table.filter(bookings::id.eq_any(ids(paid))))
+                    .set((bookings::status.eq(status), bookings::cancelled_at.eq(now)))
+                    .execute(conn)
+                    .await?;
+            }
+            release_type_seats(conn, event_id, &targets.iter().map(|t| (t.5, t.2)).collect::<Vec<_>>()).await?;
             let event: Event = diesel::update(events::table.find(event_id))
                 .set((
                     events::reserved_seats.eq(events::reserved_seats - freed),
@@ -543,9 +610,9 @@ pub async fn cancel(
                 .returning(Event::as_returning())
                 .get_result(conn)
                 .await?;
-            let rows: Vec<_> = targets
+            let mut rows: Vec<_> = targets
                 .iter()
-                .map(|(id, request, seats, cost)| {
+                .map(|(id, request, seats, cost, paid, _)| {
                     NewNotification::new(
                         "booking_cancelled",
                         user,
@@ -553,36 +620,105 @@ pub async fn cancel(
                         json!({
                             "eventId": event.id, "eventName": event.name, "venue": event.venue,
                             "startsAt": event.starts_at, "bookingId": id, "requestId": request,
-                            "seats": seats, "cost": cost,
+                            "seats": seats, "cost": cost, "refund": paid,
                         }),
                     )
                 })
                 .collect();
+            let mut refunds = 0;
+            for id in ids(true) {
+                for s in crate::payments::ledger::kept_sessions(conn, id).await? {
+                    refunds += 1;
+                    rows.push(NewNotification::new(
+                        crate::payments::REFUND_JOB,
+                        user,
+                        Some(event_id),
+                        json!({
+                            "eventId": event.id, "eventName": event.name,
+                            "sessionId": s.id, "bookingId": id, "amount": s.amount,
+                            "reason": if host_refund { "host_refund" } else { "cancelled" },
+                        }),
+                    ));
+                }
+            }
             outbox::enqueue(conn, &rows).await?;
             // Freed seats go to the waitlist first (FIFO), before any new request.
             let decided = engine::serve_waitlist_locked(conn, event)
                 .await
                 .map_err(ApiError::Internal)?;
-            Ok::<_, ApiError>((freed, targets.len(), decided))
+            Ok::<_, ApiError>((freed, targets.len(), refunds, decided))
         })
         .await?;
-    crate::bookings::after_commit(&state, &decided).await;
-    crate::notifications::wake(&state);
+    crate::bookings::after_commit(state, &decided).await;
+    crate::notifications::wake(state);
     tracing::info!(
         seats.freed = freed,
         bookings.cancelled = cancelled,
+        refunds = refunds,
         waitlist.served = decided.served.len(),
         "bookings cancelled"
     );
-    Ok(response::ok(
-        json!({
-            "eventId": event_id,
-            "seatsFreed": freed,
-            "bookingsCancelled": cancelled,
-            "waitlistServed": decided.served.len(),
+    Ok(json!({
+        "eventId": event_id,
+        "seatsFreed": freed,
+        "bookingsCancelled": cancelled,
+        "refunds": refunds,
+        "waitlistServed": decided.served.len(),
+    }))
+}
+
+/// Whether a buyer may cancel a paid booking now (the event's refund policy).
+fn refund_allowed(event: &Event, now: chrono::DateTime<Utc>) -> ApiResult<()> {
+    match event.refund_until_hours {
+        None => Err(ApiError::Conflict {
+            code: "refund_not_offered",
+            message: "this event does not refund cancelled bookings; ask the host".to_owned(),
         }),
-        "Booking cancelled successfully",
-    ))
+        Some(h) if now + chrono::Duration::hours(i64::from(h)) > event.starts_at => {
+            Err(ApiError::Conflict {
+                code: "refund_window_closed",
+                message: format!(
+                    "paid bookings can be cancelled and refunded until {h} hours before the start; ask the host"
+                ),
+            })
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Gives seats back to their ticket types (`None`: the event's default type).
+pub async fn release_type_seats(
+    conn: &mut diesel_async::AsyncPgConnection,
+    event_id: i64,
+    seats: &[(Option<i64>, i32)],
+) -> diesel::QueryResult<()> {
+    use crate::db::schema::ticket_types;
+    let mut by_type: Vec<(Option<i64>, i32)> = Vec::new();
+    for (t, n) in seats {
+        match by_type.iter_mut().find(|(x, _)| x == t) {
+            Some((_, m)) => *m += n,
+            None => by_type.push((*t, *n)),
+        }
+    }
+    for (t, n) in by_type {
+        let of_event = ticket_types::table.filter(ticket_types::event_id.eq(event_id));
+        let less = ticket_types::sold.eq(ticket_types::sold - n);
+        match t {
+            Some(id) => {
+                diesel::update(of_event.filter(ticket_types::id.eq(id)))
+                    .set(less)
+                    .execute(conn)
+                    .await?
+            }
+            None => {
+                diesel::update(of_event.filter(ticket_types::is_default.eq(true)))
+                    .set(less)
+                    .execute(conn)
+                    .await?
+            }
+        };
+    }
+    Ok(())
 }
 
 /// `GET /api/events/{id}/waitlist/me`: the caller's place(s) in the event's waitlist.

@@ -47,6 +47,14 @@ pub const COUNTERS: &[&str] = &[
     "waiting_room_tokens_used_total",
     "waiting_room_tokens_expired_total",
     "waiting_room_store_errors_total",
+    "holds_expired_total",
+    "payments_applied_total",
+    "payments_captured_total",
+    "payments_late_total",
+    "payment_sessions_total",
+    "payment_sessions_failed_total",
+    "payment_webhooks_total",
+    "refunds_total",
 ];
 
 /// Gauges documented in the README, registered at 0 likewise.
@@ -54,6 +62,8 @@ pub const GAUGES: &[&str] = &[
     "booking_queue_depth",
     "notifications_dead_letters",
     "reconcile_drift_events",
+    "reconcile_type_drift",
+    "reconcile_money_drift_events",
     "waiting_room_streams",
 ];
 
@@ -65,7 +75,7 @@ pub const HISTOGRAMS: &[&str] = &[
 ];
 
 /// The decision statuses `booking_decisions_total{status}` starts with.
-const DECISION_STATUSES: &[&str] = &["confirmed", "partial", "waitlisted", "rejected"];
+const DECISION_STATUSES: &[&str] = &["confirmed", "held", "partial", "waitlisted", "rejected"];
 
 fn register_documented() {
     for name in COUNTERS {

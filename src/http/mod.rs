@@ -90,6 +90,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(crate::bookings::configure)
         .configure(crate::events::configure)
         .configure(crate::waiting_room::configure)
+        .configure(crate::tickets::configure)
+        .configure(crate::payments::configure)
         .configure(crate::admin::configure)
         .configure(crate::openapi::configure);
 }

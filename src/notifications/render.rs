@@ -36,6 +36,10 @@ templates!(
     "waitlist_left",
     "verify_email",
     "account_exists",
+    "booking_held",
+    "hold_expired",
+    "booking_paid",
+    "booking_refunded",
 );
 
 /// The kind of the address confirmation email, the one kind sent to unconfirmed addresses.
@@ -114,8 +118,10 @@ pub fn render(kind: &str, payload: &Value, name: &str) -> Option<Rendered> {
         }
     }
     vars.insert("name".to_owned(), name.to_owned());
-    if let Some(cost) = payload.get("cost").and_then(Value::as_i64) {
-        vars.insert("cost".to_owned(), money(cost));
+    for key in ["cost", "amount"] {
+        if let Some(minor) = payload.get(key).and_then(Value::as_i64) {
+            vars.insert(key.to_owned(), money(minor));
+        }
     }
     if let Some(starts) = payload
         .get("startsAt")

@@ -136,6 +136,12 @@ pub async fn deliver_batch(state: &AppState, ids: &[i64]) -> anyhow::Result<Vec<
         .map(|row| {
             let recipient = row.user_id.and_then(|u| recipients.get(&u)).cloned();
             async move {
+                // A refund is run through the payment provider, not mailed (its email is a
+                // notification it writes once the refund is recorded).
+                if row.kind == crate::payments::REFUND_JOB {
+                    let result = crate::payments::refund::execute(state, &row).await;
+                    return (row, result);
+                }
                 let result = match recipient {
                     None => Err(SendError::Permanent(
                         "the recipient no longer exists".to_owned(),

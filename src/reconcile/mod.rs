@@ -4,9 +4,11 @@
 //! 1. rebuilds the event cache **in place** from PostgreSQL (never emptied first, so no live
 //!    event is ever missing), repairing tampered or stale entries and deleting entries of events
 //!    that no longer exist;
-//! 2. verifies invariant 1 for every event (`reserved_seats` equals the sum of its confirmed
-//!    bookings) and reports drift as a log line, the `reconcile_drift_events` gauge and a
-//!    non-zero exit of `atomicseats reconcile`.
+//! 2. verifies invariant 1 for every event (`reserved_seats` equals the sum of its held and
+//!    confirmed bookings) and for every ticket type (`sold` likewise), and the money ledger
+//!    (captured − refunded = what the paid bookings keep, [`crate::payments::ledger::drift`]);
+//!    reports drift as a log line, the `reconcile_drift_events` and `reconcile_money_drift_events`
+//!    gauges and a non-zero exit of `atomicseats reconcile`.
 //!
 //! 3. serves every waitlist that has free seats;
 //! 4. re-publishes notifications that were not delivered in time, and counts dead letters
@@ -38,11 +40,29 @@ pub struct Drift {
     pub confirmed_seats: i64,
 }
 
+/// One ticket type whose `sold` disagrees with its bookings.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct TypeDrift {
+    /// The type.
+    #[diesel(sql_type = BigInt)]
+    pub ticket_type_id: i64,
+    /// `ticket_types.sold`.
+    #[diesel(sql_type = Integer)]
+    pub sold: i32,
+    /// Seats of its held and confirmed bookings.
+    #[diesel(sql_type = BigInt)]
+    pub booked: i64,
+}
+
 /// What one pass found.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     /// Events whose counter drifted.
     pub drift: Vec<Drift>,
+    /// Ticket types whose counter drifted.
+    pub type_drift: Vec<TypeDrift>,
+    /// Events whose ledger does not match their bookings.
+    pub money_drift: Vec<crate::payments::ledger::MoneyDrift>,
     /// Cache entries written or repaired.
     pub cache_written: usize,
     /// Stale cache entries removed.
@@ -64,14 +84,43 @@ pub async fn run_once(state: &AppState) -> anyhow::Result<Report> {
     let mut conn = state.db().get().await?;
     let drift: Vec<Drift> = diesel::sql_query(
         "SELECT e.id AS event_id, e.reserved_seats, \
-                COALESCE(SUM(b.seats) FILTER (WHERE b.status = 'confirmed'), 0)::BIGINT AS confirmed_seats \
+                COALESCE(SUM(b.seats) FILTER (WHERE b.status IN ('confirmed', 'held')), 0)::BIGINT AS confirmed_seats \
          FROM events e LEFT JOIN bookings b ON b.event_id = e.id \
          GROUP BY e.id \
-         HAVING e.reserved_seats <> COALESCE(SUM(b.seats) FILTER (WHERE b.status = 'confirmed'), 0) \
+         HAVING e.reserved_seats <> COALESCE(SUM(b.seats) FILTER (WHERE b.status IN ('confirmed', 'held')), 0) \
          ORDER BY e.id",
     )
     .load(&mut conn)
     .await?;
+    // Bookings from before ticket types have none: they are the default type's.
+    let type_drift: Vec<TypeDrift> = diesel::sql_query(
+        "SELECT t.id AS ticket_type_id, t.sold, COALESCE(SUM(b.seats), 0)::BIGINT AS booked \
+         FROM ticket_types t LEFT JOIN bookings b ON b.event_id = t.event_id \
+              AND b.status IN ('confirmed', 'held') \
+              AND (b.ticket_type_id = t.id OR (b.ticket_type_id IS NULL AND t.is_default)) \
+         JOIN events e ON e.id = t.event_id AND e.status = 'active' \
+         GROUP BY t.id HAVING t.sold <> COALESCE(SUM(b.seats), 0) ORDER BY t.id",
+    )
+    .load(&mut conn)
+    .await?;
+    let money_drift = crate::payments::ledger::drift(&mut conn).await?;
+    metrics::gauge!("reconcile_money_drift_events").set(money_drift.len() as f64);
+    for d in &type_drift {
+        tracing::error!(
+            ticket_type.id = d.ticket_type_id,
+            ticket_type.sold = d.sold,
+            ticket_type.booked = d.booked,
+            "seat counter drift: a ticket type's sold differs from its bookings"
+        );
+    }
+    for d in &money_drift {
+        tracing::error!(
+            event.id = d.event_id,
+            ledger.net = d.net,
+            ledger.expected = d.expected,
+            "money drift: captured − refunded differs from what the paid bookings keep"
+        );
+    }
     metrics::gauge!("reconcile_drift_events").set(drift.len() as f64);
     for d in &drift {
         tracing::error!(
@@ -98,8 +147,11 @@ pub async fn run_once(state: &AppState) -> anyhow::Result<Report> {
             .await?
     };
     metrics::gauge!("notifications_dead_letters").set(failed as f64);
+    metrics::gauge!("reconcile_type_drift").set(type_drift.len() as f64);
     Ok(Report {
         drift,
+        type_drift,
+        money_drift,
         cache_written,
         cache_removed,
         waitlists_served,

@@ -1,0 +1,488 @@
+//! Payment handlers: pay a hold, release it, record a manual payment, refund, Stripe's webhook.
+
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::db::schema::{bookings, payment_sessions};
+use crate::error::{ApiError, ApiResult};
+use crate::http::auth::AuthUser;
+use crate::http::extract::parse_json;
+use crate::http::response;
+use crate::payments::ledger::{self, Entry, NewSession};
+use crate::payments::stripe::{self, CallError};
+use crate::state::AppState;
+
+/// How long a handler waits for the booking writer to apply what it recorded (a sweep is
+/// `checkout.sweep_ms`; past this the answer says it is being applied).
+const APPLY_WAIT: Duration = Duration::from_secs(5);
+
+/// A booking as the payment handlers need it.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = bookings)]
+pub struct BookingFacts {
+    /// Id.
+    pub id: i64,
+    /// Request.
+    pub request_id: Uuid,
+    /// Buyer.
+    pub user_id: i64,
+    /// Event.
+    pub event_id: i64,
+    /// Seats.
+    pub seats: i32,
+    /// Cost.
+    pub cost: i64,
+    /// State.
+    pub status: String,
+    /// End of the hold.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+fn booking_id(raw: &str) -> ApiResult<i64> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or_else(|| ApiError::field("id", "must be a positive integer"))
+}
+
+async fn load(conn: &mut AsyncPgConnection, id: i64) -> ApiResult<Option<BookingFacts>> {
+    Ok(bookings::table
+        .find(id)
+        .select(BookingFacts::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// The caller's own booking (someone else's answers 404, as an unknown id).
+async fn own(conn: &mut AsyncPgConnection, caller: &AuthUser, id: i64) -> ApiResult<BookingFacts> {
+    load(conn, id)
+        .await?
+        .filter(|b| b.user_id == caller.id)
+        .ok_or_else(|| ApiError::NotFound(format!("no booking {id} of yours")))
+}
+
+fn not_held(b: &BookingFacts) -> ApiError {
+    let (code, message) = match b.status.as_str() {
+        "confirmed" => ("already_confirmed", "this booking is confirmed already"),
+        "expired" => (
+            "hold_expired",
+            "this hold has expired and its seats went back on sale",
+        ),
+        _ => ("not_held", "this booking is not held for payment"),
+    };
+    ApiError::Conflict {
+        code,
+        message: message.to_owned(),
+    }
+}
+
+/// The booking's state once the writer has applied what was recorded (or after `APPLY_WAIT`).
+async fn settled(state: &AppState, id: i64, from: &[&str]) -> ApiResult<BookingFacts> {
+    let deadline = tokio::time::Instant::now() + APPLY_WAIT;
+    loop {
+        let mut conn = state.db().get().await?;
+        let b = load(&mut conn, id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no booking {id}")))?;
+        let pending: bool = diesel::select(diesel::dsl::exists(
+            payment_sessions::table
+                .filter(payment_sessions::booking_id.eq(id))
+                .filter(payment_sessions::state.eq("captured")),
+        ))
+        .get_result(&mut conn)
+        .await?;
+        drop(conn);
+        if (!from.contains(&b.status.as_str()) && !pending)
+            || tokio::time::Instant::now() >= deadline
+        {
+            return Ok(b);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn booking_json(b: &BookingFacts) -> serde_json::Value {
+    json!({
+        "bookingId": b.id,
+        "requestId": b.request_id,
+        "eventId": b.event_id,
+        "seats": b.seats,
+        "cost": b.cost,
+        "status": b.status,
+        "expiresAt": b.expires_at,
+    })
+}
+
+/// `POST /api/bookings/{id}/pay` (the buyer): how to pay a held booking. Stripe: a Checkout
+/// Session (the same one when asked again); manual: the instructions.
+pub async fn pay(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = booking_id(&path)?;
+    let mut conn = state.db().get().await?;
+    let b = own(&mut conn, &caller, id).await?;
+    if b.status != "held" {
+        return Err(not_held(&b));
+    }
+    let event = crate::events::service::lookup(&state, b.event_id).await?;
+    let currency = state.settings().payments.currency.clone();
+    let base = json!({
+        "bookingId": b.id,
+        "amount": b.cost,
+        "currency": currency,
+        "expiresAt": b.expires_at,
+    });
+    if event.payment_provider != "stripe" {
+        let mut data = base;
+        data["provider"] = json!("manual");
+        data["instructions"] = json!(
+            "Pay the host as they tell you (bank transfer, cash); they mark the booking paid. \
+             Unpaid at expiresAt, the seats go back on sale."
+        );
+        return Ok(response::ok(
+            data,
+            "Pay the host; they mark the booking paid",
+        ));
+    }
+    let Some(client) = state.payments().stripe.clone() else {
+        return Err(ApiError::Unavailable {
+            message: "card payments are not configured here; contact the host".to_owned(),
+            retry_after_secs: 60,
+        });
+    };
+    let session = match ledger::open_session(&mut conn, b.id).await? {
+        Some(s) => s,
+        None => {
+            let s = ledger::insert_session(
+                &mut conn,
+                &NewSession {
+                    booking_id: b.id,
+                    event_id: b.event_id,
+                    user_id: b.user_id,
+                    provider: "stripe",
+                    amount: b.cost,
+                    state: "open",
+                },
+            )
+            .await?;
+            drop(conn);
+            let public = &state.settings().http.public_url;
+            let created = client
+                .create_session(
+                    b.id,
+                    s.id,
+                    &format!("{} — {} seat(s)", event.name, b.seats),
+                    b.cost,
+                    &currency,
+                    &format!("{public}/api/bookings/requests/{}?paid=1", b.request_id),
+                    &format!("{public}/api/bookings/requests/{}", b.request_id),
+                    &format!("atomicseats-pay-{}", s.id),
+                )
+                .await
+                .map_err(|e| {
+                    tracing::warn!(booking.id = b.id, error = %e, "creating a Stripe Checkout Session failed");
+                    metrics::counter!("payment_sessions_failed_total").increment(1);
+                    match e {
+                        CallError::Transient(_) => ApiError::Unavailable {
+                            message: "the payment provider is unavailable, retry shortly".to_owned(),
+                            retry_after_secs: 5,
+                        },
+                        CallError::Refused(m) => ApiError::Unprocessable {
+                            code: "payment_refused",
+                            message: m,
+                        },
+                    }
+                })?;
+            let mut conn = state.db().get().await?;
+            ledger::set_external(&mut conn, s.id, &created.id, &created.url).await?;
+            metrics::counter!("payment_sessions_total", "provider" => "stripe").increment(1);
+            ledger::SessionRow {
+                external_id: Some(created.id),
+                url: Some(created.url),
+                ..s
+            }
+        }
+    };
+    let mut data = base;
+    data["provider"] = json!("stripe");
+    data["sessionId"] = json!(session.external_id);
+    data["url"] = json!(session.url);
+    Ok(response::ok(data, "Pay at url before expiresAt"))
+}
+
+/// `POST /api/bookings/{id}/release` (the buyer): give a hold back before it expires. Its
+/// writer expires it on its next sweep (seats back on sale, the waitlist served first).
+pub async fn release(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = booking_id(&path)?;
+    let mut conn = state.db().get().await?;
+    let b = own(&mut conn, &caller, id).await?;
+    let n = diesel::update(bookings::table.find(id).filter(bookings::status.eq("held")))
+        .set(bookings::expires_at.eq(diesel::dsl::now))
+        .execute(&mut conn)
+        .await?;
+    if n == 0 {
+        return Err(not_held(&b));
+    }
+    drop(conn);
+    let b = settled(&state, id, &["held"]).await?;
+    Ok(response::ok(booking_json(&b), "Hold released"))
+}
+
+/// `POST /api/bookings/{id}/mark-paid` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkPaidBody {
+    reference: Option<String>,
+}
+
+/// `POST /api/bookings/{id}/mark-paid { reference? }` (the event's host or an admin): records
+/// a manual payment of a held booking (or of one whose hold expired: the writer then re-acquires
+/// the seats if they are free, else the payment is refunded).
+pub async fn mark_paid(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    path: web::Path<String>,
+    bytes: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let id = booking_id(&path)?;
+    let body: MarkPaidBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+        MarkPaidBody::default()
+    } else {
+        parse_json(&bytes)?
+    };
+    if body
+        .reference
+        .as_deref()
+        .is_some_and(|r| r.trim().is_empty() || r.len() > 200)
+    {
+        return Err(ApiError::field("reference", "must be 1 to 200 characters"));
+    }
+    let mut conn = state.db().get().await?;
+    let b = load(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no booking {id}")))?;
+    let event = crate::events::service::lookup(&state, b.event_id).await?;
+    if !caller.manages(&mut conn, event.host_id).await? {
+        return Err(ApiError::Forbidden(
+            "only the event's host or an admin may record payments".to_owned(),
+        ));
+    }
+    if !matches!(b.status.as_str(), "held" | "expired") || b.cost == 0 {
+        return Err(not_held(&b));
+    }
+    let recorded = conn
+        .transaction(async |conn| {
+            if ledger::has_capture(conn, id).await? {
+                return Ok::<_, ApiError>(false);
+            }
+            let s = ledger::insert_session(
+                conn,
+                &NewSession {
+                    booking_id: b.id,
+                    event_id: b.event_id,
+                    user_id: b.user_id,
+                    provider: "manual",
+                    amount: b.cost,
+                    state: "captured",
+                },
+            )
+            .await?;
+            let reference = format!(
+                "manual-{}{}",
+                s.id,
+                body.reference
+                    .as_deref()
+                    .map(|r| format!(": {}", r.trim()))
+                    .unwrap_or_default()
+            );
+            ledger::append(
+                conn,
+                Entry {
+                    event_id: b.event_id,
+                    booking_id: b.id,
+                    session_id: Some(s.id),
+                    kind: "capture",
+                    amount: b.cost,
+                    provider: "manual",
+                    reference: &reference,
+                },
+            )
+            .await?;
+            Ok(true)
+        })
+        .await?;
+    if !recorded {
+        return Err(ApiError::Conflict {
+            code: "already_paid",
+            message: "a payment for this booking is recorded already".to_owned(),
+        });
+    }
+    metrics::counter!("payments_captured_total", "provider" => "manual").increment(1);
+    tracing::info!(booking.id = id, "manual payment recorded");
+    let b = settled(&state, id, &["held", "expired"]).await?;
+    Ok(response::ok(booking_json(&b), "Payment recorded"))
+}
+
+/// `POST /api/bookings/{id}/refund` (the event's host or an admin): cancels a booking and
+/// refunds what was paid, whatever the event's refund policy.
+pub async fn refund(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = booking_id(&path)?;
+    let mut conn = state.db().get().await?;
+    let b = load(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no booking {id}")))?;
+    let event = crate::events::service::lookup(&state, b.event_id).await?;
+    if !caller.manages(&mut conn, event.host_id).await? {
+        return Err(ApiError::Forbidden(
+            "only the event's host or an admin may refund".to_owned(),
+        ));
+    }
+    drop(conn);
+    let done = crate::bookings::routes::cancel_bookings(
+        &state,
+        b.event_id,
+        b.user_id,
+        crate::bookings::routes::Targets::One(id),
+        true,
+    )
+    .await?;
+    Ok(response::ok(done, "Booking cancelled and refunded"))
+}
+
+/// `POST /api/payments/stripe/webhook`: Stripe's events, verified by `Stripe-Signature`.
+/// Answers: 400 `invalid_signature` (missing, stale or wrong signature: nothing changed);
+/// 200 `{received, duplicate}` for an event id seen before; 200 `{received, ignored}` for an
+/// event type we do not use or a session we do not know (logged and counted: nothing changed);
+/// 200 `{received}` after recording a capture; 503 when the webhook secret is not configured
+/// or the database is down (Stripe retries).
+pub async fn stripe_webhook(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    bytes: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let count = |result: &'static str| {
+        metrics::counter!("payment_webhooks_total", "result" => result).increment(1);
+    };
+    let settings = &state.settings().payments;
+    let Some(secret) = settings
+        .stripe_webhook_secret
+        .as_ref()
+        .map(secrecy::ExposeSecret::expose_secret)
+        .filter(|s| !s.is_empty())
+    else {
+        return Err(ApiError::Unavailable {
+            message: "Stripe webhooks are not configured here".to_owned(),
+            retry_after_secs: 60,
+        });
+    };
+    let header = req
+        .headers()
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
+    if let Err(e) = stripe::verify(
+        header,
+        &bytes,
+        secret,
+        settings.webhook_tolerance_secs,
+        Utc::now().timestamp(),
+    ) {
+        count(e.label());
+        tracing::warn!(error = %e, "Stripe webhook refused");
+        return Err(ApiError::BadRequest {
+            code: "invalid_signature",
+            message: format!("invalid Stripe-Signature: {e}"),
+        });
+    }
+    let event: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::MalformedJson(format!("the webhook body is not JSON: {e}")))?;
+    let (Some(event_id), Some(kind)) = (event["id"].as_str(), event["type"].as_str()) else {
+        count("malformed_event");
+        return Err(ApiError::field("id", "a Stripe event has an id and a type"));
+    };
+    let object = &event["data"]["object"];
+    let paid = matches!(
+        kind,
+        "checkout.session.completed" | "checkout.session.async_payment_succeeded"
+    ) && object["payment_status"].as_str() == Some("paid");
+    if !paid {
+        count("ignored_type");
+        return Ok(HttpResponse::Ok().json(json!({ "received": true, "ignored": kind })));
+    }
+    let session_id = object["id"].as_str().unwrap_or_default().to_owned();
+    let amount = object["amount_total"].as_i64().unwrap_or(0);
+    let reference = object["payment_intent"]
+        .as_str()
+        .unwrap_or(&session_id)
+        .to_owned();
+    let mut conn = state.db().get().await?;
+    let outcome = conn
+        .transaction(async |conn| {
+            let Some(s) = ledger::lock_by_external(conn, &session_id).await? else {
+                return Ok::<_, ApiError>("unknown_session");
+            };
+            if !ledger::first_delivery(conn, "stripe", event_id).await? {
+                return Ok("duplicate");
+            }
+            if amount <= 0 {
+                return Ok("no_amount");
+            }
+            ledger::append(
+                conn,
+                Entry {
+                    event_id: s.event_id,
+                    booking_id: s.booking_id,
+                    session_id: Some(s.id),
+                    kind: "capture",
+                    amount,
+                    provider: "stripe",
+                    reference: &reference,
+                },
+            )
+            .await?;
+            if amount != s.amount {
+                tracing::error!(
+                    payment.session = s.id,
+                    expected = s.amount,
+                    captured = amount,
+                    "Stripe captured another amount than asked"
+                );
+            }
+            Ok(if ledger::mark_captured(conn, s.id).await? {
+                "captured"
+            } else {
+                "captured_again"
+            })
+        })
+        .await?;
+    count(outcome);
+    match outcome {
+        "captured" => {
+            metrics::counter!("payments_captured_total", "provider" => "stripe").increment(1);
+            tracing::info!(stripe.session = %session_id, "Stripe payment captured");
+            Ok(HttpResponse::Ok().json(json!({ "received": true })))
+        }
+        "duplicate" => Ok(HttpResponse::Ok().json(json!({ "received": true, "duplicate": true }))),
+        other => {
+            tracing::warn!(stripe.session = %session_id, stripe.event = event_id, outcome = other, "Stripe webhook changed nothing");
+            Ok(HttpResponse::Ok().json(json!({ "received": true, "ignored": other })))
+        }
+    }
+}
