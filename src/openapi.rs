@@ -423,6 +423,10 @@ fn schemas() -> Value {
                 "onSaleAt": { "type": ["string", "null"], "format": DATE_TIME,
                     "description": "When bookings open; null: open" },
                 "waitingRoom": { "type": "boolean", "description": "Buyers queue and book with an admission token" },
+                "checkout": { "type": "string", "enum": ["instant", "hold"] },
+                "holdSeconds": { "type": "integer", "description": "hold checkout only" },
+                "paymentProvider": { "type": "string", "enum": ["manual", "stripe"] },
+                "refundUntilHours": nullable("integer"),
                 "status": event_status,
                 "waitlistLength": { "type": "integer", "minimum": 0,
                     "description": "Seats waited for (the event's host and admins only)" },
@@ -439,7 +443,9 @@ fn schemas() -> Value {
             "requestId": { "type": "string", "format": "uuid" },
             "messageId": { "type": "string", "format": "uuid" },
             "eventId": int(1, None),
-            "status": { "type": "string", "enum": ["pending", "confirmed", "partial", "waitlisted", "rejected", "cancelled"] },
+            "status": { "type": "string", "enum": ["pending", "confirmed", "held", "partial", "waitlisted", "rejected", "cancelled", "expired", "refund_pending", "refunded"] },
+            "ticketTypeId": nullable("integer"),
+            "expiresAt": { "type": ["string", "null"], "format": DATE_TIME, "description": "held: pay before this" },
             "statusUrl": { "type": "string" },
             "seatsRequested": int(1, Some(10)), "seats": int(0, Some(10)),
             "seatsWaitlisted": int(0, Some(10)), "bookingId": nullable("integer"),
@@ -448,6 +454,42 @@ fn schemas() -> Value {
         "Cancelled": obj(&["eventId", "seatsFreed", "bookingsCancelled", "waitlistServed"], json!({
             "eventId": int(1, None), "seatsFreed": int(0, None),
             "bookingsCancelled": int(0, None), "waitlistServed": int(0, None),
+            "refunds": { "type": "integer", "minimum": 0, "description": "Refunds queued for paid bookings" },
+        })),
+        "TicketType": obj(&["id", "eventId", "name", "price", "hidden", "isDefault", "sold"], json!({
+            "id": int(1, None), "eventId": int(1, None), "name": string(1, 100),
+            "price": int(0, None), "quota": nullable("integer"), "maxPerUser": nullable("integer"),
+            "salesStart": { "type": ["string", "null"], "format": DATE_TIME },
+            "salesEnd": { "type": ["string", "null"], "format": DATE_TIME },
+            "hidden": { "type": "boolean" }, "isDefault": { "type": "boolean" },
+            "sold": int(0, None),
+            "available": { "type": ["integer", "null"], "description": "Left under the quota (before the event's capacity)" },
+        })),
+        "TicketTypeBody": {
+            "type": "object", "additionalProperties": false,
+            "properties": {
+                "name": string(1, 100), "price": int(0, None),
+                "quota": { "type": ["integer", "null"], "minimum": 1 },
+                "maxPerUser": { "type": ["integer", "null"], "minimum": 1 },
+                "salesStart": { "type": ["string", "null"], "format": DATE_TIME },
+                "salesEnd": { "type": ["string", "null"], "format": DATE_TIME },
+                "hidden": { "type": "boolean" },
+            },
+        },
+        "Payment": obj(&["bookingId", "provider", "amount", "currency"], json!({
+            "bookingId": int(1, None),
+            "provider": { "type": "string", "enum": ["manual", "stripe"] },
+            "amount": int(0, None), "currency": { "type": "string" },
+            "expiresAt": { "type": ["string", "null"], "format": DATE_TIME },
+            "sessionId": { "type": "string", "description": "stripe: the Checkout Session" },
+            "url": { "type": "string", "description": "stripe: where to pay" },
+            "instructions": { "type": "string", "description": "manual" },
+        })),
+        "Booking": obj(&["bookingId", "eventId", "seats", "cost", "status"], json!({
+            "bookingId": int(1, None), "requestId": { "type": "string", "format": "uuid" },
+            "eventId": int(1, None), "seats": int(1, Some(10)), "cost": int(0, None),
+            "status": { "type": "string", "enum": ["held", "confirmed", "expired", "cancelled", "refund_pending", "refunded"] },
+            "expiresAt": { "type": ["string", "null"], "format": DATE_TIME },
         })),
         "QueuePlace": obj(&["eventId", "status", "ticket", "joinedAt", "waitlistOpen"], json!({
             "eventId": int(1, None),
@@ -537,6 +579,10 @@ fn schemas() -> Value {
                 "maxPerUser": int(1, None), "waitlistOpen": { "type": "boolean" },
                 "onSaleAt": { "type": "string", "format": DATE_TIME, "description": "When bookings open (before startsAt); absent: at once. Requests asked earlier are rejected `not_on_sale`." },
                 "waitingRoom": { "type": "boolean", "description": "Sell through the waiting room (default false)" },
+                "checkout": { "type": "string", "enum": ["instant", "hold"], "description": "hold: a decision holds the seats for holdSeconds while the buyer pays (default instant)" },
+                "holdSeconds": { "type": "integer", "description": "Hold length, within checkout.hold_min_secs..hold_max_secs (default checkout.hold_default_secs)" },
+                "paymentProvider": { "type": "string", "enum": ["manual", "stripe"], "description": "How a hold is paid (default manual)" },
+                "refundUntilHours": { "type": ["integer", "null"], "minimum": 0, "description": "Buyers cancelling a paid booking at least this many hours before the start are refunded in full (default 0); null: buyers cannot" },
                 "hostId": { "type": "integer", "minimum": 1, "description": "Admin create only" },
             },
         },
@@ -551,6 +597,10 @@ fn schemas() -> Value {
                 "waitlistOpen": { "type": "boolean" },
                 "onSaleAt": { "type": ["string", "null"], "format": DATE_TIME, "description": "null opens bookings now" },
                 "waitingRoom": { "type": "boolean" },
+                "checkout": { "type": "string", "enum": ["instant", "hold"], "description": "hold: a decision holds the seats for holdSeconds while the buyer pays (default instant)" },
+                "holdSeconds": { "type": "integer", "description": "Hold length, within checkout.hold_min_secs..hold_max_secs (default checkout.hold_default_secs)" },
+                "paymentProvider": { "type": "string", "enum": ["manual", "stripe"], "description": "How a hold is paid (default manual)" },
+                "refundUntilHours": { "type": ["integer", "null"], "minimum": 0, "description": "Buyers cancelling a paid booking at least this many hours before the start are refunded in full (default 0); null: buyers cannot" },
             },
         },
         "EventId": {
@@ -618,6 +668,7 @@ fn operations() -> Vec<Op> {
             "eventId": int(1, None), "numberOfSeats": int(1, Some(10)),
             "allowPartial": { "type": "boolean", "default": false },
             "joinWaitlist": { "type": "boolean", "default": true },
+            "ticketTypeId": { "type": "integer", "minimum": 1, "description": "Absent: the event's default type" },
         },
     });
     let cancel = json!({
@@ -787,6 +838,64 @@ fn operations() -> Vec<Op> {
             .path_param("requestId", json!({ "type": "string", "format": "uuid" }))
             .ok(200, r("BookingOutcome"))
             .errors(&[404]),
+        Op::new("get", "/api/events/{id}/ticket-types", "checkout")
+            .doc("An event's ticket types", "On sale ones; the event's host and admins also see hidden ones.")
+            .auth(Auth::Optional)
+            .path_param("id", id.clone())
+            .ok(200, obj(&["eventId", "ticketTypes"], json!({ "eventId": int(1, None), "ticketTypes": { "type": "array", "items": r("TicketType") } })))
+            .errors(&[404]),
+        Op::new("post", "/api/events/{id}/ticket-types", "checkout")
+            .doc("Add a ticket type", "The event's host or an admin. `name` and `price` required.")
+            .auth(Auth::Role)
+            .path_param("id", id.clone())
+            .body(r("TicketTypeBody"))
+            .ok(201, r("TicketType"))
+            .errors(&[404, 409]),
+        Op::new("patch", "/api/events/{id}/ticket-types/{type_id}", "checkout")
+            .doc("Change a ticket type", "409 `quota_below_sold`; the default type's price is the event's (changed with it), and it cannot be hidden (409 `default_ticket_type`).")
+            .auth(Auth::Role)
+            .path_param("id", id.clone())
+            .path_param("type_id", id.clone())
+            .body(r("TicketTypeBody"))
+            .ok(200, r("TicketType"))
+            .errors(&[404, 409]),
+        Op::new("delete", "/api/events/{id}/ticket-types/{type_id}", "checkout")
+            .doc("Delete a ticket type nobody bought", "409 `ticket_type_has_sales` (hide it instead) or `default_ticket_type`.")
+            .auth(Auth::Role)
+            .path_param("id", id.clone())
+            .path_param("type_id", id.clone())
+            .ok(200, any.clone())
+            .errors(&[404, 409]),
+        Op::new("post", "/api/bookings/{id}/pay", "checkout")
+            .doc("How to pay a held booking", "The buyer. stripe: a Checkout Session (`url`; the same one when asked again); manual: instructions (the host marks it paid). 409 `hold_expired`, `already_confirmed`, `not_held`; 503 when Stripe is not configured or unreachable.")
+            .auth(Auth::User)
+            .path_param("id", id.clone())
+            .ok(200, r("Payment"))
+            .errors(&[404, 409, 422]),
+        Op::new("post", "/api/bookings/{id}/release", "checkout")
+            .doc("Give a hold back", "The buyer. The event's writer expires it on its next sweep (seats back on sale, the waitlist first); answers once it has (`expired`). 409 when not held.")
+            .auth(Auth::User)
+            .path_param("id", id.clone())
+            .ok(200, r("Booking"))
+            .errors(&[404, 409]),
+        Op::new("post", "/api/bookings/{id}/mark-paid", "checkout")
+            .doc("Record a manual payment", "The event's host or an admin, for a held booking or one whose hold expired (the writer then takes the seats back if they are free, else refunds). Answers with the booking once the writer applied it. 409 `already_paid`.")
+            .auth(Auth::Role)
+            .path_param("id", id.clone())
+            .optional_body(json!({ "type": "object", "additionalProperties": false, "properties": { "reference": string(1, 200) } }))
+            .ok(200, r("Booking"))
+            .errors(&[404, 409]),
+        Op::new("post", "/api/bookings/{id}/refund", "checkout")
+            .doc("Cancel and refund a booking", "The event's host or an admin, whatever the refund policy: seats freed (waitlist first), a refund queued per payment (`refund_pending` → `refunded`).")
+            .auth(Auth::Role)
+            .path_param("id", id.clone())
+            .ok(200, r("Cancelled"))
+            .errors(&[404, 409]),
+        Op::new("post", "/api/payments/stripe/webhook", "checkout")
+            .doc("Stripe webhook", "Verified by `Stripe-Signature` (HMAC-SHA256 of `t.payload` with the endpoint secret, `payments.webhook_tolerance_secs`). 400 `invalid_signature`: nothing changed. 200 `{received}` after recording a capture; `{received, duplicate}` for an event id already processed; `{received, ignored}` for other event types and unknown sessions (logged, counted in `payment_webhooks_total`).")
+            .body(json!({ "type": "object", "description": "A Stripe event" }))
+            .raw("application/json", json!({ "type": "object", "properties": { "received": { "type": "boolean" }, "duplicate": { "type": "boolean" }, "ignored": { "type": "string" } } }))
+            .errors(&[]),
         Op::new("get", "/api/events/{id}/queue", "waiting room")
             .doc("A waiting room's public facts", "The draw's seed hash (from the start), the seed (from on-sale), how many joined before on-sale and how far admission got: enough to recompute the pre-sale order (`drawRule`). 409 `no_waiting_room`.")
             .path_param("id", id.clone())

@@ -74,15 +74,36 @@ pub fn book_body(event: i64, seats: i64) -> Value {
     json!({ "eventId": event, "numberOfSeats": seats })
 }
 
-/// Invariant 1 and its companion: reserved_seats = Σ confirmed seats ≤ capacity, per event.
+/// Invariant 1 and its companions: reserved_seats = Σ held + confirmed seats ≤ capacity, per
+/// event; each ticket type's `sold` = its held + confirmed seats ≤ its quota.
 pub async fn assert_seat_invariants(app: &TestApp) {
-    let rows = app
-        .db
-        .client()
+    let c = app.db.client().await;
+    let types = c
+        .query(
+            "SELECT t.id, t.sold, t.quota, COALESCE((SELECT SUM(seats) FROM bookings b \
+                WHERE b.event_id = t.event_id AND b.status IN ('confirmed', 'held') \
+                  AND (b.ticket_type_id = t.id OR (b.ticket_type_id IS NULL AND t.is_default))), 0)::INT \
+             FROM ticket_types t JOIN events e ON e.id = t.event_id AND e.status = 'active'",
+            &[],
+        )
         .await
+        .unwrap();
+    for r in types {
+        let (id, sold, quota, booked): (i64, i32, Option<i32>, i32) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        assert_eq!(
+            sold, booked,
+            "ticket type {id}: sold must equal its booked seats"
+        );
+        assert!(
+            quota.is_none_or(|q| sold <= q),
+            "ticket type {id}: oversold its quota"
+        );
+    }
+    let rows = c
         .query(
             "SELECT e.id, e.capacity, e.reserved_seats, \
-                    COALESCE((SELECT SUM(seats) FROM bookings b WHERE b.event_id = e.id AND b.status = 'confirmed'), 0)::INT \
+                    COALESCE((SELECT SUM(seats) FROM bookings b WHERE b.event_id = e.id AND b.status IN ('confirmed', 'held')), 0)::INT \
              FROM events e",
             &[],
         )
@@ -495,6 +516,7 @@ async fn a_redelivered_request_changes_nothing() {
         idempotency_key: None,
         requested_at: chrono::Utc::now(),
         quoted_price: None,
+        ticket_type_id: None,
     };
 
     // The same message three times: twice in one batch, once in a later one, through the

@@ -71,6 +71,7 @@ async fn a_message_delivered_twice_by_kafka_books_once() {
         idempotency_key: None,
         requested_at: chrono::Utc::now(),
         quoted_price: None,
+        ticket_type_id: None,
     };
     let topic = format!(
         "booking-requests{}",

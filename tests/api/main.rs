@@ -13,6 +13,7 @@ mod analytics;
 mod booking_rules;
 mod bookings;
 mod cache;
+mod checkout;
 mod cli;
 mod config;
 mod crash;

@@ -32,7 +32,11 @@ async fn migrations_apply_revert_and_reapply() {
             "bookings",
             "events",
             "outbox",
+            "payment_sessions",
+            "payment_webhooks",
+            "payments",
             "refresh_tokens",
+            "ticket_types",
             "users",
             "waitlist"
         ]

@@ -2,6 +2,7 @@
 
 pub mod db;
 pub mod fixtures;
+pub mod stripe;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
