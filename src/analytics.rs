@@ -196,6 +196,61 @@ async fn booking_totals(
     rows.pop().ok_or(diesel::result::Error::NotFound)
 }
 
+#[derive(Debug, QueryableByName)]
+struct CheckoutTotals {
+    #[diesel(sql_type = BigInt)]
+    holds_open: i64,
+    #[diesel(sql_type = BigInt)]
+    holds_expired: i64,
+    #[diesel(sql_type = BigInt)]
+    holds_paid: i64,
+}
+
+/// Holds (open, expired, paid) and money from the ledger (captured, refunded).
+async fn checkout(
+    conn: &mut AsyncPgConnection,
+    scope: Scope,
+    window: Window,
+) -> diesel::QueryResult<serde_json::Value> {
+    let mut sql = DynSql::default();
+    sql.push(
+        "SELECT count(*) FILTER (WHERE status = 'held')::int8 AS holds_open,
+                count(*) FILTER (WHERE status = 'expired')::int8 AS holds_expired,
+                count(*) FILTER (WHERE paid_at IS NOT NULL)::int8 AS holds_paid
+           FROM bookings WHERE TRUE",
+    )
+    .scope("event_id", scope)
+    .window("created_at", window);
+    let h: CheckoutTotals = sql
+        .load::<CheckoutTotals>(conn)
+        .await?
+        .pop()
+        .ok_or(diesel::result::Error::NotFound)?;
+    let mut sql = DynSql::default();
+    sql.push(
+        "SELECT coalesce(sum(amount) FILTER (WHERE kind = 'capture'), 0)::int8 AS a,
+                coalesce(sum(amount) FILTER (WHERE kind = 'refund'), 0)::int8 AS b,
+                count(*) FILTER (WHERE kind = 'refund')::int8 AS c
+           FROM payments WHERE TRUE",
+    )
+    .scope("event_id", scope)
+    .window("created_at", window);
+    let m: Triple = sql
+        .load::<Triple>(conn)
+        .await?
+        .pop()
+        .ok_or(diesel::result::Error::NotFound)?;
+    Ok(json!({
+        "holds": {
+            "open": h.holds_open,
+            "expired": h.holds_expired,
+            "paid": h.holds_paid,
+            "conversionPercent": percent(h.holds_paid, h.holds_paid + h.holds_expired),
+        },
+        "payments": { "captured": m.a, "refunded": m.b, "refunds": m.c, "net": m.a - m.b },
+    }))
+}
+
 async fn outcomes(
     conn: &mut AsyncPgConnection,
     scope: Scope,
@@ -433,6 +488,7 @@ async fn flows(
         json!({ "bookings": b.cancelled_bookings, "seats": b.cancelled_seats }),
     );
     out.insert("revenue".into(), json!(b.revenue));
+    out.insert("checkout".into(), checkout(conn, scope, window).await?);
     out.insert(
         "waitlist".into(),
         json!({ "entries": w.a, "seats": w.b, "events": w.c }),

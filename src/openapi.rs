@@ -276,7 +276,17 @@ fn schemas() -> Value {
     let flows = json!({
         "totalBookings": r("Counts"),
         "cancellations": r("Counts"),
-        "revenue": int(0, None),
+        "revenue": { "type": "integer", "minimum": 0, "description": "Cost of confirmed bookings (paid, free or instant)" },
+        "checkout": obj(&["holds", "payments"], json!({
+            "holds": obj(&["open", "expired", "paid", "conversionPercent"], json!({
+                "open": int(0, None), "expired": int(0, None), "paid": int(0, None),
+                "conversionPercent": { "type": "number", "description": "paid / (paid + expired)" },
+            })),
+            "payments": obj(&["captured", "refunded", "refunds", "net"], json!({
+                "captured": int(0, None), "refunded": int(0, None), "refunds": int(0, None),
+                "net": { "type": "integer", "description": "captured − refunded, from the ledger" },
+            })),
+        })),
         "waitlist": obj(&["entries", "seats", "events"], json!({
             "entries": int(0, None), "seats": int(0, None), "events": int(0, None),
         })),
@@ -294,6 +304,7 @@ fn schemas() -> Value {
         "totalBookings",
         "cancellations",
         "revenue",
+        "checkout",
         "waitlist",
         "requestsByOutcome",
         "rejectionsByReason",
@@ -536,7 +547,7 @@ fn schemas() -> Value {
                 "requestId": { "type": "string", "format": "uuid" }, "eventId": int(1, None),
                 "event": event_brief.clone(), "numberOfSeats": int(1, Some(10)),
                 "cost": int(0, None),
-                "status": { "type": "string", "enum": ["confirmed", "cancelled", "waitlisted", "rejected"] },
+                "status": { "type": "string", "enum": ["confirmed", "held", "expired", "cancelled", "refund_pending", "refunded", "waitlisted", "rejected"] },
                 "createdAt": date_time(), "cancelledAt": nullable("string"),
                 "rejectReason": { "type": "string" },
             }),
@@ -774,7 +785,7 @@ fn operations() -> Vec<Op> {
             .query("limit", limit(100, 20), "Page size")
             .query("cursor", cursor.clone(), "nextCursor of the previous page of the same view")
             .query("eventId", id.clone(), "Only this event")
-            .query("status", json!({ "type": "string", "enum": ["confirmed", "cancelled", "waitlisted", "rejected"] }), "Only this status")
+            .query("status", json!({ "type": "string", "enum": ["confirmed", "held", "expired", "cancelled", "refunded", "waitlisted", "rejected"] }), "Only this status")
             .query("from", instant.clone(), "At or after")
             .query("to", instant.clone(), "At or before (a bare date: the whole day)")
             .query("view", json!({ "type": "string", "enum": ["tickets", "summary"] }), "Shape of the items")

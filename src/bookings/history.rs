@@ -43,8 +43,14 @@ const MAX_LIMIT: usize = 100;
 pub enum StatusFilter {
     /// Bookings holding seats.
     Confirmed,
+    /// Bookings held while the buyer pays.
+    Held,
+    /// Holds that ran out unpaid.
+    Expired,
     /// Bookings cancelled by the buyer or with their event.
     Cancelled,
+    /// Paid bookings cancelled and refunded (or being refunded).
+    Refunded,
     /// Waitlist entries still waiting.
     Waitlisted,
     /// Requests turned down (sold out, limit, closed, withdrawn from the waitlist).
@@ -54,16 +60,21 @@ pub enum StatusFilter {
 impl StatusFilter {
     fn wants(self, source: Source) -> bool {
         match self {
-            Self::Confirmed | Self::Cancelled => source == Source::Booking,
+            Self::Confirmed | Self::Held | Self::Expired | Self::Cancelled | Self::Refunded => {
+                source == Source::Booking
+            }
             Self::Waitlisted => source == Source::Waitlist,
             Self::Rejected => source == Source::Rejected,
         }
     }
 
-    fn booking_status(self) -> Option<&'static str> {
+    fn booking_status(self) -> Option<&'static [&'static str]> {
         match self {
-            Self::Confirmed => Some("confirmed"),
-            Self::Cancelled => Some("cancelled"),
+            Self::Confirmed => Some(&["confirmed"]),
+            Self::Held => Some(&["held"]),
+            Self::Expired => Some(&["expired"]),
+            Self::Cancelled => Some(&["cancelled"]),
+            Self::Refunded => Some(&["refund_pending", "refunded"]),
             Self::Waitlisted | Self::Rejected => None,
         }
     }
@@ -263,13 +274,16 @@ pub fn parse_query(params: &HashMap<String, String>) -> ApiResult<HistoryQuery> 
             "status" => {
                 q.status = match value.as_str() {
                     "confirmed" => Some(StatusFilter::Confirmed),
+                    "held" => Some(StatusFilter::Held),
+                    "expired" => Some(StatusFilter::Expired),
                     "cancelled" => Some(StatusFilter::Cancelled),
+                    "refunded" => Some(StatusFilter::Refunded),
                     "waitlisted" => Some(StatusFilter::Waitlisted),
                     "rejected" => Some(StatusFilter::Rejected),
                     _ => {
                         errors.push(FieldError::new(
                             "status",
-                            "must be confirmed, cancelled, waitlisted or rejected",
+                            "must be confirmed, held, expired, cancelled, refunded, waitlisted or rejected",
                         ));
                         None
                     }
@@ -375,7 +389,7 @@ async fn booking_rows(
         .filter(bookings::user_id.eq(user))
         .into_boxed();
     if let Some(s) = q.status.and_then(StatusFilter::booking_status) {
-        sql = sql.filter(bookings::status.eq(s));
+        sql = sql.filter(bookings::status.eq_any(s));
     }
     history_filters!(
         sql,
@@ -697,18 +711,18 @@ pub async fn summary_page(
     let mut branches = Vec::new();
     if q.wants(Source::Booking) {
         let status = match q.status.and_then(StatusFilter::booking_status) {
-            Some(s) => format!(" AND status = '{s}'"),
+            Some(s) => format!(" AND status IN ('{}')", s.join("', '")),
             None => String::new(),
         };
         branches.push(format!(
             "SELECT event_id,
-                    CASE WHEN status = 'confirmed' THEN seats ELSE 0 END AS active_seats,
-                    CASE WHEN status = 'cancelled' THEN seats ELSE 0 END AS cancelled_seats,
+                    CASE WHEN status IN ('confirmed', 'held') THEN seats ELSE 0 END AS active_seats,
+                    CASE WHEN status IN ('cancelled', 'refund_pending', 'refunded') THEN seats ELSE 0 END AS cancelled_seats,
                     0 AS waitlisted_seats,
-                    CASE WHEN status = 'confirmed' THEN 1 ELSE 0 END AS active_bookings,
-                    CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END AS cancelled_bookings,
+                    CASE WHEN status IN ('confirmed', 'held') THEN 1 ELSE 0 END AS active_bookings,
+                    CASE WHEN status IN ('cancelled', 'refund_pending', 'refunded') THEN 1 ELSE 0 END AS cancelled_bookings,
                     0 AS rejected_requests,
-                    CASE WHEN status = 'confirmed' THEN cost ELSE 0 END AS active_cost,
+                    CASE WHEN status IN ('confirmed', 'held') THEN cost ELSE 0 END AS active_cost,
                     created_at AS at
                FROM bookings{}{status}",
             filters("created_at")

@@ -788,6 +788,29 @@ async fn a_failing_refund_is_retried_and_recorded_once() {
         json_with_status(app.get_as(&status_url, &buyer).await, 200).await["data"]["status"],
         "refunded"
     );
+    // The buyer's history and the host's stats know it.
+    let history = json_with_status(
+        app.get_as("/api/user/bookings?status=refunded", &buyer)
+            .await,
+        200,
+    )
+    .await;
+    let items = history["data"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{history}");
+    assert_eq!(items[0]["status"], "refunded");
+    let stats = json_with_status(
+        app.get_as(&format!("/api/events/{event}/stats"), &host)
+            .await,
+        200,
+    )
+    .await;
+    let checkout = &stats["data"]["checkout"];
+    assert_eq!(
+        checkout["payments"],
+        json!({ "captured": 1200, "refunded": 1200, "refunds": 1, "net": 0 })
+    );
+    assert_eq!(checkout["holds"]["paid"], 1);
+    assert_eq!(checkout["holds"]["conversionPercent"], 100.0);
     assert_books_balance(&app).await;
 }
 
