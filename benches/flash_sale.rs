@@ -3,7 +3,7 @@
 //! ```text
 //! cargo bench --bench flash_sale -- [--requests 100000] [--users 20000] [--capacity 50000]
 //!     [--seats 2] [--connections 256] [--events 1] [--transport memory|kafka]
-//!     [--runs ceiling,batched,old,unbatched] [--old-bin PATH --old-config DIR] [--rate N]
+//!     [--runs ceiling,batched,hold,old,unbatched] [--old-bin PATH --old-config DIR] [--rate N]
 //!     [--retry-503]
 //! ```
 //!
@@ -14,6 +14,8 @@
 //! - `ceiling`: `booking.dry_run` — the accept path alone (HTTP, token, JSON, cache lookup,
 //!   channel, reply) with no database work: the most this box can accept;
 //! - `batched`: this build as configured;
+//! - `hold`: the same with the events in `hold` checkout (each decision that gets seats holds
+//!   them for payment: a held booking, its expiry time, the hold email) — checkout's cost;
 //! - `old`: the same load against another build's binary (`--old-bin`, e.g. the commit before
 //!   engine v2 built in a worktree), with its own migrations: old and new side by side;
 //! - `unbatched`: this build with `batch_max = 1` (one transaction per request).
@@ -128,6 +130,8 @@ struct RunSpec<'a> {
     batch_max: usize,
     /// Nothing is decided (the accept ceiling): no decisions to wait for or check.
     dry_run: bool,
+    /// The events sell in `hold` checkout.
+    hold: bool,
 }
 
 /// The box's cost of one durable one-row commit (what bounds one transaction per request).
@@ -223,6 +227,14 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
         .iter()
         .map(|r| r.get(0))
         .collect();
+    if spec.hold {
+        c.execute(
+            "UPDATE events SET checkout = 'hold', hold_secs = 3600, version = version + 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    }
     let user_ids: Vec<i64> = c
         .query("SELECT id FROM users WHERE role = 'guest' ORDER BY id", &[])
         .await
@@ -434,11 +446,11 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
             "SELECT count(*), COUNT(DISTINCT id), \
                     COALESCE(percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM decided_at - requested_at)), 0)::float8, \
                     (SELECT SUM(reserved_seats)::INT FROM events), \
-                    (SELECT COALESCE(SUM(seats), 0)::INT FROM bookings WHERE status = 'confirmed'), \
+                    (SELECT COALESCE(SUM(seats), 0)::INT FROM bookings WHERE status IN ('confirmed', 'held')), \
                     (SELECT SUM(capacity)::INT FROM events), \
                     (SELECT count(*) FROM waitlist), \
                     (SELECT count(*) FROM events e WHERE reserved_seats > capacity OR reserved_seats <> \
-                       (SELECT COALESCE(SUM(seats), 0) FROM bookings b WHERE b.event_id = e.id AND b.status = 'confirmed')) \
+                       (SELECT COALESCE(SUM(seats), 0) FROM bookings b WHERE b.event_id = e.id AND b.status IN ('confirmed', 'held'))) \
              FROM booking_requests",
             &[],
         )
@@ -542,8 +554,9 @@ fn main() {
         let mut results = HashMap::new();
         for r in &a.runs {
             let spec = match r.as_str() {
-                "ceiling" => RunSpec { label: r, bin: this, config, batch_max: 1000, dry_run: true },
-                "unbatched" => RunSpec { label: r, bin: this, config, batch_max: 1, dry_run: false },
+                "ceiling" => RunSpec { label: r, bin: this, config, batch_max: 1000, dry_run: true, hold: false },
+                "unbatched" => RunSpec { label: r, bin: this, config, batch_max: 1, dry_run: false, hold: false },
+                "hold" => RunSpec { label: r, bin: this, config, batch_max: 1000, dry_run: false, hold: true },
                 "old" => RunSpec {
                     label: r,
                     bin: a.old_bin.as_deref().expect("--runs old needs --old-bin PATH"),
@@ -553,8 +566,9 @@ fn main() {
                         .expect("--runs old needs --old-config DIR (that build's config/)"),
                     batch_max: 1000,
                     dry_run: false,
+                    hold: false,
                 },
-                _ => RunSpec { label: r, bin: this, config, batch_max: 1000, dry_run: false },
+                _ => RunSpec { label: r, bin: this, config, batch_max: 1000, dry_run: false, hold: false },
             };
             results.insert(r.clone(), run(&a, &spec).await);
         }
@@ -570,6 +584,7 @@ fn main() {
         };
         let decided = |r: &RunResult| r.decided_per_sec;
         ratio("batched", "old", decided);
+        ratio("hold", "batched", decided);
         ratio("batched", "unbatched", decided);
         if let (Some(b), Some(c)) = (results.get("batched"), results.get("ceiling")) {
             println!(

@@ -265,6 +265,7 @@ pub async fn run_consumer(state: AppState, shutdown: CancellationToken) -> anyho
     let mut sweep =
         tokio::time::interval(Duration::from_millis(state.settings().checkout.sweep_ms));
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut more = false;
     loop {
         let room = writer.has_room();
         let first = tokio::select! {
@@ -276,15 +277,12 @@ pub async fn run_consumer(state: AppState, shutdown: CancellationToken) -> anyho
                 commit_offsets(&consumer, done);
                 continue;
             }
+            () = std::future::ready(()), if more && room => {
+                more = sweep_owned(&mut writer, &consumer, k.partitions).await;
+                continue;
+            }
             _ = sweep.tick(), if room => {
-                // Expiries and payments of the events whose partitions this consumer owns.
-                let owned: std::collections::HashSet<i32> = consumer
-                    .assignment()
-                    .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
-                    .unwrap_or_default();
-                let partitions = k.partitions;
-                let owns = move |event: i64| owned.contains(&partition_of(event, partitions));
-                writer.sweep(&owns).await;
+                more = sweep_owned(&mut writer, &consumer, k.partitions).await;
                 continue;
             }
             m = consumer.recv(), if room => match m {
@@ -460,6 +458,23 @@ async fn export_lag(state: AppState, consumer: Arc<BookingConsumer>, shutdown: C
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
+}
+
+/// Applies the expiries and payments of the events whose partitions this consumer owns.
+async fn sweep_owned(
+    writer: &mut Writer<TopicPartitionList>,
+    consumer: &BookingConsumer,
+    partitions: u32,
+) -> bool {
+    let owned: std::collections::HashSet<i32> = consumer
+        .assignment()
+        .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
+        .unwrap_or_default();
+    if owned.is_empty() {
+        return false;
+    }
+    let owns = move |event: i64| owned.contains(&partition_of(event, partitions));
+    writer.sweep(&owns, None).await
 }
 
 /// The partition librdkafka's default partitioner (`consistent_random`) puts an event's

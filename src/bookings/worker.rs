@@ -53,6 +53,10 @@ async fn run_shard(
     let mut sweep =
         tokio::time::interval(Duration::from_millis(state.settings().checkout.sweep_ms));
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let shards = i64::try_from(settings.shards.max(1)).unwrap_or(1);
+    let scope = Some((shards, i64::try_from(shard).unwrap_or(0)));
+    // A full page of holds due: sweep again as soon as there is room, not a tick later.
+    let mut more = false;
     loop {
         let room = writer.has_room();
         let first = tokio::select! {
@@ -62,8 +66,12 @@ async fn run_shard(
                 writer.settle().await;
                 continue;
             }
+            () = std::future::ready(()), if more && room => {
+                more = writer.sweep(&owns, scope).await;
+                continue;
+            }
             _ = sweep.tick(), if room => {
-                writer.sweep(&owns).await;
+                more = writer.sweep(&owns, scope).await;
                 continue;
             }
             env = rx.recv(), if room => match env {

@@ -45,6 +45,8 @@ use crate::state::AppState;
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Booking ids taken from the sequence at a time.
 const ID_BLOCK: i64 = 1024;
+/// Holds (and payments) one sweep applies at most, in one transaction.
+const SWEEP_PAGE: usize = 5000;
 
 /// What the writer knows of one event: its row, ticket types and waitlist after every decision
 /// so far.
@@ -571,20 +573,26 @@ impl<T> Writer<T> {
     }
 
     /// The sweep (every `checkout.sweep_ms`): applies the holds due to expire and the payments
-    /// captured for the events `owns` says this writer decides — each event's in one
-    /// transaction of this writer, with the waitlist service the freed seats allow. A failure
-    /// leaves them for the next sweep.
-    pub async fn sweep(&mut self, owns: &(dyn Fn(i64) -> bool + Send + Sync)) {
+    /// captured for the events `owns` says this writer decides (`shard`: the same as a filter
+    /// the database applies) — in one transaction of this writer, with the waitlist service
+    /// the freed seats allow. A failure leaves them for the next sweep. Returns whether there
+    /// may be more due now (a full page: sweep again without waiting).
+    pub async fn sweep(
+        &mut self,
+        owns: &(dyn Fn(i64) -> bool + Send + Sync),
+        shard: Option<(i64, i64)>,
+    ) -> bool {
         if !self.has_room() {
-            return;
+            return false;
         }
-        let chores = match self.load_chores().await {
+        let chores = match self.load_chores(shard).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "reading holds and payments due failed; next sweep");
-                return;
+                return false;
             }
         };
+        let more = chores.len() >= SWEEP_PAGE;
         let mut by_event: Vec<(i64, Vec<engine::Chore>)> = Vec::new();
         for c in chores {
             if !owns(c.event_id) || self.chores_in_flight.contains(&c.booking_id) {
@@ -596,7 +604,7 @@ impl<T> Writer<T> {
             }
         }
         if by_event.is_empty() {
-            return;
+            return false;
         }
         let mut batch = Batch {
             envelopes: Vec::new(),
@@ -613,17 +621,19 @@ impl<T> Writer<T> {
                 for id in batch.touched().collect::<Vec<_>>() {
                     self.events.remove(&id);
                 }
-                return;
+                return false;
             }
         }
         self.chores_in_flight.extend(batch.chores.iter().copied());
         self.start(batch).await;
+        more
     }
 
-    async fn load_chores(&self) -> anyhow::Result<Vec<engine::Chore>> {
+    async fn load_chores(&self, shard: Option<(i64, i64)>) -> anyhow::Result<Vec<engine::Chore>> {
         let mut conn = self.state.db().get().await?;
-        let limit = i64::try_from(self.batch_max).unwrap_or(i64::MAX).max(1000);
-        Ok(engine::chores(&mut conn, limit).await?)
+        let limit = i64::try_from(SWEEP_PAGE).unwrap_or(i64::MAX);
+        let busy: Vec<i64> = self.chores_in_flight.iter().copied().collect();
+        Ok(engine::chores(&mut conn, limit, shard, &busy).await?)
     }
 
     /// One event's chores: each hold due expires, each payment confirms its hold, re-acquires
