@@ -79,12 +79,12 @@ async fn run(a: Args) {
     println!("box: {}", describe_box());
     let db = format!("atomicseats_holdbench_{}", std::process::id());
     let admin = pg(&admin_url()).await;
-    admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {db} WITH (FORCE); CREATE DATABASE {db}"
-        ))
-        .await
-        .unwrap();
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+        format!("CREATE DATABASE {db}"),
+    ] {
+        admin.batch_execute(&sql).await.unwrap();
+    }
     let url = db_url(&db);
     let bin = env!("CARGO_BIN_EXE_atomicseats");
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
@@ -102,7 +102,7 @@ async fn run(a: Args) {
     let t0 = Instant::now();
     c.batch_execute(&format!(
         "INSERT INTO users (username, name, email, password_hash, role, email_verified_at) \
-           SELECT 'b' || g, 'Buyer', 'b' || g || '@bench.local', 'x', 'guest', now() FROM generate_series(1, {buyers}) g; \
+           SELECT 'buyer' || g, 'Buyer', 'buyer' || g || '@bench.local', 'x', 'guest', now() FROM generate_series(1, {buyers}) g; \
          INSERT INTO users (username, name, email, password_hash, role) VALUES ('host', 'Host', 'host@bench.local', 'x', 'host'); \
          INSERT INTO events (host_id, name, description, venue, starts_at, ends_at, capacity, price, checkout, hold_secs) \
            SELECT id, 'Held', 'bench', 'Arena', now() + interval '1 day', now() + interval '2 days', {holds}, 5000, 'hold', 3600 \

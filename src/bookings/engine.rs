@@ -505,26 +505,23 @@ pub struct Chore {
 
 /// Holds due to expire (soonest first) and captured payments not applied yet, at most `limit`
 /// of each: the writer's sweep. Both reads are on partial indexes that hold only such rows.
-/// `shard` (`(n, i)`): only events with `id mod n = i` (an in-process shard's own); `busy`:
-/// bookings a transaction in flight is applying already.
+/// `shard` (`(n, i)`): only events with `id mod n = i` (an in-process shard's own).
 pub async fn chores(
     conn: &mut AsyncPgConnection,
     limit: i64,
     shard: Option<(i64, i64)>,
-    busy: &[i64],
 ) -> QueryResult<Vec<Chore>> {
     let (n, i) = shard.unwrap_or((0, 0));
     let mut due: Vec<Chore> = diesel::sql_query(
         "SELECT NULL::int8 AS session_id, NULL::int8 AS amount, id AS booking_id, event_id, \
                 user_id, request_id, seats, cost, ticket_type_id, status \
            FROM bookings WHERE status = 'held' AND expires_at <= now() \
-            AND ($2 = 0 OR mod(event_id, $2) = $3) AND id <> ALL($4) \
+            AND ($2 = 0 OR mod(event_id, $2) = $3) \
           ORDER BY expires_at LIMIT $1",
     )
     .bind::<BigInt, _>(limit)
     .bind::<BigInt, _>(n)
     .bind::<BigInt, _>(i)
-    .bind::<diesel::sql_types::Array<BigInt>, _>(busy)
     .load(conn)
     .await?;
     let paid: Vec<Chore> = diesel::sql_query(
@@ -532,13 +529,11 @@ pub async fn chores(
                 b.request_id, b.seats, b.cost, b.ticket_type_id, b.status \
            FROM payment_sessions s JOIN bookings b ON b.id = s.booking_id \
           WHERE s.state = 'captured' AND ($2 = 0 OR mod(b.event_id, $2) = $3) \
-            AND b.id <> ALL($4) \
           ORDER BY s.id LIMIT $1",
     )
     .bind::<BigInt, _>(limit)
     .bind::<BigInt, _>(n)
     .bind::<BigInt, _>(i)
-    .bind::<diesel::sql_types::Array<BigInt>, _>(busy)
     .load(conn)
     .await?;
     // A hold paid just as it ran out is confirmed, not expired: its payment goes first.

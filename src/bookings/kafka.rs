@@ -277,11 +277,11 @@ pub async fn run_consumer(state: AppState, shutdown: CancellationToken) -> anyho
                 commit_offsets(&consumer, done);
                 continue;
             }
-            () = std::future::ready(()), if more && room => {
+            () = std::future::ready(()), if more && room && !writer.sweeping() => {
                 more = sweep_owned(&mut writer, &consumer, k.partitions).await;
                 continue;
             }
-            _ = sweep.tick(), if room => {
+            _ = sweep.tick(), if room && !writer.sweeping() => {
                 more = sweep_owned(&mut writer, &consumer, k.partitions).await;
                 continue;
             }

@@ -66,11 +66,11 @@ async fn run_shard(
                 writer.settle().await;
                 continue;
             }
-            () = std::future::ready(()), if more && room => {
+            () = std::future::ready(()), if more && room && !writer.sweeping() => {
                 more = writer.sweep(&owns, scope).await;
                 continue;
             }
-            _ = sweep.tick(), if room => {
+            _ = sweep.tick(), if room && !writer.sweeping() => {
                 more = writer.sweep(&owns, scope).await;
                 continue;
             }

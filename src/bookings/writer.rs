@@ -200,6 +200,11 @@ impl<T> Writer<T> {
         !self.in_flight.is_empty()
     }
 
+    /// Whether a sweep's transaction is in flight.
+    pub fn sweeping(&self) -> bool {
+        !self.chores_in_flight.is_empty()
+    }
+
     /// Whether another batch can start now.
     pub fn has_room(&self) -> bool {
         self.in_flight.len() < self.depth
@@ -582,7 +587,8 @@ impl<T> Writer<T> {
         owns: &(dyn Fn(i64) -> bool + Send + Sync),
         shard: Option<(i64, i64)>,
     ) -> bool {
-        if !self.has_room() {
+        // One sweep in flight at a time: what it applies is still `held` for the next read.
+        if !self.has_room() || self.sweeping() {
             return false;
         }
         let chores = match self.load_chores(shard).await {
@@ -632,8 +638,7 @@ impl<T> Writer<T> {
     async fn load_chores(&self, shard: Option<(i64, i64)>) -> anyhow::Result<Vec<engine::Chore>> {
         let mut conn = self.state.db().get().await?;
         let limit = i64::try_from(SWEEP_PAGE).unwrap_or(i64::MAX);
-        let busy: Vec<i64> = self.chores_in_flight.iter().copied().collect();
-        Ok(engine::chores(&mut conn, limit, shard, &busy).await?)
+        Ok(engine::chores(&mut conn, limit, shard).await?)
     }
 
     /// One event's chores: each hold due expires, each payment confirms its hold, re-acquires
