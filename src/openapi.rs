@@ -903,10 +903,10 @@ fn operations() -> Vec<Op> {
             .ok(200, r("Cancelled"))
             .errors(&[404, 409]),
         Op::new("post", "/api/payments/stripe/webhook", "checkout")
-            .doc("Stripe webhook", "Verified by `Stripe-Signature` (HMAC-SHA256 of `t.payload` with the endpoint secret, `payments.webhook_tolerance_secs`). 400 `invalid_signature`: nothing changed. 200 `{received}` after recording a capture; `{received, duplicate}` for an event id already processed; `{received, ignored}` for other event types and unknown sessions (logged, counted in `payment_webhooks_total`).")
+            .doc("Stripe webhook", "Verified by `Stripe-Signature` (HMAC-SHA256 of `t.payload` with the endpoint secret, `payments.webhook_tolerance_secs`). 400 `invalid_signature`: nothing changed. 200 `{received}` after recording a capture; `{received, duplicate}` for an event id already processed; `{received, ignored}` for other event types and unknown sessions (logged, counted in `payment_webhooks_total`). 404 when this server has no webhook secret configured.")
             .body(json!({ "type": "object", "description": "A Stripe event" }))
             .raw("application/json", json!({ "type": "object", "properties": { "received": { "type": "boolean" }, "duplicate": { "type": "boolean" }, "ignored": { "type": "string" } } }))
-            .errors(&[]),
+            .errors(&[404]),
         Op::new("get", "/api/events/{id}/queue", "waiting room")
             .doc("A waiting room's public facts", "The draw's seed hash (from the start), the seed (from on-sale), how many joined before on-sale and how far admission got: enough to recompute the pre-sale order (`drawRule`). 409 `no_waiting_room`.")
             .path_param("id", id.clone())

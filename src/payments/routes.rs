@@ -371,8 +371,8 @@ pub async fn refund(
 /// Answers: 400 `invalid_signature` (missing, stale or wrong signature: nothing changed);
 /// 200 `{received, duplicate}` for an event id seen before; 200 `{received, ignored}` for an
 /// event type we do not use or a session we do not know (logged and counted: nothing changed);
-/// 200 `{received}` after recording a capture; 503 when the webhook secret is not configured
-/// or the database is down (Stripe retries).
+/// 200 `{received}` after recording a capture; 404 when no webhook secret is configured, 503
+/// when the database is down (Stripe retries both).
 pub async fn stripe_webhook(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -388,10 +388,11 @@ pub async fn stripe_webhook(
         .map(secrecy::ExposeSecret::expose_secret)
         .filter(|s| !s.is_empty())
     else {
-        return Err(ApiError::Unavailable {
-            message: "Stripe webhooks are not configured here".to_owned(),
-            retry_after_secs: 60,
-        });
+        // Not configured: the endpoint does not exist here (Stripe retries until it does).
+        count("not_configured");
+        return Err(ApiError::NotFound(
+            "Stripe webhooks are not enabled on this server".to_owned(),
+        ));
     };
     let header = req
         .headers()
