@@ -184,7 +184,6 @@ diesel::table! {
 }
 
 diesel::joinable!(booking_requests -> events (event_id));
-diesel::joinable!(booking_requests -> ticket_types (ticket_type_id));
 diesel::joinable!(booking_requests -> users (user_id));
 diesel::joinable!(bookings -> ticket_types (ticket_type_id));
 diesel::joinable!(events -> users (host_id));
@@ -198,7 +197,6 @@ diesel::joinable!(payments -> events (event_id));
 diesel::joinable!(payments -> payment_sessions (session_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(ticket_types -> events (event_id));
-diesel::joinable!(waitlist -> ticket_types (ticket_type_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     booking_requests,

@@ -241,6 +241,14 @@ async fn hosts_manage_ticket_types_and_bad_input_names_the_field() {
         json_with_status(del, 409).await["code"],
         "ticket_type_has_sales"
     );
+    // The database keeps the rule too.
+    let direct = app
+        .db
+        .client()
+        .await
+        .execute("DELETE FROM ticket_types WHERE id = $1", &[&vip])
+        .await;
+    assert!(direct.is_err(), "a type with requests cannot be deleted");
     json_with_status(patch(vip, json!({ "hidden": true })).await.unwrap(), 200).await;
     let public = json_with_status(app.client.get(app.url(&path)).send().await.unwrap(), 200).await;
     assert_eq!(
