@@ -40,6 +40,15 @@ async fn open_rooms(state: &AppState) -> anyhow::Result<Vec<i64>> {
 
 /// One tick for one room: read, decide, advance.
 pub async fn tick(state: &AppState, settings: &Settings, event_id: i64) -> anyhow::Result<()> {
+    // The room first, then the seats: a token's use is recorded after its booking's commit
+    // (which publishes the seats), so seats read after the uses they explain are never older
+    // than them. Read the other way round, a use recorded in between looked like a seat still
+    // free and admitted one buyer too many (seen under load in CI).
+    let rooms = state.rooms();
+    let now = Utc::now().timestamp_millis();
+    let summary = rooms
+        .summary(event_id, now - settings.ttl_ms, now - 1000)
+        .await?;
     // The event as its writer last published it (the cache), else as stored.
     let event = match crate::events::service::lookup(state, event_id).await {
         Ok(e) => e,
@@ -49,11 +58,6 @@ pub async fn tick(state: &AppState, settings: &Settings, event_id: i64) -> anyho
     if event.on_sale_at.is_some_and(|t| Utc::now() < t) {
         return Ok(());
     }
-    let rooms = state.rooms();
-    let now = Utc::now().timestamp_millis();
-    let summary = rooms
-        .summary(event_id, now - settings.ttl_ms, now - 1000)
-        .await?;
     // The cap holds over any second: the frontier a second ago plus the cap.
     let cap = match (settings.max_admit_per_sec, summary.cap) {
         (0, 0) => None,
