@@ -11,8 +11,9 @@ use crate::events::model::{EventChanges, NewEvent};
 /// Largest price per seat, in minor units (one billion in major units).
 pub const MAX_PRICE: i64 = 100_000_000_000;
 
-/// Deserialises a field that may be absent (`None`), `null` (`Some(None)`) or a value.
-fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+/// Deserialises a field that may be absent (`None`), `null` (`Some(None)`) or a value (with
+/// `#[serde(default, deserialize_with = "nullable")]`; also used by [`crate::tickets`]).
+pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,

@@ -5,25 +5,17 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::db::schema::events;
 use crate::error::{ApiError, ApiResult};
-use crate::events::domain::{Check, MAX_PRICE};
+use crate::events::domain::{Check, MAX_PRICE, nullable};
 use crate::events::model::Event;
 use crate::http::auth::AuthUser;
 use crate::http::extract::ApiJson;
 use crate::http::response;
 use crate::state::AppState;
 use crate::tickets::model::{self, TicketTypeFields, TicketTypeRow};
-
-fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
 
 /// `POST` and `PATCH` body: absent = unchanged (or unset on create); `null` clears a limit.
 #[derive(Debug, Deserialize)]

@@ -101,6 +101,16 @@ async fn assert_books_balance(app: &TestApp) {
     assert!(report.money_drift.is_empty(), "{:?}", report.money_drift);
 }
 
+/// The fields a 400 names, in order.
+fn fields_of(error: &Value) -> Vec<&str> {
+    error["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect()
+}
+
 async fn ledger(app: &TestApp, booking: i64) -> Vec<(String, i64)> {
     app.db
         .client()
@@ -151,13 +161,7 @@ async fn hosts_manage_ticket_types_and_bad_input_names_the_field() {
         400,
     )
     .await;
-    let fields: Vec<&str> = bad["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
-    assert_eq!(fields, ["quota", "name", "price"], "{bad}");
+    assert_eq!(fields_of(&bad), ["quota", "name", "price"], "{bad}");
     let wrong_type = post(
         &app,
         &path,
@@ -882,12 +886,6 @@ async fn free_seats_are_confirmed_at_once_in_hold_mode() {
         400,
     )
     .await;
-    let fields: Vec<&str> = bad["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
-    assert_eq!(fields, ["checkout", "holdSeconds"]);
+    assert_eq!(fields_of(&bad), ["checkout", "holdSeconds"]);
     assert_books_balance(&app).await;
 }
