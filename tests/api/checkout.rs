@@ -170,28 +170,10 @@ async fn hosts_manage_ticket_types_and_bad_input_names_the_field() {
     )
     .await;
     assert_eq!(wrong_type.status(), 400);
-    json_with_status(
-        post(
-            &app,
-            &path,
-            &guest,
-            Some(json!({ "name": "X", "price": 1 })),
-        )
-        .await,
-        403,
-    )
-    .await;
-    json_with_status(
-        post(
-            &app,
-            &path,
-            &other_host,
-            Some(json!({ "name": "X", "price": 1 })),
-        )
-        .await,
-        403,
-    )
-    .await;
+    for stranger in [&guest, &other_host] {
+        let body = Some(json!({ "name": "X", "price": 1 }));
+        json_with_status(post(&app, &path, stranger, body).await, 403).await;
+    }
 
     // The event's price is the default type's.
     let default_id = types[0]["id"].as_i64().unwrap();
