@@ -626,20 +626,13 @@ pub async fn cancel_bookings(
                 })
                 .collect();
             let mut refunds = 0;
+            let reason = if host_refund { "host_refund" } else { "cancelled" };
             for id in ids(true) {
-                for s in crate::payments::ledger::kept_sessions(conn, id).await? {
-                    refunds += 1;
-                    rows.push(NewNotification::new(
-                        crate::payments::REFUND_JOB,
-                        user,
-                        Some(event_id),
-                        json!({
-                            "eventId": event.id, "eventName": event.name,
-                            "sessionId": s.id, "bookingId": id, "amount": s.amount,
-                            "reason": if host_refund { "host_refund" } else { "cancelled" },
-                        }),
-                    ));
-                }
+                let jobs =
+                    crate::payments::refund::jobs_for_cancelled(conn, &event, id, user, reason)
+                        .await?;
+                refunds += jobs.len();
+                rows.extend(jobs);
             }
             outbox::enqueue(conn, &rows).await?;
             // Freed seats go to the waitlist first (FIFO), before any new request.

@@ -900,10 +900,7 @@ fn record(
         expected_version: st.event.version,
     });
     for (t, n) in &plan.type_seats {
-        if let Some(tt) = st.types.iter_mut().find(|x| x.id == *t) {
-            tt.sold += n;
-        }
-        w.type_seats(*t, *n);
+        st.type_seats(Some(*t), *n, w);
     }
 
     // Waitlist entries that got seats.
@@ -1096,16 +1093,13 @@ fn settle_chore(st: &mut EventState, c: &engine::Chore, w: &mut Writes) -> i32 {
         "cost": c.cost,
     });
     let refund = |w: &mut Writes, session: i64, reason: &str| {
-        w.outbox.push(note(
+        w.outbox.push(crate::payments::refund::job(
             &st.event,
-            crate::payments::REFUND_JOB,
             c.user_id,
-            json!({
-                "sessionId": session,
-                "bookingId": c.booking_id,
-                "amount": c.amount,
-                "reason": reason,
-            }),
+            session,
+            c.booking_id,
+            c.amount,
+            reason,
         ));
     };
     match (c.session_id, c.status.as_str()) {

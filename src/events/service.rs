@@ -247,17 +247,16 @@ async fn cancel_inner(conn: &mut AsyncPgConnection, event: &Event) -> ApiResult<
     .await?;
     let mut refunds = Vec::new();
     for (booking_id, user_id, _, _) in &paid {
-        for s in crate::payments::ledger::kept_sessions(conn, *booking_id).await? {
-            refunds.push(NewNotification::new(
-                crate::payments::REFUND_JOB,
+        refunds.extend(
+            crate::payments::refund::jobs_for_cancelled(
+                conn,
+                event,
+                *booking_id,
                 *user_id,
-                Some(event.id),
-                json!({
-                    "eventId": event.id, "eventName": event.name, "sessionId": s.id,
-                    "bookingId": booking_id, "amount": s.amount, "reason": "event_cancelled",
-                }),
-            ));
-        }
+                "event_cancelled",
+            )
+            .await?,
+        );
     }
     outbox::enqueue(conn, &refunds).await?;
     cancelled.extend(paid);

@@ -15,6 +15,42 @@ use crate::payments::ledger::{self, Entry};
 use crate::payments::stripe::CallError;
 use crate::state::AppState;
 
+/// A refund job for `amount` of the payment `session_id` of `booking_id` (an outbox row the
+/// notifier runs, [`execute`]); `amount: None` refunds what was captured.
+pub fn job(
+    event: &crate::events::model::Event,
+    user_id: i64,
+    session_id: i64,
+    booking_id: i64,
+    amount: Option<i64>,
+    reason: &str,
+) -> NewNotification {
+    NewNotification::new(
+        super::REFUND_JOB,
+        user_id,
+        Some(event.id),
+        json!({
+            "eventId": event.id, "eventName": event.name, "sessionId": session_id,
+            "bookingId": booking_id, "amount": amount, "reason": reason,
+        }),
+    )
+}
+
+/// The refund jobs of a paid booking being cancelled: one per payment it keeps.
+pub async fn jobs_for_cancelled(
+    conn: &mut diesel_async::AsyncPgConnection,
+    event: &crate::events::model::Event,
+    booking_id: i64,
+    user_id: i64,
+    reason: &str,
+) -> diesel::QueryResult<Vec<NewNotification>> {
+    Ok(ledger::kept_sessions(conn, booking_id)
+        .await?
+        .iter()
+        .map(|s| job(event, user_id, s.id, booking_id, Some(s.amount), reason))
+        .collect())
+}
+
 /// Runs one refund job.
 pub async fn execute(state: &AppState, row: &OutboxRow) -> Result<(), SendError> {
     let transient = |e: &dyn std::fmt::Display| SendError::Transient(e.to_string());

@@ -95,6 +95,19 @@ pub struct TicketTypeFields {
     pub hidden: Option<bool>,
 }
 
+impl TicketTypeFields {
+    /// Whether nothing is set (an update with nothing to change).
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.price.is_none()
+            && self.quota.is_none()
+            && self.max_per_user.is_none()
+            && self.sales_start.is_none()
+            && self.sales_end.is_none()
+            && self.hidden.is_none()
+    }
+}
+
 /// An event's types in id order (the default first: it is made with the event).
 pub async fn of_event(
     conn: &mut AsyncPgConnection,

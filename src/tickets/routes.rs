@@ -66,14 +66,7 @@ fn validate(body: &TypeBody, create: bool, max_capacity: i64) -> ApiResult<Ticke
     {
         c.fail("salesEnd", "must be after salesStart");
     }
-    let empty = fields.name.is_none()
-        && fields.price.is_none()
-        && fields.quota.is_none()
-        && fields.max_per_user.is_none()
-        && fields.sales_start.is_none()
-        && fields.sales_end.is_none()
-        && fields.hidden.is_none();
-    if empty && !create {
+    if fields.is_empty() && !create {
         c.fail("body", "no fields to update");
     }
     c.finish()?;
@@ -215,14 +208,7 @@ pub async fn update(
                     .execute(conn)
                     .await?;
             }
-            let changed = fields.name.is_some()
-                || fields.price.is_some()
-                || fields.quota.is_some()
-                || fields.max_per_user.is_some()
-                || fields.sales_start.is_some()
-                || fields.sales_end.is_some()
-                || fields.hidden.is_some();
-            let row = if changed {
+            let row = if !fields.is_empty() {
                 model::update(conn, id, &fields).await?
             } else {
                 // Only the default type's price, moved with the event by the database.
