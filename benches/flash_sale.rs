@@ -46,8 +46,8 @@ use tokio::net::TcpStream;
 mod common;
 
 use common::{
-    SECRET, admin_url, db_url, free_port, peak_rss_mib, percentile, pg, read_response, start,
-    wait_ready,
+    SECRET, admin_url, db_url, free_port, one_row_commit, peak_rss_mib, percentile, pg,
+    read_response, start, wait_ready,
 };
 
 #[derive(Debug, Clone)]
@@ -132,22 +132,6 @@ struct RunSpec<'a> {
     dry_run: bool,
     /// The events sell in `hold` checkout.
     hold: bool,
-}
-
-/// The box's cost of one durable one-row commit (what bounds one transaction per request).
-async fn one_row_commit(url: &str) -> Duration {
-    let c = pg(url).await;
-    c.batch_execute("CREATE TEMP TABLE commit_probe (id int)")
-        .await
-        .unwrap();
-    let n = 300;
-    let started = Instant::now();
-    for i in 0..n {
-        c.execute("INSERT INTO commit_probe VALUES ($1)", &[&i])
-            .await
-            .unwrap();
-    }
-    started.elapsed() / n as u32
 }
 
 /// CPU seconds used so far by the PostgreSQL processes of this box (utime + stime).

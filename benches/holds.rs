@@ -7,9 +7,9 @@
 //!
 //! Set-up (straight into PostgreSQL): an event in `hold` checkout whose `--holds` seats are all
 //! held, each hold expiring at the same instant T (a few seconds after the server is ready),
-//! and `--waitlist` buyers waiting for those seats; a second, instant event. From T − 4 s to the
+//! and `--waitlist` buyers waiting for those seats; a second, instant event. From T − 6 s to the
 //! end, an open-loop load books the second event at `--rate` requests/s on 64 keep-alive
-//! connections. It prints how long the writer took to expire every hold (expiries/s, from T to
+//! connections ("before" is T − 5 s to T: the first second warms up). It prints how long the writer took to expire every hold (expiries/s, from T to
 //! the last one committed) and to serve the waitlist from the freed seats, the accept latency of
 //! the bookings before T and while the holds expired (and the ratio), and checks the
 //! invariants in PostgreSQL. Loopback only.
@@ -34,8 +34,8 @@ use tokio::net::TcpStream;
 mod common;
 
 use common::{
-    SECRET, admin_url, db_url, describe_box, free_port, percentile, pg, read_response, start,
-    wait_ready,
+    SECRET, admin_url, db_url, describe_box, free_port, one_row_commit, percentile, pg,
+    read_response, start, wait_ready,
 };
 
 struct Args {
@@ -76,7 +76,14 @@ async fn run(a: Args) {
         "holds: {} holds expiring in the same second, {} buyers waiting for them, bookings of another event at {}/s meanwhile",
         a.holds, a.waitlist, a.rate
     );
-    println!("box: {}", describe_box());
+    println!(
+        "box: {}; one-row commit {:.3} ms (synchronous_commit on)",
+        describe_box(),
+        one_row_commit(&admin_url()).await.as_secs_f64() * 1e3
+    );
+    if let Ok(page) = std::env::var("ATOMICSEATS__CHECKOUT__SWEEP_PAGE") {
+        println!("checkout.sweep_page = {page}");
+    }
     let db = format!("atomicseats_holdbench_{}", std::process::id());
     let admin = pg(&admin_url()).await;
     for sql in [
@@ -215,7 +222,10 @@ async fn run(a: Args) {
             })
             .collect(),
     );
-    let load_start = t_expiry - Duration::from_secs(4);
+    // The load starts a second before the "before" window: connections open and the first
+    // requests of each warm up outside it.
+    let load_start = t_expiry - Duration::from_secs(6);
+    let steady = t_expiry - Duration::from_secs(5);
     tokio::time::sleep_until(load_start.into()).await;
     let stop = Arc::new(AtomicBool::new(false));
     let next = Arc::new(AtomicUsize::new(0));
@@ -292,7 +302,7 @@ async fn run(a: Args) {
         v.sort();
         v
     };
-    let before = window(load_start, t_expiry);
+    let before = window(steady, t_expiry);
     let during = window(
         t_expiry,
         expired_at.max(t_expiry + Duration::from_millis(500)),

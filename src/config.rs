@@ -160,6 +160,8 @@ pub struct CheckoutSettings {
     pub hold_max_secs: u32,
     /// How often the booking writer looks for holds due to expire and payments to apply.
     pub sweep_ms: u64,
+    /// Most holds and payments one sweep applies in one transaction.
+    pub sweep_page: u32,
 }
 
 /// `[payments]`: the providers a hold is paid through ([`crate::payments`]).
@@ -890,6 +892,12 @@ impl Settings {
             return Err(ConfigError::invalid(
                 "checkout.sweep_ms",
                 "must be greater than 0",
+            ));
+        }
+        if !(1..=50_000).contains(&c.sweep_page) {
+            return Err(ConfigError::invalid(
+                "checkout.sweep_page",
+                "must be between 1 and 50000",
             ));
         }
         let p = &self.payments;

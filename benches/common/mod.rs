@@ -221,3 +221,24 @@ pub fn describe_box() -> String {
         .unwrap_or_else(|| "?".to_owned());
     format!("{cores} cores ({model}), open files per process ≤ {nofile}")
 }
+
+/// The box's cost of one durable one-row commit (what bounds one transaction per request): a
+/// logged table, so each commit waits for its WAL flush (a temporary table's commit does not).
+pub async fn one_row_commit(url: &str) -> Duration {
+    let c = pg(url).await;
+    let table = format!("commit_probe_{}", std::process::id());
+    c.batch_execute(&format!("CREATE TABLE {table} (id int)"))
+        .await
+        .unwrap();
+    let n = 300;
+    let insert = format!("INSERT INTO {table} VALUES ($1)");
+    let started = Instant::now();
+    for i in 0..n {
+        c.execute(&insert, &[&i]).await.unwrap();
+    }
+    let each = started.elapsed() / n as u32;
+    c.batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+    each
+}

@@ -45,8 +45,6 @@ use crate::state::AppState;
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Booking ids taken from the sequence at a time.
 const ID_BLOCK: i64 = 1024;
-/// Holds (and payments) one sweep applies at most, in one transaction.
-const SWEEP_PAGE: usize = 5000;
 
 /// What the writer knows of one event: its row, ticket types and waitlist after every decision
 /// so far.
@@ -598,7 +596,7 @@ impl<T> Writer<T> {
                 return false;
             }
         };
-        let more = chores.len() >= SWEEP_PAGE;
+        let more = chores.len() >= self.state.settings().checkout.sweep_page as usize;
         let mut by_event: Vec<(i64, Vec<engine::Chore>)> = Vec::new();
         for c in chores {
             if !owns(c.event_id) || self.chores_in_flight.contains(&c.booking_id) {
@@ -637,7 +635,7 @@ impl<T> Writer<T> {
 
     async fn load_chores(&self, shard: Option<(i64, i64)>) -> anyhow::Result<Vec<engine::Chore>> {
         let mut conn = self.state.db().get().await?;
-        let limit = i64::try_from(SWEEP_PAGE).unwrap_or(i64::MAX);
+        let limit = i64::from(self.state.settings().checkout.sweep_page);
         Ok(engine::chores(&mut conn, limit, shard).await?)
     }
 

@@ -35,6 +35,7 @@ pub const COUNTERS: &[&str] = &[
     "notifications_sent_total",
     "notifications_retried_total",
     "notifications_failed_total",
+    "notifications_refused_total",
     "notifications_unverified_total",
     "cache_lookups_total",
     "cache_errors_total",

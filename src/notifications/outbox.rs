@@ -167,6 +167,19 @@ fn pending() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
     diesel::dsl::sql::<diesel::sql_types::Bool>("outbox.status = 'pending'")
 }
 
+/// Rows [`take_due`] marked published that the queue did not take: due again at once, not
+/// after `notify.republish_after_secs`.
+pub async fn unpublish(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<usize> {
+    diesel::update(
+        outbox::table
+            .filter(outbox::id.eq_any(ids))
+            .filter(pending()),
+    )
+    .set(outbox::published_at.eq(None::<DateTime<Utc>>))
+    .execute(conn)
+    .await
+}
+
 /// Pending rows due for (re-)publication: never published, or published before `stale`
 /// without being sent (a lost queue message). Marks them published. Each half is one range
 /// scan of a small partial index.

@@ -276,18 +276,26 @@ pub async fn publish_due_until(
             return Ok(total);
         }
         // All of a batch in flight at once (the Kafka producer batches them; one
-        // acknowledgement round instead of 500). A row that cannot be handed over now stays
-        // due and is re-published later.
+        // acknowledgement round instead of 500). What the queue refuses (full, or its consumer
+        // stopped) is due again at once for the next relay; this one stops there.
         let handed = state.notification_queue().publish_many(&ids).await;
-        for ((id, _), ok) in ids.iter().zip(handed) {
-            if !ok {
-                tracing::warn!(
-                    notification.id = id,
-                    "notification queue refused a message; it will be re-published"
-                );
-            }
+        let refused: Vec<i64> = ids
+            .iter()
+            .zip(&handed)
+            .filter(|(_, ok)| !**ok)
+            .map(|((id, _), _)| *id)
+            .collect();
+        total += ids.len() - refused.len();
+        if !refused.is_empty() {
+            metrics::counter!("notifications_refused_total").increment(refused.len() as u64);
+            tracing::warn!(
+                notifications = refused.len(),
+                "the notification queue refused notifications; they stay due for the next relay"
+            );
+            let mut conn = state.db().get().await?;
+            outbox::unpublish(&mut conn, &refused).await?;
+            return Ok(total);
         }
-        total += ids.len();
         // Stop between batches when asked to: the rest stays due for the next relay.
         if ids.len() < 500 || stop.is_some_and(CancellationToken::is_cancelled) {
             return Ok(total);

@@ -19,6 +19,7 @@ both_transports!(
     type_quotas_and_caps_hold_under_concurrency,
     a_paid_hold_is_confirmed_and_an_unpaid_one_expires_to_the_waitlist,
     a_late_payment_takes_free_seats_back_or_is_refunded,
+    cancelling_an_event_refunds_what_was_paid_and_ends_the_holds,
 );
 
 /// A `hold` checkout event with `capacity` seats.
@@ -805,6 +806,69 @@ async fn a_failing_refund_is_retried_and_recorded_once() {
     );
     assert_eq!(checkout["holds"]["paid"], 1);
     assert_eq!(checkout["holds"]["conversionPercent"], 100.0);
+    assert_books_balance(&app).await;
+}
+
+async fn cancelling_an_event_refunds_what_was_paid_and_ends_the_holds(transport: Transport) {
+    let app = app_on(transport).await;
+    let host = app.user_unlimited(Role::Host).await;
+    let event = hold_event(&app, &host, 4, json!({})).await;
+    let (payer, holder, waiter) = (
+        app.user_unlimited(Role::Guest).await,
+        app.user_unlimited(Role::Guest).await,
+        app.user_unlimited(Role::Guest).await,
+    );
+    let paid = book_decided(&app, &payer, &crate::bookings::book_body(event, 2)).await;
+    let held = book_decided(&app, &holder, &crate::bookings::book_body(event, 2)).await;
+    let waiting = book_decided(&app, &waiter, &crate::bookings::book_body(event, 1)).await;
+    assert_eq!(
+        (&paid["status"], &held["status"], &waiting["status"]),
+        (&json!("held"), &json!("held"), &json!("waitlisted"))
+    );
+    let (paid_id, held_id) = (
+        paid["bookingId"].as_i64().unwrap(),
+        held["bookingId"].as_i64().unwrap(),
+    );
+    json_with_status(
+        post(
+            &app,
+            &format!("/api/bookings/{paid_id}/mark-paid"),
+            &host,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+
+    let cancelled = json_with_status(
+        app.post_as("/api/events/delete", &host, &json!({ "id": event }))
+            .await,
+        200,
+    )
+    .await;
+
+    assert_eq!(cancelled["data"]["bookingsCancelled"], 2, "{cancelled}");
+    assert_eq!(cancelled["data"]["waitlistCleared"], 1, "{cancelled}");
+    // The unpaid hold simply ends; the paid booking is refunded through the provider's job.
+    assert_eq!(booking_status(&app, held_id).await, "cancelled");
+    until_booking(&app, paid_id, "refunded", Duration::from_secs(20)).await;
+    assert_eq!(
+        ledger(&app, paid_id).await,
+        [("capture".to_owned(), 2400), ("refund".to_owned(), 2400)]
+    );
+    assert!(ledger(&app, held_id).await.is_empty(), "nothing was paid");
+    let status_url = format!(
+        "/api/bookings/requests/{}",
+        paid["requestId"].as_str().unwrap()
+    );
+    assert_eq!(
+        json_with_status(app.get_as(&status_url, &payer).await, 200).await["data"]["status"],
+        "refunded"
+    );
+    // Nothing is left to expire or apply: a sweep later changes nothing.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(booking_status(&app, held_id).await, "cancelled");
     assert_books_balance(&app).await;
 }
 

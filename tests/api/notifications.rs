@@ -432,6 +432,54 @@ async fn reconciliation_delivers_a_notification_that_was_never_published() {
 }
 
 #[tokio::test]
+async fn notifications_the_queue_refuses_stay_due_at_once() {
+    let mut app = TestApp::builder().without_relay().spawn().await;
+    let host = app.user_unlimited(Role::Host).await;
+    let event = app.create_event(&host, &event_body("Refused", 3, 10)).await;
+    let ada = buyer(&app, "ada@example.com").await;
+    json_with_status(
+        app.book(
+            &ada,
+            &json!({ "eventId": event, "numberOfSeats": 1 }),
+            &WAIT,
+        )
+        .await,
+        201,
+    )
+    .await;
+    // The in-process queue's consumer is gone (as when the notifier stops before the relay).
+    app.kill_notifier().await;
+
+    let handed = atomicseats::notifications::worker::publish_due(&app.state)
+        .await
+        .unwrap();
+
+    assert_eq!(handed, 0, "nothing was handed over");
+    let db = app.db.client().await;
+    let row = db
+        .query_one(
+            "SELECT count(*) FILTER (WHERE published_at IS NULL), count(*) FROM outbox \
+              WHERE status = 'pending'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (unpublished, pending): (i64, i64) = (row.get(0), row.get(1));
+    assert!(pending >= 1, "the booking wrote a notification");
+    assert_eq!(
+        unpublished, pending,
+        "a refused notification is due again at once, not after republish_after_secs"
+    );
+    assert!(
+        app.metrics()
+            .await
+            .lines()
+            .any(|l| l.starts_with("notifications_refused_total") && !l.ends_with(" 0")),
+        "counted"
+    );
+}
+
+#[tokio::test]
 async fn a_permanent_failure_is_dead_lettered_and_an_admin_can_retry_it() {
     let sink = SmtpSink::start();
     let app = with_smtp(TestApp::builder(), sink.port).spawn().await;

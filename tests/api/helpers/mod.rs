@@ -193,6 +193,14 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
+    /// Ends the notification worker at once (its queue's receiving end goes with it): what
+    /// the relay publishes after this is refused.
+    pub async fn kill_notifier(&mut self) {
+        let notifier = self.background.remove(0);
+        notifier.abort();
+        let _ = notifier.await;
+    }
+
     /// Stops the server and the worker and waits for both to finish.
     pub async fn stop(&mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();
