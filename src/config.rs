@@ -146,6 +146,8 @@ pub struct Settings {
     pub checkout: CheckoutSettings,
     /// Payment providers.
     pub payments: PaymentSettings,
+    /// The pages for people.
+    pub web: WebSettings,
 }
 
 /// `[checkout]`: holds ([`crate::bookings`] decides them, [`crate::payments`] pays them).
@@ -162,6 +164,15 @@ pub struct CheckoutSettings {
     pub sweep_ms: u64,
     /// Most holds and payments one sweep applies in one transaction.
     pub sweep_page: u32,
+}
+
+/// `[web]`: the pages for people (`crate::web`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSettings {
+    /// How long a rendered public page (event list, event page) is served again as it is, per
+    /// worker; 0 renders every request.
+    pub page_cache_ms: u64,
 }
 
 /// `[payments]`: the providers a hold is paid through ([`crate::payments`]).

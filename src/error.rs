@@ -304,18 +304,19 @@ fn status_defaults(status: StatusCode) -> (&'static str, &'static str) {
     }
 }
 
-/// `ErrorHandlers` default: rewrites any error response that is not already JSON (actix's
+/// `ErrorHandlers` default: rewrites any error response that is not already JSON or a page (actix's
 /// plain-text extractor errors, the 405 of a resource, 413 from the payload limit) into the
 /// envelope, so clients always get one shape.
 pub fn jsonify_error<B: MessageBody + 'static>(
     res: ServiceResponse<B>,
 ) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_json = res
+    // JSON errors of the API, and the pages' own error pages (`crate::web`), stay as they are.
+    let answered = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if is_json {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    if answered {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();

@@ -61,3 +61,4 @@ pub mod telemetry;
 pub mod tickets;
 pub mod users;
 pub mod waiting_room;
+pub mod web;

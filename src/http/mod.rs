@@ -93,7 +93,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(crate::tickets::configure)
         .configure(crate::payments::configure)
         .configure(crate::admin::configure)
-        .configure(crate::openapi::configure);
+        .configure(crate::openapi::configure)
+        .configure(crate::web::configure);
 }
 
 /// Query-string errors in the envelope, naming the problem.

@@ -33,3 +33,4 @@ mod security;
 mod shutdown;
 mod users;
 mod waiting_room;
+mod web;

@@ -1,0 +1,39 @@
+//! The web front (#15): pages for people, rendered on the server from templates compiled into
+//! the binary, on top of the same services as the API (the event cache, the catalogue).
+//!
+//! Routes: `GET /` (the event list, `?q=` to search, `?cursor=` for more), `GET /events/{id}`
+//! (one event: availability, ticket types, how checkout works), `GET /static/{file}`. Pages
+//! work without JavaScript; `static/app.js` only adds countdowns. Every page answers with its
+//! own Content-Security-Policy (`'self'` only, no inline script or style) and is escaped by the
+//! template engine (autoescape on `.html`). Strings live in one file per language
+//! (`strings.en.json`), handed to every template as `t`.
+//!
+//! Cheap: a rendered public page is kept for `web.page_cache_ms` per worker, so a page served
+//! from it does no database or cache I/O at all.
+
+mod pages;
+mod render;
+
+use actix_web::middleware::from_fn;
+use actix_web::web;
+
+use crate::http::rate_limit;
+
+pub use render::Pages;
+
+/// Registers the pages. They are not API operations: not in the OpenAPI document, and not
+/// through [`crate::http::resource`] (whose registry the contract test compares with it).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::Data::new(render::PageCache::default()))
+        .service(
+            web::resource("/")
+                .wrap(from_fn(rate_limit::read))
+                .get(pages::events),
+        )
+        .service(
+            web::resource("/events/{id}")
+                .wrap(from_fn(rate_limit::read))
+                .get(pages::event),
+        )
+        .service(web::resource("/static/{file}").get(pages::asset));
+}

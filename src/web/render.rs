@@ -1,0 +1,152 @@
+//! Templates, strings, the page micro-cache and the headers every page carries.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use chrono::{DateTime, Utc};
+use minijinja::{Environment, Value};
+
+macro_rules! templates {
+    ($($name:literal),* $(,)?) => {
+        const TEMPLATES: &[(&str, &str)] = &[$(($name, include_str!(concat!("templates/", $name)))),*];
+    };
+}
+
+templates!("base.html", "events.html", "event.html", "message.html");
+
+const STRINGS_EN: &str = include_str!("strings.en.json");
+
+/// The policy of every page: its own origin only, nothing inline, no framing.
+pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; \
+    frame-ancestors 'none'";
+
+/// The compiled templates and the strings of each language.
+pub struct Pages {
+    env: Environment<'static>,
+    strings: Value,
+}
+
+impl Pages {
+    /// The templates of this binary (parsed once per process).
+    pub fn get() -> &'static Pages {
+        static PAGES: OnceLock<Pages> = OnceLock::new();
+        PAGES.get_or_init(Pages::build)
+    }
+
+    fn build() -> Pages {
+        let mut env = Environment::new();
+        for (name, source) in TEMPLATES {
+            // A template that does not parse is a bug of this binary, caught by the tests.
+            env.add_template(name, source)
+                .unwrap_or_else(|e| panic!("template {name}: {e}"));
+        }
+        env.add_filter("money", money);
+        env.add_filter("when", when);
+        env.add_filter("urlencode", urlencode);
+        let strings: serde_json::Value =
+            serde_json::from_str(STRINGS_EN).unwrap_or_else(|e| panic!("strings.en.json: {e}"));
+        Pages {
+            env,
+            strings: Value::from_serialize(&strings),
+        }
+    }
+
+    /// Renders `name` with `ctx` plus `t` (the strings) and `lang`.
+    pub fn render(&self, name: &str, ctx: Value) -> Result<String, minijinja::Error> {
+        let ctx = minijinja::context! { t => self.strings.clone(), lang => "en", ..ctx };
+        self.env.get_template(name)?.render(ctx)
+    }
+
+    /// A string of the current language by dotted path (`status.sold_out`), for Rust code.
+    pub fn text(&self, path: &str) -> String {
+        let mut v = self.strings.clone();
+        for part in path.split('.') {
+            v = v.get_attr(part).unwrap_or_default();
+        }
+        v.as_str().map_or_else(|| path.to_owned(), str::to_owned)
+    }
+}
+
+/// `12345` → `123.45`.
+fn money(minor: i64) -> String {
+    crate::notifications::render::money(minor)
+}
+
+/// An RFC 3339 instant as people read it: `Tue 1 Dec 2026, 19:00 UTC`.
+fn when(raw: String) -> String {
+    DateTime::parse_from_rfc3339(&raw).map_or(raw, |t| {
+        t.with_timezone(&Utc)
+            .format("%a %-d %b %Y, %H:%M UTC")
+            .to_string()
+    })
+}
+
+fn urlencode(raw: String) -> String {
+    url::form_urlencoded::byte_serialize(raw.as_bytes()).collect()
+}
+
+/// A page as a response: HTML, its policy, cacheable by nobody but the browser for a moment.
+pub fn html(status: StatusCode, body: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CONTENT_SECURITY_POLICY, PAGE_CSP))
+        .insert_header((header::CACHE_CONTROL, "private, max-age=0, must-revalidate"))
+        .insert_header((header::REFERRER_POLICY, "same-origin"))
+        .body(body.into())
+}
+
+/// A message page (not found, bad request, an error) with its status.
+pub fn message(status: StatusCode, title: &str, text: &str) -> HttpResponse {
+    match Pages::get().render(
+        "message.html",
+        minijinja::context! { title => title, message => text },
+    ) {
+        Ok(body) => html(status, body),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering the message page failed");
+            html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "<!doctype html><title>Error</title>",
+            )
+        }
+    }
+}
+
+/// Rendered public pages by URL, kept a moment (per worker).
+#[derive(Default)]
+pub struct PageCache {
+    pages: Mutex<HashMap<String, (Instant, Arc<str>)>>,
+}
+
+/// Most pages one worker keeps (beyond it, the oldest half goes).
+const PAGE_CACHE_MAX: usize = 4096;
+
+impl PageCache {
+    /// A page rendered less than `ttl` ago.
+    pub fn get(&self, key: &str, ttl: Duration) -> Option<Arc<str>> {
+        let pages = self.pages.lock().ok()?;
+        pages
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < ttl)
+            .map(|(_, body)| body.clone())
+    }
+
+    /// Keeps a rendered page.
+    pub fn put(&self, key: String, body: Arc<str>) {
+        let Ok(mut pages) = self.pages.lock() else {
+            return;
+        };
+        if pages.len() >= PAGE_CACHE_MAX {
+            let mut ages: Vec<Instant> = pages.values().map(|(at, _)| *at).collect();
+            ages.sort_unstable();
+            let cut = ages[ages.len() / 2];
+            pages.retain(|_, (at, _)| *at > cut);
+        }
+        pages.insert(key, (Instant::now(), body));
+    }
+}
