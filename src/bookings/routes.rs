@@ -38,11 +38,24 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BookBody {
-    event_id: Option<i64>,
-    number_of_seats: Option<i64>,
-    allow_partial: Option<bool>,
-    join_waitlist: Option<bool>,
-    ticket_type_id: Option<i64>,
+    /// The event.
+    pub event_id: Option<i64>,
+    /// Seats asked for.
+    pub number_of_seats: Option<i64>,
+    /// Fewer seats are fine.
+    pub allow_partial: Option<bool>,
+    /// Wait for seats when there are too few (default yes).
+    pub join_waitlist: Option<bool>,
+    /// The ticket type (default: the event's default type).
+    pub ticket_type_id: Option<i64>,
+}
+
+/// What placing a booking request gave.
+pub enum Placed {
+    /// Decided (its outcome).
+    Decided(BookingRequest, Outcome),
+    /// Accepted durably, not decided yet (`statusUrl` tells), with what to tell the client.
+    Pending(BookingRequest, &'static str),
 }
 
 /// The request id of an idempotent request: the same user and key always give the same id.
@@ -225,17 +238,33 @@ pub async fn book(
     req: HttpRequest,
     body: ApiJson<BookBody>,
 ) -> ApiResult<HttpResponse> {
-    let body = body.into_inner();
-    let (event_id, seats) = validate(&body)?;
     let key = idempotency_key(&req)?;
     let wait = prefer_wait(&req)?;
+    match place(&state, caller, &req, body.into_inner(), key, wait).await? {
+        Placed::Decided(request, outcome) => answer(&request, &outcome, wait.is_some()),
+        Placed::Pending(request, message) => Ok(pending_response(&request, message)),
+    }
+}
+
+/// Places one booking request through the booking queue (both transports) and, in-process or
+/// when `wait` is given, waits for its decision. The API's `book` and the booking form of the
+/// event page both come here.
+pub async fn place(
+    state: &AppState,
+    caller: AuthUser,
+    req: &HttpRequest,
+    body: BookBody,
+    key: Option<String>,
+    wait: Option<Duration>,
+) -> ApiResult<Placed> {
+    let (event_id, seats) = validate(&body)?;
     // Turned away first when the consumers are too far behind: no cache read, no claim.
     state.booking_queue().admit()?;
     let span = tracing::Span::current();
     span.record("event.id", event_id);
-    let event = crate::events::service::lookup(&state, event_id).await?;
+    let event = crate::events::service::lookup(state, event_id).await?;
     // An event sold through its waiting room takes bookings only from admitted buyers.
-    let admitted = crate::waiting_room::check_admission(&state, &event, caller.id, &req)?;
+    let admitted = crate::waiting_room::check_admission(state, &event, caller.id, req)?;
     let allow_partial = body.allow_partial.unwrap_or(false);
     let join_waitlist = body.join_waitlist.unwrap_or(true);
     let now = Utc::now();
@@ -264,12 +293,12 @@ pub async fn book(
     // Kafka answers before the decision: claim the id so that a retry gets what an in-process
     // retry gets (the first outcome, or 422 for a different body).
     if queue.memory().is_none() {
-        match idempotency::claim(&state, &request).await {
+        match idempotency::claim(state, &request).await {
             Claim::Reused => return Err(idempotency_mismatch()),
             Claim::Retry => {
                 // Answered as the in-process path answers a decided request.
-                if let Some(o) = load_outcome(&state, request.request_id).await? {
-                    return answer(&request, &o, wait.is_some());
+                if let Some(o) = load_outcome(state, request.request_id).await? {
+                    return Ok(Placed::Decided(request, o));
                 }
                 // Not decided yet (or its first publish failed): queue it again; the writer
                 // decides an id once.
@@ -302,33 +331,30 @@ pub async fn book(
             // without a key could book twice. Say so, with where to look.
             Err(_) => {
                 queue.remember_pending(request.request_id, caller.id);
-                return Ok(pending_response(
-                    &request,
+                return Ok(Placed::Pending(
+                    request,
                     "Booking request accepted; its outcome is not known yet, poll statusUrl",
                 ));
             }
         };
         if let Some(a) = admitted {
-            a.record_use(&state).await;
+            a.record_use(state).await;
         }
-        return answer(&request, &outcome, wait.is_some());
+        return Ok(Placed::Decided(request, outcome));
     }
     // Kafka: durable once the broker acknowledged it (acks=all); decided later. The
     // admission's use is recorded after the decision when the client waits for it, else now.
     let decided = match wait {
-        Some(wait) => crate::bookings::outcomes::wait_for(&state, request.request_id, wait).await?,
+        Some(wait) => crate::bookings::outcomes::wait_for(state, request.request_id, wait).await?,
         None => None,
     };
     if let Some(a) = admitted {
-        a.record_use(&state).await;
+        a.record_use(state).await;
     }
-    if let Some(o) = decided {
-        return answer(&request, &o, true);
-    }
-    Ok(pending_response(
-        &request,
-        "Booking request received and is being processed.",
-    ))
+    Ok(match decided {
+        Some(o) => Placed::Decided(request, o),
+        None => Placed::Pending(request, "Booking request received and is being processed."),
+    })
 }
 
 /// 202 `pending`: accepted durably, decided later; `statusUrl` tells the outcome.

@@ -292,6 +292,18 @@ impl TokenKeys {
         Ok((user, claims.custom.email))
     }
 
+    /// HMAC-SHA256 of `data` for `purpose` under the access key (e.g. a form's CSRF token
+    /// bound to its browser's cookie): unforgeable without the key, different per purpose.
+    pub fn mac(&self, purpose: &str, data: &[u8]) -> [u8; 32] {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.access.to_bytes())
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        mac.update(purpose.as_bytes());
+        mac.update(&[0]);
+        mac.update(data);
+        mac.finalize().into_bytes().into()
+    }
+
     /// A token for a feature of its own (e.g. a waiting room's admission): `custom` claims
     /// about `subject`, for `audience`, valid for `ttl`, signed with
     /// the access key. Audiences keep the kinds apart: one never passes for another.

@@ -58,7 +58,8 @@ pub fn is_json(headers: &header::HeaderMap) -> bool {
 /// `Authorization` header must be `Content-Type: application/json` or carry an
 /// `X-Requested-With` header: both need a CORS preflight, which a foreign origin (a sibling
 /// subdomain included) does not pass. Otherwise 403 `csrf_rejected`, before any work is done.
-/// Bearer-token clients are not affected: a browser never adds that header on its own.
+/// Bearer-token clients are not affected: a browser never adds that header on its own. The
+/// pages (`crate::web`, every path outside `/api/`) post forms and check their own token.
 pub async fn cookie_csrf(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -68,7 +69,13 @@ pub async fn cookie_csrf(
     let cookie_session = !headers.contains_key(header::AUTHORIZATION)
         && (req.cookie(crate::http::auth::ACCESS_COOKIE).is_some()
             || req.cookie(crate::http::auth::REFRESH_COOKIE).is_some());
-    if safe || !cookie_session || is_json(headers) || headers.contains_key("x-requested-with") {
+    let page = !req.path().starts_with("/api/");
+    if safe
+        || page
+        || !cookie_session
+        || is_json(headers)
+        || headers.contains_key("x-requested-with")
+    {
         return next
             .call(req)
             .await

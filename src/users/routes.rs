@@ -266,10 +266,13 @@ fn cookie(
 }
 
 /// A new pair of tokens for a user.
-struct Session {
-    user: User,
+pub struct Session {
+    /// Who.
+    pub user: User,
     access: IssuedToken,
     refresh: IssuedToken,
+    /// Opened by a login (not a refresh): the device cookie goes with it.
+    fresh_login: bool,
 }
 
 /// Issues an access token and a refresh token in `family` and stores the refresh token's hash.
@@ -298,33 +301,40 @@ async fn create_session(
         user,
         access,
         refresh,
+        fresh_login: false,
     })
 }
 
 /// The login/refresh answer: tokens in the body and as httpOnly cookies.
 fn session_response(state: &AppState, session: Session, message: &str) -> ApiResult<HttpResponse> {
-    let Session {
-        user,
-        access,
-        refresh,
-    } = session;
-    let keys = state.tokens();
-    let secure = state.settings().auth.cookie_secure;
     let mut resp = response::ok(
         json!({
-            "user": PublicUser::from(user),
-            "accessToken": access.token,
-            "refreshToken": refresh.token,
-            "accessTokenExpiresAt": access.expires_at,
-            "refreshTokenExpiresAt": refresh.expires_at,
+            "user": PublicUser::from(session.user.clone()),
+            "accessToken": session.access.token,
+            "refreshToken": session.refresh.token,
+            "accessTokenExpiresAt": session.access.expires_at,
+            "refreshTokenExpiresAt": session.refresh.expires_at,
         }),
         message,
     );
+    add_session_cookies(state, &mut resp, &session)?;
+    Ok(resp)
+}
+
+/// The session's tokens as httpOnly cookies (the access token for every path, the refresh
+/// token for `/api/user` only) and, after a login, the device cookie of the login throttle.
+pub fn add_session_cookies(
+    state: &AppState,
+    resp: &mut HttpResponse,
+    session: &Session,
+) -> ApiResult<()> {
+    let keys = state.tokens();
+    let secure = state.settings().auth.cookie_secure;
     let access_secs = keys.access_ttl.as_secs() as i64;
     let refresh_secs = keys.refresh_ttl.as_secs() as i64;
     resp.add_cookie(&cookie(
         ACCESS_COOKIE,
-        access.token,
+        session.access.token.clone(),
         "/",
         access_secs,
         secure,
@@ -332,13 +342,24 @@ fn session_response(state: &AppState, session: Session, message: &str) -> ApiRes
     .map_err(|e| anyhow::anyhow!("cookie: {e}"))?;
     resp.add_cookie(&cookie(
         REFRESH_COOKIE,
-        refresh.token,
+        session.refresh.token.clone(),
         REFRESH_COOKIE_PATH,
         refresh_secs,
         secure,
     ))
     .map_err(|e| anyhow::anyhow!("cookie: {e}"))?;
-    Ok(resp)
+    if session.fresh_login {
+        let device = state.tokens().issue_device(session.user.id)?;
+        resp.add_cookie(&cookie(
+            DEVICE_COOKIE,
+            device,
+            "/api/user/login",
+            DEVICE_TTL.as_secs() as i64,
+            secure,
+        ))
+        .map_err(|e| anyhow::anyhow!("cookie: {e}"))?;
+    }
+    Ok(())
 }
 
 /// `POST /api/user/login` → 200 `{ user, accessToken, refreshToken }` plus httpOnly cookies.
@@ -350,24 +371,33 @@ pub async fn login(
     body: ApiJson<LoginBody>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
-    let login = body
-        .email
-        .as_deref()
-        .or(body.username.as_deref())
-        .map(str::trim)
-        .filter(|s| !s.is_empty());
+    let login = body.email.as_deref().or(body.username.as_deref());
+    let session = password_login(&state, &req, login, body.password).await?;
+    session_response(&state, session, "User logged in successfully")
+}
+
+/// Checks a login name and password (throttled per account; an unknown name costs the same
+/// time and gets the same 401) and opens a session. The API's login and the login page both
+/// come here.
+pub async fn password_login(
+    state: &AppState,
+    req: &HttpRequest,
+    login: Option<&str>,
+    password: Option<String>,
+) -> ApiResult<Session> {
+    let login = login.map(str::trim).filter(|s| !s.is_empty());
     let mut errors = Vec::new();
     if login.is_none() {
         errors.push(FieldError::new("email", "email or username is required"));
     }
-    let password = body.password.clone().filter(|p| !p.is_empty());
+    let password = password.filter(|p| !p.is_empty());
     if password.is_none() {
         errors.push(FieldError::new("password", "is required"));
     }
     let (Some(login), Some(password)) = (login, password) else {
         return Err(ApiError::fields(errors));
     };
-    let throttle = LoginThrottle::new(&state, &req, login);
+    let throttle = LoginThrottle::new(state, req, login);
     throttle.count_attempt().await?;
     // Over-long input can never match; answer like a wrong password (after the same work).
     let mut conn = state.db().get().await?;
@@ -390,19 +420,9 @@ pub async fn login(
     throttle.succeeded().await;
     tracing::Span::current().record("user.id", user.id);
     tracing::info!("user logged in");
-    let user_id = user.id;
-    let session = create_session(&state, &mut conn, user, Uuid::new_v4()).await?;
-    let mut resp = session_response(&state, session, "User logged in successfully")?;
-    let device = state.tokens().issue_device(user_id)?;
-    resp.add_cookie(&cookie(
-        DEVICE_COOKIE,
-        device,
-        "/api/user/login",
-        DEVICE_TTL.as_secs() as i64,
-        state.settings().auth.cookie_secure,
-    ))
-    .map_err(|e| anyhow::anyhow!("cookie: {e}"))?;
-    Ok(resp)
+    let mut session = create_session(state, &mut conn, user, Uuid::new_v4()).await?;
+    session.fresh_login = true;
+    Ok(session)
 }
 
 /// Per-account login throttle (NIST SP 800-63B: limit failed attempts without letting an
@@ -565,37 +585,56 @@ pub async fn logout(
     bytes: web::Bytes,
 ) -> ApiResult<HttpResponse> {
     let body = optional_body(&bytes, &req)?;
+    let all = query.all.unwrap_or(false);
+    let revoked = end_session(&state, &user, presented_refresh_token(&req, body), all).await?;
+    let mut resp = response::ok(
+        json!({ "revokedSessions": revoked }),
+        "User logged out successfully",
+    );
+    clear_session_cookies(&state, &mut resp)?;
+    Ok(resp)
+}
+
+/// Ends a session: its refresh token (or, with `all`, every one of the user's) is revoked, and
+/// the access token ends now too. Returns the refresh tokens revoked.
+pub async fn end_session(
+    state: &AppState,
+    user: &AuthUser,
+    refresh_token: Option<String>,
+    all: bool,
+) -> ApiResult<usize> {
     let mut conn = state.db().get().await?;
     user.load(&mut conn).await?;
-    let revoked = if query.all.unwrap_or(false) {
+    let revoked = if all {
         RefreshToken::revoke_all(&mut conn, user.id).await?
-    } else if let Some(token) = presented_refresh_token(&req, body) {
+    } else if let Some(token) = refresh_token {
         RefreshToken::revoke(&mut conn, user.id, &sha256(&token)).await?
     } else {
         0
     };
     // The access token ends now too (or every one of the user's, with `all`).
-    let ended = if query.all.unwrap_or(false) {
-        crate::http::auth::revoke_user_tokens(&state, user.id).await
+    let ended = if all {
+        crate::http::auth::revoke_user_tokens(state, user.id).await
     } else {
-        crate::http::auth::revoke_token(&state, &user).await
+        crate::http::auth::revoke_token(state, user).await
     };
     if let Err(e) = ended {
         tracing::warn!(error = %e, "access token revocation failed; it ends at its expiry");
     }
     tracing::info!(tokens.revoked = revoked, "user logged out");
+    Ok(revoked)
+}
+
+/// Removes the session cookies from the browser.
+pub fn clear_session_cookies(state: &AppState, resp: &mut HttpResponse) -> ApiResult<()> {
     let secure = state.settings().auth.cookie_secure;
-    let mut resp = response::ok(
-        json!({ "revokedSessions": revoked }),
-        "User logged out successfully",
-    );
     for (name, path) in [(ACCESS_COOKIE, "/"), (REFRESH_COOKIE, REFRESH_COOKIE_PATH)] {
         let mut c = cookie(name, String::new(), path, 0, secure);
         c.make_removal();
         resp.add_cookie(&c)
             .map_err(|e| anyhow::anyhow!("cookie: {e}"))?;
     }
-    Ok(resp)
+    Ok(())
 }
 
 /// `?all=true` on logout.

@@ -2,7 +2,10 @@
 //! the binary, on top of the same services as the API (the event cache, the catalogue).
 //!
 //! Routes: `GET /` (the event list, `?q=` to search, `?cursor=` for more), `GET /events/{id}`
-//! (one event: availability, ticket types, how checkout works), `GET /static/{file}`. Pages
+//! (one event: availability, ticket types, how checkout works, the booking form),
+//! `GET|POST /login`, `POST /logout`, `POST /events/{id}/book`, `GET /me` (my bookings),
+//! `POST /me/bookings/{id}/cancel`, `GET /static/{file}`. Every form carries a CSRF token
+//! ([`csrf`]); the session is the API's (the same httpOnly cookies). Pages
 //! work without JavaScript; `static/app.js` only adds countdowns. Every page answers with its
 //! own Content-Security-Policy (`'self'` only, no inline script or style) and is escaped by the
 //! template engine (autoescape on `.html`). Strings live in one file per language
@@ -11,8 +14,12 @@
 //! Cheap: a rendered public page is kept for `web.page_cache_ms` per worker, so a page served
 //! from it does no database or cache I/O at all.
 
+mod buy;
+mod csrf;
+mod forms;
 mod pages;
 mod render;
+mod session;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
@@ -34,6 +41,32 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/events/{id}")
                 .wrap(from_fn(rate_limit::read))
                 .get(pages::event),
+        )
+        .service(
+            web::resource("/login")
+                .wrap(from_fn(rate_limit::write))
+                .get(session::form)
+                .post(session::submit),
+        )
+        .service(
+            web::resource("/logout")
+                .wrap(from_fn(rate_limit::write))
+                .post(session::logout),
+        )
+        .service(
+            web::resource("/events/{id}/book")
+                .wrap(from_fn(rate_limit::write))
+                .post(buy::book),
+        )
+        .service(
+            web::resource("/me")
+                .wrap(from_fn(rate_limit::read))
+                .get(buy::mine),
+        )
+        .service(
+            web::resource("/me/bookings/{id}/cancel")
+                .wrap(from_fn(rate_limit::write))
+                .post(buy::cancel),
         )
         .service(web::resource("/static/{file}").get(pages::asset));
 }

@@ -11,9 +11,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::render::{PageCache, Pages, html, message};
+use super::forms::{personal, viewer_of};
+use super::render::{PageCache, Pages, message};
 use crate::error::ApiError;
 use crate::events::{routes as catalogue, service};
+use crate::http::auth::AuthUser;
 use crate::state::AppState;
 
 /// How soon before its start an event on sale is shown as "starting soon".
@@ -23,31 +25,35 @@ fn ttl(state: &AppState) -> Duration {
     Duration::from_millis(state.settings().web.page_cache_ms)
 }
 
-/// A public page from the cache, else rendered by `render` and kept (only a 200 is kept).
+/// A public page from the cache, else rendered by `render` (with `viewer`) and kept (only a
+/// 200 is kept). Pages are kept per URL and per "signed in or not": they name nobody; the
+/// browser's CSRF token and a form key are filled in as each is served.
 async fn cached<F, Fut>(
     req: &HttpRequest,
     state: &AppState,
     cache: &PageCache,
+    viewer: Option<&AuthUser>,
     render: F,
 ) -> HttpResponse
 where
-    F: FnOnce() -> Fut,
+    F: FnOnce(Value) -> Fut,
     Fut: std::future::Future<Output = Result<String, HttpResponse>>,
 {
-    let key = req.uri().to_string();
+    let key = format!("{}|{}", viewer.is_some(), req.uri());
     let ttl = ttl(state);
     if !ttl.is_zero()
         && let Some(body) = cache.get(&key, ttl)
     {
-        return html(StatusCode::OK, body.as_ref());
+        return personal(req, state, StatusCode::OK, &body);
     }
-    match render().await {
+    let viewer = serde_json::to_value(viewer_of(viewer)).unwrap_or_default();
+    match render(viewer).await {
         Ok(body) => {
             let body: Arc<str> = Arc::from(body);
             if !ttl.is_zero() {
                 cache.put(key, body.clone());
             }
-            html(StatusCode::OK, body.as_ref())
+            personal(req, state, StatusCode::OK, &body)
         }
         Err(resp) => resp,
     }
@@ -109,6 +115,7 @@ pub async fn events(
     req: HttpRequest,
     state: web::Data<AppState>,
     cache: web::Data<PageCache>,
+    viewer: Option<AuthUser>,
     query: web::Query<HashMap<String, String>>,
 ) -> HttpResponse {
     let s = &state.settings().events;
@@ -118,15 +125,22 @@ pub async fn events(
         Ok(list) => list,
         Err(e) => {
             let ctx = minijinja::context! {
-                page => "events", q => q, events => Vec::<Value>::new(), error => e.to_string(),
+                page => "events", q => q, events => Vec::<Value>::new(),
+                error => super::session::describe(&e),
             };
-            return match Pages::get().render("events.html", ctx) {
-                Ok(body) => html(StatusCode::BAD_REQUEST, body),
-                Err(e) => render_failed(&e),
-            };
+            return super::forms::render(
+                &req,
+                &state,
+                viewer.as_ref(),
+                StatusCode::BAD_REQUEST,
+                "events.html",
+                ctx,
+            );
         }
     };
-    cached(&req, &state, &cache, || async {
+    let st = state.clone();
+    cached(&req, &state, &cache, viewer.as_ref(), |viewer| async move {
+        let state = st;
         let page = catalogue::list_page(&state, &list)
             .await
             .map_err(|e| error_page(&e))?;
@@ -137,6 +151,7 @@ pub async fn events(
         }
         let ctx = minijinja::context! {
             page => "events",
+            viewer => viewer,
             q => q,
             events => events,
             next => page["pageInfo"]["nextCursor"].as_str(),
@@ -154,13 +169,16 @@ pub async fn event(
     req: HttpRequest,
     state: web::Data<AppState>,
     cache: web::Data<PageCache>,
+    viewer: Option<AuthUser>,
     path: web::Path<String>,
 ) -> HttpResponse {
     let id = match catalogue::path_id(&path) {
         Ok(id) => id,
         Err(_) => return error_page(&ApiError::NotFound(String::new())),
     };
-    cached(&req, &state, &cache, || async {
+    let st = state.clone();
+    cached(&req, &state, &cache, viewer.as_ref(), |viewer| async move {
+        let state = st;
         let event = service::lookup(&state, id)
             .await
             .map_err(|e| error_page(&e))?;
@@ -185,6 +203,7 @@ pub async fn event(
             .map_err(|e| error_page(&ApiError::Internal(e.into())))?;
         let ctx = minijinja::context! {
             page => "event",
+            viewer => viewer,
             badge => badge(&view, now),
             e => view,
             types => types,

@@ -16,7 +16,15 @@ macro_rules! templates {
     };
 }
 
-templates!("base.html", "events.html", "event.html", "message.html");
+templates!(
+    "base.html",
+    "events.html",
+    "event.html",
+    "message.html",
+    "login.html",
+    "booking.html",
+    "me.html",
+);
 
 const STRINGS_EN: &str = include_str!("strings.en.json");
 
@@ -148,5 +156,39 @@ impl PageCache {
             pages.retain(|_, (at, _)| *at > cut);
         }
         pages.insert(key, (Instant::now(), body));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_page_renders_and_escapes_with_a_minimal_context() {
+        let pages = Pages::get();
+        for (name, _) in TEMPLATES {
+            let out = pages
+                .render(
+                    name,
+                    minijinja::context! {
+                        title => "<b>x</b>", message => "m", e => minijinja::context! {},
+                        outcome => minijinja::context! { status => "confirmed" },
+                    },
+                )
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            assert!(!out.contains("<b>x</b>"), "{name} escapes");
+        }
+        assert_eq!(pages.text("status.sold_out"), "Sold out");
+        assert_eq!(pages.text("no.such.key"), "no.such.key");
+    }
+
+    #[test]
+    fn dates_and_money_read_as_people_read_them() {
+        assert_eq!(
+            when("2026-12-01T19:00:00Z".into()),
+            "Tue 1 Dec 2026, 19:00 UTC"
+        );
+        assert_eq!(when("not a date".into()), "not a date");
+        assert_eq!(money(4550), "45.50");
     }
 }

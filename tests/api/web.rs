@@ -193,3 +193,361 @@ async fn a_cached_page_is_served_without_reading_again_until_it_is_stale() {
     let (_, later, _) = page(&app, &path).await;
     assert!(later.contains("Renamed"), "rendered again once stale");
 }
+
+/// A browser of its own: keeps the cookies the app sets (by name, any path), sends them back,
+/// reads the CSRF token from the last page, posts forms as a page does.
+struct Browser<'a> {
+    app: &'a TestApp,
+    cookies: std::collections::BTreeMap<String, String>,
+    csrf: Option<String>,
+}
+
+struct Page {
+    status: u16,
+    location: Option<String>,
+    body: String,
+}
+
+impl<'a> Browser<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        Self {
+            app,
+            cookies: Default::default(),
+            csrf: None,
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn take(&mut self, resp: reqwest::Response) -> Page {
+        for c in resp.headers().get_all("set-cookie") {
+            let c = c.to_str().unwrap();
+            let (pair, attrs) = c.split_once(';').unwrap_or((c, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || attrs.to_lowercase().contains("max-age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_owned());
+        let body = resp.text().await.unwrap();
+        if let Some(at) = body.find("name=\"csrf\" value=\"") {
+            let rest = &body[at + 19..];
+            self.csrf = Some(rest[..rest.find('"').unwrap()].to_owned());
+        }
+        Page {
+            status,
+            location,
+            body,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let resp = self
+            .app
+            .client
+            .get(self.app.url(path))
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.take(resp).await
+    }
+
+    /// Posts `fields` plus the page's CSRF token, as the browser's own form would.
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let mut form: Vec<(String, String)> = fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        if let Some(t) = &self.csrf {
+            form.push(("csrf".to_owned(), t.clone()));
+        }
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let resp = self
+            .app
+            .client
+            .post(self.app.url(path))
+            .header("cookie", self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", "same-origin")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        self.take(resp).await
+    }
+}
+
+async fn buyer_named(app: &TestApp, username: &str) -> i64 {
+    atomicseats::users::create_from_cli(
+        &app.state,
+        username,
+        &format!("{username}@example.com"),
+        None,
+        Role::Guest,
+        crate::helpers::PASSWORD.to_owned(),
+    )
+    .await
+    .unwrap()
+    .id
+}
+
+#[tokio::test]
+async fn a_buyer_logs_in_books_sees_the_ticket_cancels_it_and_logs_out() {
+    let app = TestApp::spawn().await;
+    let host = app.user_unlimited(Role::Host).await;
+    let event = app.create_event(&host, &event_body("Quartet", 4, 3)).await;
+    buyer_named(&app, "grace").await;
+    let mut b = Browser::new(&app);
+
+    // Not signed in: the event page offers a login that comes back to it.
+    let page = b.get(&format!("/events/{event}")).await;
+    assert!(
+        page.body
+            .contains(&format!("href=\"/login?next=/events/{event}\"")),
+        "{}",
+        page.body
+    );
+    assert!(b.cookies.contains_key("asCsrf"), "a CSRF cookie is set");
+    let page = b.get(&format!("/login?next=/events/{event}")).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("<label for=\"login\">"),
+        "labelled fields"
+    );
+
+    // A wrong password: the form again, the API's status, nothing set.
+    let page = b
+        .post(
+            "/login",
+            &[
+                ("login", "grace"),
+                ("password", "not it at all"),
+                ("next", "/"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 401);
+    assert!(
+        page.body.contains("do not match an account"),
+        "{}",
+        page.body
+    );
+    assert!(!b.cookies.contains_key("accessToken"));
+
+    let page = b
+        .post(
+            "/login",
+            &[
+                ("login", "grace"),
+                ("password", crate::helpers::PASSWORD),
+                ("next", &format!("/events/{event}")),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(page.location.as_deref(), Some(&*format!("/events/{event}")));
+    assert!(
+        b.cookies.contains_key("accessToken"),
+        "the API's session cookie"
+    );
+
+    // The booking form, decided by the writer.
+    let page = b.get(&format!("/events/{event}")).await;
+    assert!(
+        page.body
+            .contains(&format!("action=\"/events/{event}/book\""))
+    );
+    let key_at = page.body.find("name=\"key\" value=\"").unwrap() + 18;
+    let key = page.body[key_at..key_at + 36].to_owned();
+    let booked = b
+        .post(
+            &format!("/events/{event}/book"),
+            &[("seats", "2"), ("joinWaitlist", "1"), ("key", &key)],
+        )
+        .await;
+    assert_eq!(booked.status, 200, "{}", booked.body);
+    assert!(
+        booked.body.contains("Confirmed: your seats are booked."),
+        "{}",
+        booked.body
+    );
+    // The same form sent twice (a double click, a reload) books once.
+    let again = b
+        .post(
+            &format!("/events/{event}/book"),
+            &[("seats", "2"), ("joinWaitlist", "1"), ("key", &key)],
+        )
+        .await;
+    assert_eq!(again.status, 200);
+    let db = app.db.client().await;
+    let seats: i64 = db
+        .query_one(
+            "SELECT COALESCE(SUM(seats), 0) FROM bookings WHERE event_id = $1 AND status = 'confirmed'",
+            &[&event],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seats, 2, "one booking for one form");
+
+    // Over the capacity of 3 without the waitlist: the API's reason, in words, with 409.
+    let refused = b
+        .post(
+            &format!("/events/{event}/book"),
+            &[("seats", "2"), ("key", "other")],
+        )
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(refused.body.contains("Not booked."), "{}", refused.body);
+    // A bad number names the field, 400.
+    let bad = b
+        .post(
+            &format!("/events/{event}/book"),
+            &[("seats", "many"), ("key", "k3")],
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(
+        bad.body.contains("seats: must be a whole number"),
+        "{}",
+        bad.body
+    );
+
+    // My bookings shows it; cancel it from there.
+    let mine = b.get("/me").await;
+    assert_eq!(mine.status, 200);
+    assert!(
+        mine.body.contains("Quartet") && mine.body.contains("Confirmed"),
+        "{}",
+        mine.body
+    );
+    let booking: i64 = db
+        .query_one("SELECT id FROM bookings WHERE event_id = $1", &[&event])
+        .await
+        .unwrap()
+        .get(0);
+    let cancelled = b
+        .post(
+            &format!("/me/bookings/{booking}/cancel"),
+            &[("eventId", &event.to_string())],
+        )
+        .await;
+    assert_eq!(cancelled.status, 303);
+    assert_eq!(cancelled.location.as_deref(), Some("/me?done=cancelled"));
+    let mine = b.get("/me?done=cancelled").await;
+    assert!(mine.body.contains("The booking was cancelled."));
+    let status: String = db
+        .query_one("SELECT status FROM bookings WHERE id = $1", &[&booking])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "cancelled");
+
+    // Log out: the cookies go, and the old access token no longer works.
+    let token = b.cookies["accessToken"].clone();
+    let out = b.post("/logout", &[]).await;
+    assert_eq!(out.status, 303);
+    assert!(!b.cookies.contains_key("accessToken"));
+    let resp = app.get_as("/api/user/me", &token).await;
+    assert_eq!(resp.status(), 401, "the access token ended with the logout");
+    let page = b.get("/me").await;
+    assert_eq!(page.status, 303);
+    assert_eq!(page.location.as_deref(), Some("/login?next=%2Fme"));
+}
+
+#[tokio::test]
+async fn a_form_without_its_token_or_from_another_site_is_refused() {
+    let app = TestApp::spawn().await;
+    let host = app.user_unlimited(Role::Host).await;
+    let event = app.create_event(&host, &event_body("Guarded", 4, 3)).await;
+    buyer_named(&app, "mallory").await;
+    let mut b = Browser::new(&app);
+    b.get("/login").await;
+    let page = b
+        .post(
+            "/login",
+            &[("login", "mallory"), ("password", crate::helpers::PASSWORD)],
+        )
+        .await;
+    assert_eq!(page.status, 303);
+
+    // No token, a wrong one, another browser's, or a cross-site post: 403, nothing booked.
+    let good = b.csrf.clone().unwrap();
+    for token in [None, Some("forged"), Some(good.as_str())] {
+        let mut form = vec![("seats", "1"), ("key", "k")];
+        if let Some(t) = token {
+            form.push(("csrf", t));
+        }
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let cookies = if token == Some(good.as_str()) {
+            // The right token, but the browser's CSRF cookie is another one.
+            b.cookie_header()
+                .replace(&b.cookies["asCsrf"], "someoneelsescookie0123456789")
+        } else {
+            b.cookie_header()
+        };
+        let resp = app
+            .client
+            .post(app.url(&format!("/events/{event}/book")))
+            .header("cookie", cookies)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403, "{token:?}");
+        assert!(resp.text().await.unwrap().contains("This form has expired"));
+    }
+    let resp = app
+        .client
+        .post(app.url(&format!("/events/{event}/book")))
+        .header("cookie", b.cookie_header())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("sec-fetch-site", "cross-site")
+        .body(format!("seats=1&key=k&csrf={good}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403, "a cross-site post");
+    let n: i64 = app
+        .db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM booking_requests", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "nothing was booked");
+
+    // `next` never leaves the site.
+    let mut other = Browser::new(&app);
+    other.get("/login").await;
+    let page = other
+        .post(
+            "/login",
+            &[
+                ("login", "mallory"),
+                ("password", crate::helpers::PASSWORD),
+                ("next", "//evil.example/"),
+            ],
+        )
+        .await;
+    assert_eq!(page.location.as_deref(), Some("/"));
+}

@@ -1,0 +1,195 @@
+//! Buying from the pages: the booking form of an event page goes through the same
+//! [`crate::bookings::routes::place`] as `POST /api/events/book` (the writer decides it), and
+//! "my bookings" shows what `GET /api/user/bookings` shows, with a cancel button for confirmed
+//! tickets (the same `cancel_bookings`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::csrf;
+use super::forms::{Form, forged, render, see_other, to_login};
+use super::render::Pages;
+use super::session::describe;
+use crate::bookings::routes::{BookBody, Placed, Targets};
+use crate::error::ApiError;
+use crate::http::auth::AuthUser;
+use crate::state::AppState;
+
+/// How long the booking form waits for its decision before showing "being decided".
+const WAIT: Duration = Duration::from_secs(10);
+
+fn number(form: &Form, name: &str) -> Result<Option<i64>, ApiError> {
+    form.get(name)
+        .map(|v| {
+            v.parse::<i64>()
+                .map_err(|_| ApiError::field(name, "must be a whole number"))
+        })
+        .transpose()
+}
+
+/// `POST /events/{id}/book`: `seats`, `ticketTypeId`, `joinWaitlist`, `key`, `csrf`.
+pub async fn book(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Option<AuthUser>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let form = Form::parse(&req, &body);
+    if !csrf::check(&req, &state, form.get("csrf")) {
+        return forged();
+    }
+    let Ok(event_id) = path.parse::<i64>() else {
+        return see_other("/");
+    };
+    let Some(user) = viewer else {
+        return to_login(&format!("/events/{event_id}"));
+    };
+    let placed = async {
+        let body = BookBody {
+            event_id: Some(event_id),
+            number_of_seats: number(&form, "seats")?,
+            allow_partial: Some(form.get("allowPartial").is_some()),
+            join_waitlist: Some(form.get("joinWaitlist").is_some()),
+            ticket_type_id: number(&form, "ticketTypeId")?,
+        };
+        let key = form.get("key").map(|k| k.chars().take(255).collect());
+        crate::bookings::routes::place(&state, user, &req, body, key, Some(WAIT)).await
+    }
+    .await;
+    let (status, ctx) = match placed {
+        Ok(Placed::Decided(request, outcome)) => {
+            let o = serde_json::to_value(&outcome).unwrap_or_default();
+            let reason = o["reason"].as_str().map(str::to_owned);
+            let status = if reason.is_some() {
+                StatusCode::CONFLICT
+            } else {
+                StatusCode::OK
+            };
+            (
+                status,
+                minijinja::context! {
+                    outcome => o,
+                    reason_text => reason.map(|r| Pages::get().text(&format!("reason.{r}"))),
+                    request_id => request.request_id.to_string(),
+                },
+            )
+        }
+        Ok(Placed::Pending(request, _)) => (
+            StatusCode::ACCEPTED,
+            minijinja::context! { pending => true, request_id => request.request_id.to_string() },
+        ),
+        Err(e) => {
+            let resp = actix_web::ResponseError::error_response(&e);
+            (resp.status(), minijinja::context! { error => describe(&e) })
+        }
+    };
+    render(
+        &req,
+        &state,
+        Some(&user),
+        status,
+        "booking.html",
+        minijinja::context! { page => "booking", event_id => event_id, ..ctx },
+    )
+}
+
+/// `GET /me`: the viewer's tickets, holds, waitlist entries and refused requests, newest first.
+pub async fn mine(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Option<AuthUser>,
+    query: web::Query<HashMap<String, String>>,
+) -> HttpResponse {
+    let Some(user) = viewer else {
+        return to_login("/me");
+    };
+    let page = async {
+        let q = crate::bookings::history::parse_query(&query)?;
+        let mut conn = state.db().get().await?;
+        Ok::<_, ApiError>(crate::bookings::history::tickets_page(&mut conn, user.id, &q).await?)
+    }
+    .await;
+    let (status, ctx) = match page {
+        Ok(p) => (
+            StatusCode::OK,
+            minijinja::context! {
+                items => p["items"].clone(),
+                next => p["pageInfo"]["nextCursor"].as_str().map(str::to_owned),
+            },
+        ),
+        Err(e) => {
+            let resp = actix_web::ResponseError::error_response(&e);
+            (resp.status(), minijinja::context! { error => describe(&e) })
+        }
+    };
+    let notice = query
+        .get("done")
+        .map(|d| Pages::get().text(&format!("done.{d}")));
+    render(
+        &req,
+        &state,
+        Some(&user),
+        status,
+        "me.html",
+        minijinja::context! {
+            page => "me",
+            currency => state.settings().payments.currency.to_uppercase(),
+            notice => notice,
+            ..ctx
+        },
+    )
+}
+
+/// `POST /me/bookings/{id}/cancel` (`eventId`, `csrf`): cancels one confirmed ticket.
+pub async fn cancel(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Option<AuthUser>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let form = Form::parse(&req, &body);
+    if !csrf::check(&req, &state, form.get("csrf")) {
+        return forged();
+    }
+    let Some(user) = viewer else {
+        return to_login("/me");
+    };
+    let done = async {
+        let booking = path
+            .parse::<i64>()
+            .ok()
+            .filter(|b| *b > 0)
+            .ok_or_else(|| ApiError::field("bookingId", "must be a positive integer"))?;
+        let event = number(&form, "eventId")?
+            .filter(|e| *e > 0)
+            .ok_or_else(|| ApiError::field("eventId", "is required"))?;
+        crate::bookings::routes::cancel_bookings(
+            &state,
+            event,
+            user.id,
+            Targets::One(booking),
+            false,
+        )
+        .await
+    }
+    .await;
+    match done {
+        Ok(_) => see_other("/me?done=cancelled"),
+        Err(e) => {
+            let resp = actix_web::ResponseError::error_response(&e);
+            render(
+                &req,
+                &state,
+                Some(&user),
+                resp.status(),
+                "me.html",
+                minijinja::context! { page => "me", error => describe(&e) },
+            )
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! What every page with a viewer or a form shares: who is looking, the form body, rendering a
+//! personal page with its CSRF token, redirects.
+
+use std::collections::HashMap;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse};
+use minijinja::Value;
+
+use super::csrf;
+use super::render::{Pages, html, message};
+use crate::http::auth::AuthUser;
+use crate::state::AppState;
+
+/// A posted form (`application/x-www-form-urlencoded`), last value of each field.
+pub struct Form(HashMap<String, String>);
+
+impl Form {
+    /// Parses a body; anything that is not a form is an empty one (its fields are then missing).
+    pub fn parse(req: &HttpRequest, body: &[u8]) -> Self {
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if !is_form {
+            return Self(HashMap::new());
+        }
+        Self(
+            url::form_urlencoded::parse(body)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// A field, trimmed; `None` when absent or blank.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    /// A field as it was sent (passwords are not trimmed).
+    pub fn raw(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+}
+
+/// A local path to go back to (`next`); anything else (another host, `//host`) is `/`.
+pub fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_owned(),
+        _ => "/".to_owned(),
+    }
+}
+
+/// `303 See Other` to `to`.
+pub fn see_other(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, to))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+/// To the login page, coming back to `next` afterwards.
+pub fn to_login(next: &str) -> HttpResponse {
+    let next: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
+    see_other(&format!("/login?next={next}"))
+}
+
+/// The refusal of a form whose CSRF token does not match (403, saying what to do).
+pub fn forged() -> HttpResponse {
+    let pages = Pages::get();
+    message(
+        StatusCode::FORBIDDEN,
+        &pages.text("csrf_title"),
+        &pages.text("csrf"),
+    )
+}
+
+/// Fills a page's placeholders for this browser: its CSRF token and a fresh form key (each
+/// rendering of a booking form gets its own idempotency key). Sets the CSRF cookie when new.
+pub fn personal(
+    req: &HttpRequest,
+    state: &AppState,
+    status: StatusCode,
+    body: &str,
+) -> HttpResponse {
+    let token = csrf::for_page(req, state);
+    let key = uuid::Uuid::new_v4().to_string();
+    let body = body
+        .replace(csrf::PLACEHOLDER, &token.token)
+        .replace(FORM_KEY, &key);
+    let mut resp = html(status, body);
+    if let Some(c) = token.cookie
+        && let Err(e) = resp.add_cookie(&c)
+    {
+        tracing::warn!(error = %e, "setting the CSRF cookie failed");
+    }
+    resp
+}
+
+/// Where a booking form holds its idempotency key until served.
+pub const FORM_KEY: &str = "<@key@>";
+
+/// Renders a page for `viewer` (its CSRF token filled in).
+pub fn render(
+    req: &HttpRequest,
+    state: &AppState,
+    viewer: Option<&AuthUser>,
+    status: StatusCode,
+    name: &str,
+    ctx: Value,
+) -> HttpResponse {
+    let ctx = minijinja::context! { viewer => viewer_of(viewer), ..ctx };
+    match Pages::get().render(name, ctx) {
+        Ok(body) => personal(req, state, status, &body),
+        Err(e) => {
+            tracing::error!(error = %e, template = name, "rendering a page failed");
+            let pages = Pages::get();
+            message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &pages.text("error_title"),
+                &pages.text("error"),
+            )
+        }
+    }
+}
+
+/// What the templates know of the viewer: signed in, and the role (no name, no email: the
+/// page may be cached for everyone signed in).
+pub fn viewer_of(viewer: Option<&AuthUser>) -> Value {
+    match viewer {
+        Some(u) => minijinja::context! { signedIn => true, role => u.role.as_str() },
+        None => minijinja::context! { signedIn => false },
+    }
+}

@@ -1,0 +1,133 @@
+//! Logging in and out from the pages: the same checks and session as `POST /api/user/login`
+//! (throttle, one answer for unknown user and wrong password), the tokens as the same httpOnly
+//! cookies.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::csrf;
+use super::forms::{Form, forged, local_path, render, see_other};
+use super::render::Pages;
+use crate::error::ApiError;
+use crate::http::auth::AuthUser;
+use crate::state::AppState;
+
+/// `GET /login?next=`: the form (a signed-in viewer goes straight on).
+pub async fn form(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Option<AuthUser>,
+    query: web::Query<std::collections::HashMap<String, String>>,
+) -> HttpResponse {
+    let next = local_path(query.get("next").map(String::as_str));
+    if viewer.is_some() {
+        return see_other(&next);
+    }
+    login_page(&req, &state, StatusCode::OK, &next, "", None)
+}
+
+fn login_page(
+    req: &HttpRequest,
+    state: &AppState,
+    status: StatusCode,
+    next: &str,
+    login: &str,
+    error: Option<String>,
+) -> HttpResponse {
+    render(
+        req,
+        state,
+        None,
+        status,
+        "login.html",
+        minijinja::context! { page => "login", next => next, login => login, error => error },
+    )
+}
+
+/// `POST /login`: signs in and goes on to `next`; a wrong password, a throttled account or a
+/// missing field shows the form again with the API's words and status.
+pub async fn submit(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let form = Form::parse(&req, &body);
+    if !csrf::check(&req, &state, form.get("csrf")) {
+        return forged();
+    }
+    let next = local_path(form.get("next"));
+    let login = form.get("login").unwrap_or_default().to_owned();
+    let session = crate::users::routes::password_login(
+        &state,
+        &req,
+        form.get("login"),
+        form.raw("password").map(str::to_owned),
+    )
+    .await;
+    match session {
+        Ok(session) => {
+            let mut resp = see_other(&next);
+            if let Err(e) = crate::users::routes::add_session_cookies(&state, &mut resp, &session) {
+                return error_again(&req, &state, &next, &login, &e);
+            }
+            resp
+        }
+        Err(e) => error_again(&req, &state, &next, &login, &e),
+    }
+}
+
+fn error_again(
+    req: &HttpRequest,
+    state: &AppState,
+    next: &str,
+    login: &str,
+    e: &ApiError,
+) -> HttpResponse {
+    let (status, text) = match e {
+        ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, Pages::get().text("login_failed")),
+        other => {
+            let resp = actix_web::ResponseError::error_response(other);
+            (resp.status(), describe(other))
+        }
+    };
+    login_page(req, state, status, next, login, Some(text))
+}
+
+/// The API's words for an error, with the fields it names.
+pub fn describe(e: &ApiError) -> String {
+    match e {
+        ApiError::Validation { errors, .. } => errors
+            .iter()
+            .map(|f| format!("{}: {}", f.field, f.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+        ApiError::Internal(err) => {
+            tracing::error!(error = %err, "a page's request failed");
+            Pages::get().text("error")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `POST /logout`: ends the session (its access token now) and clears the cookies.
+pub async fn logout(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Option<AuthUser>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let form = Form::parse(&req, &body);
+    if !csrf::check(&req, &state, form.get("csrf")) {
+        return forged();
+    }
+    let mut resp = see_other("/");
+    if let Some(user) = viewer
+        && let Err(e) = crate::users::routes::end_session(&state, &user, None, false).await
+    {
+        tracing::warn!(error = %e, "ending a page session failed; the cookies are cleared anyway");
+    }
+    if let Err(e) = crate::users::routes::clear_session_cookies(&state, &mut resp) {
+        tracing::warn!(error = %e, "clearing the session cookies failed");
+    }
+    resp
+}
