@@ -141,6 +141,33 @@ ensure_smtp() {
     wait_port 2525 aiosmtpd
 }
 
+# A real browser for the page tests: Debian's Chromium driven by ChromeDriver (WebDriver) on
+# 127.0.0.1:9515, and axe-core (npm) for the accessibility checks, in .tools/axe. Exports
+# ATOMICSEATS_WEBDRIVER_URL and ATOMICSEATS_AXE_JS for the tests.
+ensure_browser() {
+    if ! have chromium || ! have chromedriver; then
+        log "installing Chromium and ChromeDriver (Debian packages)"
+        apt_install chromium chromium-driver
+    fi
+    local axe=".tools/axe/node_modules/axe-core/axe.min.js"
+    if [ ! -f "$axe" ]; then
+        if ! have npm; then
+            log "installing Node.js and npm (for axe-core)"
+            apt_install nodejs npm
+        fi
+        log "installing axe-core (npm) into .tools/axe"
+        npm install --silent --no-audit --no-fund --prefix .tools/axe axe-core@4 >&2
+    fi
+    export ATOMICSEATS_AXE_JS="$PWD/$axe"
+    export ATOMICSEATS_WEBDRIVER_URL="http://127.0.0.1:9515"
+    if port_open 9515; then return 0; fi
+    log "starting ChromeDriver on 127.0.0.1:9515"
+    nohup chromedriver --port=9515 --allowed-ips=127.0.0.1 \
+        >"$ATOMICSEATS_RUN_DIR/chromedriver.log" 2>&1 &
+    STARTED+=("ChromeDriver|kill $!")
+    wait_port 9515 ChromeDriver
+}
+
 # What the build needs beyond Rust: librdkafka is compiled from source (make, perl, a C
 # compiler); lettre's TLS links the system OpenSSL (pkg-config, libssl-dev); diesel_cli links libpq.
 ensure_build_deps() {
@@ -159,4 +186,5 @@ ensure_all_services() {
     ensure_redis
     ensure_tansu
     ensure_smtp
+    ensure_browser
 }

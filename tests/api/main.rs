@@ -12,6 +12,7 @@ mod helpers;
 mod analytics;
 mod booking_rules;
 mod bookings;
+mod browser;
 mod cache;
 mod checkout;
 mod cli;

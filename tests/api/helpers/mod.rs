@@ -3,6 +3,7 @@
 pub mod db;
 pub mod fixtures;
 pub mod stripe;
+pub mod webdriver;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -1,0 +1,150 @@
+//! The pages in a real browser (headless Chromium through WebDriver, #15): a buyer finds an
+//! event, logs in, books, sees the ticket and cancels it; the same core flow with JavaScript
+//! off; axe-core on every page (no serious or critical violation); screenshots at desktop and
+//! 390 px width in `target/screenshots/`.
+
+use atomicseats::users::domain::Role;
+use chrono::{Duration, Utc};
+use serde_json::json;
+
+use crate::events::event_body;
+use crate::helpers::webdriver::Browser;
+use crate::helpers::{PASSWORD, TestApp};
+
+async fn buyer(app: &TestApp, username: &str) {
+    atomicseats::users::create_from_cli(
+        &app.state,
+        username,
+        &format!("{username}@example.com"),
+        None,
+        Role::Guest,
+        PASSWORD.to_owned(),
+    )
+    .await
+    .unwrap();
+}
+
+/// An event with a second ticket type, and one whose sale opens tomorrow.
+async fn catalogue(app: &TestApp) -> (i64, i64) {
+    let host = app.user_unlimited(Role::Host).await;
+    let concert = app
+        .create_event(&host, &event_body("Harbour Lights Concert", 3, 120))
+        .await;
+    let resp = app
+        .client
+        .post(app.url(&format!("/api/events/{concert}/ticket-types")))
+        .bearer_auth(&host)
+        .json(&json!({ "name": "Front row", "price": 6500, "quota": 10, "maxPerUser": 2 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let mut later = event_body("Winter Gala", 20, 300);
+    later["onSaleAt"] = json!((Utc::now() + Duration::days(1)).to_rfc3339());
+    let gala = app.create_event(&host, &later).await;
+    (concert, gala)
+}
+
+#[tokio::test]
+async fn a_buyer_finds_an_event_books_sees_the_ticket_and_cancels_in_a_real_browser() {
+    let app = TestApp::spawn().await;
+    let (concert, gala) = catalogue(&app).await;
+    buyer(&app, "ada").await;
+    let b = Browser::start("buyer").await;
+
+    b.goto(&app.url("/")).await;
+    b.wait_for_text("Harbour Lights Concert").await;
+    b.assert_accessible("events").await;
+    b.screenshots("01-events").await;
+
+    // The sale that opens tomorrow counts down (the vendored script runs under the CSP).
+    b.goto(&app.url(&format!("/events/{gala}"))).await;
+    b.wait_for_text("Not on sale yet").await;
+    b.wait_for_text("h ").await;
+    assert!(b.source().await.contains("class=\"countdown\""));
+
+    b.goto(&app.url("/")).await;
+    b.click(&format!("a[href='/events/{concert}']")).await;
+    b.wait_for_text("Front row").await;
+    b.assert_accessible("event").await;
+    b.screenshots("02-event").await;
+
+    b.click(&format!("a[href='/login?next=/events/{concert}']"))
+        .await;
+    b.wait_for_text("Email or username").await;
+    b.fill("#login", "ada").await;
+    b.fill("#password", "wrong password").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("do not match an account").await;
+    b.assert_accessible("login-error").await;
+    b.screenshots("03-login-error").await;
+    b.fill("#password", PASSWORD).await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("Log out").await;
+    assert!(b.url().await.ends_with(&format!("/events/{concert}")));
+
+    b.fill("#seats", "2").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("Confirmed: your seats are booked.").await;
+    b.assert_accessible("booked").await;
+    b.screenshots("04-booked").await;
+
+    b.click("a[href='/me']").await;
+    b.wait_for_text("Harbour Lights Concert").await;
+    b.assert_accessible("mine").await;
+    b.screenshots("05-my-bookings").await;
+    b.click("table form button[type=submit]").await;
+    b.wait_for_text("The booking was cancelled.").await;
+    b.screenshots("06-cancelled").await;
+    let status: String = app
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT status FROM bookings WHERE event_id = $1",
+            &[&concert],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "cancelled");
+
+    b.click("header form button[type=submit]").await;
+    b.wait_for_text("Log in").await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn browsing_logging_in_and_booking_work_with_javascript_off() {
+    let app = TestApp::spawn().await;
+    let (concert, _) = catalogue(&app).await;
+    buyer(&app, "lin").await;
+    let b = Browser::start_with("no-javascript", false).await;
+
+    b.goto(&app.url("/?q=harbour")).await;
+    b.wait_for_text("Harbour Lights Concert").await;
+    b.click(&format!("a[href='/events/{concert}']")).await;
+    b.click(&format!("a[href='/login?next=/events/{concert}']"))
+        .await;
+    b.fill("#login", "lin").await;
+    b.fill("#password", PASSWORD).await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("Log out").await;
+    b.fill("#seats", "1").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("Confirmed: your seats are booked.").await;
+    b.screenshots("booked").await;
+    let seats: i64 = app
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT COALESCE(SUM(seats), 0) FROM bookings WHERE event_id = $1 AND status = 'confirmed'",
+            &[&concert],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seats, 1);
+    b.close().await;
+}
