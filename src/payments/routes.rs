@@ -129,12 +129,29 @@ pub async fn pay(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = booking_id(&path)?;
+    let data = how_to_pay(&state, &caller, id).await?;
+    let message = if data["provider"] == "stripe" {
+        "Pay at url before expiresAt"
+    } else {
+        "Pay the host; they mark the booking paid"
+    };
+    Ok(response::ok(data, message))
+}
+
+/// How the caller pays their held booking `id`: `manual` (instructions) or `stripe` (a Checkout
+/// Session, the same one when asked again; the buyer comes back to "my bookings"). The API's
+/// `pay` and the pay button of the pages both come here.
+pub async fn how_to_pay(
+    state: &AppState,
+    caller: &AuthUser,
+    id: i64,
+) -> ApiResult<serde_json::Value> {
     let mut conn = state.db().get().await?;
-    let b = own(&mut conn, &caller, id).await?;
+    let b = own(&mut conn, caller, id).await?;
     if b.status != "held" {
         return Err(not_held(&b));
     }
-    let event = crate::events::service::lookup(&state, b.event_id).await?;
+    let event = crate::events::service::lookup(state, b.event_id).await?;
     let currency = state.settings().payments.currency.clone();
     let base = json!({
         "bookingId": b.id,
@@ -149,10 +166,7 @@ pub async fn pay(
             "Pay the host as they tell you (bank transfer, cash); they mark the booking paid. \
              Unpaid at expiresAt, the seats go back on sale."
         );
-        return Ok(response::ok(
-            data,
-            "Pay the host; they mark the booking paid",
-        ));
+        return Ok(data);
     }
     let Some(client) = state.payments().stripe.clone() else {
         return Err(ApiError::Unavailable {
@@ -184,8 +198,8 @@ pub async fn pay(
                     &format!("{} — {} seat(s)", event.name, b.seats),
                     b.cost,
                     &currency,
-                    &format!("{public}/api/bookings/requests/{}?paid=1", b.request_id),
-                    &format!("{public}/api/bookings/requests/{}", b.request_id),
+                    &format!("{public}/me?done=paid"),
+                    &format!("{public}/me"),
                     &format!("atomicseats-pay-{}", s.id),
                 )
                 .await
@@ -217,7 +231,7 @@ pub async fn pay(
     data["provider"] = json!("stripe");
     data["sessionId"] = json!(session.external_id);
     data["url"] = json!(session.url);
-    Ok(response::ok(data, "Pay at url before expiresAt"))
+    Ok(data)
 }
 
 /// `POST /api/bookings/{id}/release` (the buyer): give a hold back before it expires. Its
@@ -228,8 +242,19 @@ pub async fn release(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = booking_id(&path)?;
+    let b = release_hold(&state, &caller, id).await?;
+    Ok(response::ok(b, "Hold released"))
+}
+
+/// Gives the caller's hold `id` back: due at once, expired by its writer on its next sweep;
+/// answers once it has (the booking as it is then).
+pub async fn release_hold(
+    state: &AppState,
+    caller: &AuthUser,
+    id: i64,
+) -> ApiResult<serde_json::Value> {
     let mut conn = state.db().get().await?;
-    let b = own(&mut conn, &caller, id).await?;
+    let b = own(&mut conn, caller, id).await?;
     let n = diesel::update(bookings::table.find(id).filter(bookings::status.eq("held")))
         .set(bookings::expires_at.eq(diesel::dsl::now))
         .execute(&mut conn)
@@ -238,8 +263,8 @@ pub async fn release(
         return Err(not_held(&b));
     }
     drop(conn);
-    let b = settled(&state, id, &["held"]).await?;
-    Ok(response::ok(booking_json(&b), "Hold released"))
+    let b = settled(state, id, &["held"]).await?;
+    Ok(booking_json(&b))
 }
 
 /// `POST /api/bookings/{id}/mark-paid` body.

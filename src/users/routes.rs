@@ -49,11 +49,16 @@ pub async fn api_info() -> HttpResponse {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
-    username: Option<String>,
-    name: Option<String>,
-    email: Option<String>,
-    password: Option<String>,
-    role: Option<String>,
+    /// Login name.
+    pub username: Option<String>,
+    /// Display name.
+    pub name: Option<String>,
+    /// Email address.
+    pub email: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+    /// `guest` (default) or `host`.
+    pub role: Option<String>,
 }
 
 fn required<'a>(
@@ -127,7 +132,17 @@ pub async fn register(
     state: web::Data<AppState>,
     body: ApiJson<RegisterBody>,
 ) -> ApiResult<HttpResponse> {
-    let body = body.into_inner();
+    let account = sign_up(&state, body.into_inner()).await?;
+    Ok(response::created(
+        account,
+        "Account created: confirm your email address with the link we sent to it, then log in",
+    ))
+}
+
+/// Validates a registration and creates the account (and its confirmation email); the same
+/// answer whether or not the address already had an account. The API's register and the
+/// register page both come here.
+pub async fn sign_up(state: &AppState, body: RegisterBody) -> ApiResult<serde_json::Value> {
     let (username, name, email, role) = validate_registration(&body)?;
     if role == Role::Admin {
         return Err(ApiError::Forbidden(
@@ -141,7 +156,7 @@ pub async fn register(
         email: &email,
         role,
     };
-    match crate::users::register(&state, &account, password).await? {
+    match crate::users::register(state, &account, password).await? {
         Registration::Created(user) => {
             tracing::Span::current().record("user.id", user.id);
             tracing::info!("user registered");
@@ -154,16 +169,13 @@ pub async fn register(
             });
         }
     }
-    Ok(response::created(
-        json!({
-            "username": username,
-            "name": name,
-            "email": email,
-            "role": role,
-            "emailVerified": false,
-        }),
-        "Account created: confirm your email address with the link we sent to it, then log in",
-    ))
+    Ok(json!({
+        "username": username,
+        "name": name,
+        "email": email,
+        "role": role,
+        "emailVerified": false,
+    }))
 }
 
 /// `token` of the verification link, as a query parameter or a JSON body.

@@ -160,11 +160,7 @@ pub async fn cancel(
         return to_login("/me");
     };
     let done = async {
-        let booking = path
-            .parse::<i64>()
-            .ok()
-            .filter(|b| *b > 0)
-            .ok_or_else(|| ApiError::field("bookingId", "must be a positive integer"))?;
+        let booking = booking_path(&path)?;
         let event = number(&form, "eventId")?
             .filter(|e| *e > 0)
             .ok_or_else(|| ApiError::field("eventId", "is required"))?;
@@ -180,16 +176,92 @@ pub async fn cancel(
     .await;
     match done {
         Ok(_) => see_other("/me?done=cancelled"),
-        Err(e) => {
-            let resp = actix_web::ResponseError::error_response(&e);
-            render(
+        Err(e) => failed(&req, &state, &user, &e),
+    }
+}
+
+fn booking_path(path: &str) -> Result<i64, ApiError> {
+    path.parse::<i64>()
+        .ok()
+        .filter(|b| *b > 0)
+        .ok_or_else(|| ApiError::field("bookingId", "must be a positive integer"))
+}
+
+/// `POST /me/bookings/{id}/pay`: Stripe → on to its Checkout page; manual → how to pay.
+pub async fn pay(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Option<AuthUser>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let form = Form::parse(&req, &body);
+    if !csrf::check(&req, &state, form.get("csrf")) {
+        return forged();
+    }
+    let Some(user) = viewer else {
+        return to_login("/me");
+    };
+    let how = match booking_path(&path) {
+        Ok(id) => crate::payments::routes::how_to_pay(&state, &user, id).await,
+        Err(e) => Err(e),
+    };
+    match how {
+        Ok(how) if how["provider"] == "stripe" => match how["url"].as_str() {
+            Some(url) => see_other(url),
+            None => failed(
                 &req,
                 &state,
-                Some(&user),
-                resp.status(),
-                "me.html",
-                minijinja::context! { page => "me", error => describe(&e) },
-            )
-        }
+                &user,
+                &ApiError::Internal(anyhow::anyhow!("no url")),
+            ),
+        },
+        Ok(how) => render(
+            &req,
+            &state,
+            Some(&user),
+            StatusCode::OK,
+            "pay.html",
+            minijinja::context! { page => "pay", pay => how },
+        ),
+        Err(e) => failed(&req, &state, &user, &e),
     }
+}
+
+/// `POST /me/bookings/{id}/release`: gives a hold back (its writer expires it at once).
+pub async fn release(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Option<AuthUser>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let form = Form::parse(&req, &body);
+    if !csrf::check(&req, &state, form.get("csrf")) {
+        return forged();
+    }
+    let Some(user) = viewer else {
+        return to_login("/me");
+    };
+    let done = match booking_path(&path) {
+        Ok(id) => crate::payments::routes::release_hold(&state, &user, id).await,
+        Err(e) => Err(e),
+    };
+    match done {
+        Ok(_) => see_other("/me?done=released"),
+        Err(e) => failed(&req, &state, &user, &e),
+    }
+}
+
+/// "My bookings" with the error of an action on it (its status, the API's words).
+fn failed(req: &HttpRequest, state: &AppState, user: &AuthUser, e: &ApiError) -> HttpResponse {
+    let status = actix_web::ResponseError::error_response(e).status();
+    render(
+        req,
+        state,
+        Some(user),
+        status,
+        "me.html",
+        minijinja::context! { page => "me", error => describe(e) },
+    )
 }

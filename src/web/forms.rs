@@ -34,6 +34,11 @@ impl Form {
         )
     }
 
+    /// No fields (a form not sent yet).
+    pub fn empty() -> Self {
+        Self(HashMap::new())
+    }
+
     /// A field, trimmed; `None` when absent or blank.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())

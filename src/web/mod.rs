@@ -3,8 +3,9 @@
 //!
 //! Routes: `GET /` (the event list, `?q=` to search, `?cursor=` for more), `GET /events/{id}`
 //! (one event: availability, ticket types, how checkout works, the booking form),
-//! `GET|POST /login`, `POST /logout`, `POST /events/{id}/book`, `GET /me` (my bookings),
-//! `POST /me/bookings/{id}/cancel`, `GET /static/{file}`. Every form carries a CSRF token
+//! `GET|POST /login`, `POST /logout`, `GET|POST /register`, `POST /events/{id}/book`,
+//! `GET /me` (my bookings), `POST /me/bookings/{id}/{cancel,pay,release}`,
+//! `GET /static/{file}`. Every form carries a CSRF token
 //! ([`csrf`]); the session is the API's (the same httpOnly cookies). Pages
 //! work without JavaScript; `static/app.js` only adds countdowns. Every page answers with its
 //! own Content-Security-Policy (`'self'` only, no inline script or style) and is escaped by the
@@ -67,6 +68,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/me/bookings/{id}/cancel")
                 .wrap(from_fn(rate_limit::write))
                 .post(buy::cancel),
+        )
+        .service(
+            web::resource("/me/bookings/{id}/pay")
+                .wrap(from_fn(rate_limit::write))
+                .post(buy::pay),
+        )
+        .service(
+            web::resource("/me/bookings/{id}/release")
+                .wrap(from_fn(rate_limit::write))
+                .post(buy::release),
+        )
+        .service(
+            web::resource("/register")
+                .wrap(from_fn(rate_limit::write))
+                .get(session::register_form)
+                .post(session::register_submit),
         )
         .service(web::resource("/static/{file}").get(pages::asset));
 }

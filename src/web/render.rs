@@ -24,6 +24,8 @@ templates!(
     "login.html",
     "booking.html",
     "me.html",
+    "register.html",
+    "pay.html",
 );
 
 const STRINGS_EN: &str = include_str!("strings.en.json");

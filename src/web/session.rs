@@ -131,3 +131,107 @@ pub async fn logout(
     }
     resp
 }
+
+/// `GET /register`: the sign-up form.
+pub async fn register_form(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Option<AuthUser>,
+) -> HttpResponse {
+    if viewer.is_some() {
+        return see_other("/");
+    }
+    register_page(&req, &state, StatusCode::OK, &Form::empty(), &[])
+}
+
+fn register_page(
+    req: &HttpRequest,
+    state: &AppState,
+    status: StatusCode,
+    form: &Form,
+    errors: &[(String, String)],
+) -> HttpResponse {
+    let fields: Vec<&str> = errors.iter().map(|(f, _)| f.as_str()).collect();
+    render(
+        req,
+        state,
+        None,
+        status,
+        "register.html",
+        minijinja::context! {
+            page => "register",
+            username => form.get("username").unwrap_or_default(),
+            name => form.get("name").unwrap_or_default(),
+            email => form.get("email").unwrap_or_default(),
+            host => form.get("host").is_some(),
+            errors => errors.iter().map(|(f, m)| minijinja::context! { field => f, message => m }).collect::<Vec<_>>(),
+            invalid => fields,
+        },
+    )
+}
+
+/// `POST /register`: the API's registration (the same checks, the same answer whether or not
+/// the address had an account); each refused field is named next to its input.
+pub async fn register_submit(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let form = Form::parse(&req, &body);
+    if !csrf::check(&req, &state, form.get("csrf")) {
+        return forged();
+    }
+    let account = crate::users::routes::RegisterBody {
+        username: form.get("username").map(str::to_owned),
+        name: form.get("name").map(str::to_owned),
+        email: form.get("email").map(str::to_owned),
+        password: form.raw("password").map(str::to_owned),
+        role: Some(
+            if form.get("host").is_some() {
+                "host"
+            } else {
+                "guest"
+            }
+            .to_owned(),
+        ),
+    };
+    match crate::users::routes::sign_up(&state, account).await {
+        Ok(_) => {
+            let pages = Pages::get();
+            render(
+                &req,
+                &state,
+                None,
+                StatusCode::CREATED,
+                "message.html",
+                minijinja::context! {
+                    title => pages.text("registered_title"),
+                    message => pages.text("registered"),
+                    link => "/login", link_text => pages.text("nav_login"),
+                },
+            )
+        }
+        Err(ApiError::Validation { errors, .. }) => {
+            let errors: Vec<(String, String)> =
+                errors.into_iter().map(|e| (e.field, e.message)).collect();
+            register_page(&req, &state, StatusCode::BAD_REQUEST, &form, &errors)
+        }
+        Err(ApiError::Conflict { message, .. }) => register_page(
+            &req,
+            &state,
+            StatusCode::CONFLICT,
+            &form,
+            &[("username".to_owned(), message)],
+        ),
+        Err(e) => {
+            let status = actix_web::ResponseError::error_response(&e).status();
+            register_page(
+                &req,
+                &state,
+                status,
+                &form,
+                &[("form".to_owned(), describe(&e))],
+            )
+        }
+    }
+}

@@ -148,3 +148,72 @@ async fn browsing_logging_in_and_booking_work_with_javascript_off() {
     assert_eq!(seats, 1);
     b.close().await;
 }
+
+#[tokio::test]
+async fn a_new_buyer_registers_holds_seats_pays_and_the_host_marks_them_paid() {
+    let app = TestApp::spawn().await;
+    let host = app.user_unlimited(Role::Host).await;
+    let mut body = event_body("Summer Theatre", 6, 40);
+    body["checkout"] = json!("hold");
+    body["holdSeconds"] = json!(900);
+    let event = app.create_event(&host, &body).await;
+    let b = Browser::start("hold").await;
+
+    // Registration: the API's checks, each named next to its field.
+    b.goto(&app.url("/register")).await;
+    b.fill("#username", "bo").await;
+    b.fill("#name", "Bo Berg").await;
+    b.fill("#email", "bo@example.com").await;
+    b.fill("#password", "short").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("Please correct the following").await;
+    let page = b.source().await;
+    assert!(page.contains("id=\"username-error\"") && page.contains("id=\"password-error\""));
+    assert!(page.contains("aria-invalid=\"true\""));
+    b.assert_accessible("register-errors").await;
+    b.screenshots("01-register-errors").await;
+    b.fill("#username", "bo.berg").await;
+    b.fill("#password", "a much longer passphrase 42").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("Check your email").await;
+
+    b.goto(&app.url(&format!("/login?next=/events/{event}")))
+        .await;
+    b.fill("#login", "bo.berg").await;
+    b.fill("#password", "a much longer passphrase 42").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("held for 15 minutes").await;
+    b.fill("#seats", "2").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("Held: your seats are reserved").await;
+    b.assert_accessible("held").await;
+    b.screenshots("02-held").await;
+
+    b.click("form[action$='/pay'] button").await;
+    b.wait_for_text("How to pay").await;
+    b.wait_for_text("24.00 EUR").await;
+    b.assert_accessible("pay").await;
+    b.screenshots("03-pay").await;
+
+    // The host records the transfer (the host's pages come later; the API meanwhile).
+    let booking: i64 = app
+        .db
+        .client()
+        .await
+        .query_one("SELECT id FROM bookings WHERE event_id = $1", &[&event])
+        .await
+        .unwrap()
+        .get(0);
+    let resp = app
+        .client
+        .post(app.url(&format!("/api/bookings/{booking}/mark-paid")))
+        .bearer_auth(&host)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    b.goto(&app.url("/me")).await;
+    b.wait_for_text("Confirmed").await;
+    b.screenshots("04-paid").await;
+    b.close().await;
+}

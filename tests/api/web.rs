@@ -551,3 +551,86 @@ async fn a_form_without_its_token_or_from_another_site_is_refused() {
         .await;
     assert_eq!(page.location.as_deref(), Some("/"));
 }
+
+#[tokio::test]
+async fn a_hold_is_released_or_paid_at_stripe_from_the_pages() {
+    let stripe = crate::helpers::stripe::LocalStripe::start().await;
+    let mut builder = TestApp::builder();
+    for (k, v) in stripe.env() {
+        builder = builder.env(k, &v);
+    }
+    let app = builder.spawn().await;
+    let host = app.user_unlimited(Role::Host).await;
+    let mut body = event_body("Card sale", 4, 10);
+    body["checkout"] = json!("hold");
+    body["holdSeconds"] = json!(600);
+    body["paymentProvider"] = json!("stripe");
+    let event = app.create_event(&host, &body).await;
+    buyer_named(&app, "cara").await;
+    let mut b = Browser::new(&app);
+    b.get("/login").await;
+    b.post(
+        "/login",
+        &[("login", "cara"), ("password", crate::helpers::PASSWORD)],
+    )
+    .await;
+
+    let mut held = Vec::new();
+    for key in ["one", "two"] {
+        b.get(&format!("/events/{event}")).await;
+        let page = b
+            .post(
+                &format!("/events/{event}/book"),
+                &[("seats", "1"), ("key", key)],
+            )
+            .await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert!(
+            page.body.contains("Held: your seats are reserved"),
+            "{}",
+            page.body
+        );
+        let at = page.body.find("action=\"/me/bookings/").unwrap() + 21;
+        let id: i64 = page.body[at..at + page.body[at..].find('/').unwrap()]
+            .parse()
+            .unwrap();
+        held.push(id);
+    }
+
+    // Pay: on to Stripe's Checkout page (the local server's URL), coming back to my bookings.
+    let paid = b.post(&format!("/me/bookings/{}/pay", held[0]), &[]).await;
+    assert_eq!(paid.status, 303, "{}", paid.body);
+    let to = paid.location.unwrap();
+    assert!(to.starts_with(&format!("{}/pay/", stripe.base)), "{to}");
+    // Release: the writer expires it at once; asking again says why not.
+    let released = b
+        .post(&format!("/me/bookings/{}/release", held[1]), &[])
+        .await;
+    assert_eq!(released.status, 303);
+    assert_eq!(released.location.as_deref(), Some("/me?done=released"));
+    let again = b
+        .post(&format!("/me/bookings/{}/release", held[1]), &[])
+        .await;
+    assert_eq!(again.status, 409, "{}", again.body);
+    let status: String = app
+        .db
+        .client()
+        .await
+        .query_one("SELECT status FROM bookings WHERE id = $1", &[&held[1]])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "expired");
+    // Someone else's booking is not yours to pay.
+    buyer_named(&app, "dan").await;
+    let mut d = Browser::new(&app);
+    d.get("/login").await;
+    d.post(
+        "/login",
+        &[("login", "dan"), ("password", crate::helpers::PASSWORD)],
+    )
+    .await;
+    d.get("/me").await;
+    let theirs = d.post(&format!("/me/bookings/{}/pay", held[0]), &[]).await;
+    assert!(matches!(theirs.status, 403 | 404), "{}", theirs.status);
+}
