@@ -34,7 +34,7 @@ use tokio::net::TcpStream;
 mod common;
 
 use common::{
-    SECRET, admin_url, db_url, describe_box, free_port, one_row_commit, percentile, pg,
+    SECRET, admin_url, describe_box, free_port, migrated_database, one_row_commit, percentile, pg,
     read_response, start, wait_ready,
 };
 
@@ -84,25 +84,9 @@ async fn run(a: Args) {
     if let Ok(page) = std::env::var("ATOMICSEATS__CHECKOUT__SWEEP_PAGE") {
         println!("checkout.sweep_page = {page}");
     }
-    let db = format!("atomicseats_holdbench_{}", std::process::id());
-    let admin = pg(&admin_url()).await;
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-        format!("CREATE DATABASE {db}"),
-    ] {
-        admin.batch_execute(&sql).await.unwrap();
-    }
-    let url = db_url(&db);
+    let (admin, db, url) = migrated_database("atomicseats_holdbench").await;
     let bin = env!("CARGO_BIN_EXE_atomicseats");
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
-    let status = std::process::Command::new(bin)
-        .arg("migrate")
-        .env("DATABASE_URL", &url)
-        .env("ATOMICSEATS_CONFIG_DIR", config)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "migrate failed");
 
     let c = pg(&url).await;
     let buyers = a.holds + a.waitlist + 20_000;

@@ -28,7 +28,7 @@ use tokio::net::TcpStream;
 mod common;
 
 use common::{
-    SECRET, admin_url, db_url, describe_box, free_port, percentile, pg, read_response, start,
+    SECRET, describe_box, free_port, migrated_database, percentile, pg, read_response, start,
     wait_ready,
 };
 
@@ -114,25 +114,9 @@ async fn run(a: Args) {
         a.events, a.connections, a.seconds
     );
     println!("box: {}", describe_box());
-    let db = format!("atomicseats_pagesbench_{}", std::process::id());
-    let admin = pg(&admin_url()).await;
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-        format!("CREATE DATABASE {db}"),
-    ] {
-        admin.batch_execute(&sql).await.unwrap();
-    }
-    let url = db_url(&db);
+    let (admin, db, url) = migrated_database("atomicseats_pagesbench").await;
     let bin = env!("CARGO_BIN_EXE_atomicseats");
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
-    let status = std::process::Command::new(bin)
-        .arg("migrate")
-        .env("DATABASE_URL", &url)
-        .env("ATOMICSEATS_CONFIG_DIR", config)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "migrate failed");
     let c = pg(&url).await;
     c.batch_execute(&format!(
         "INSERT INTO users (username, name, email, password_hash, role) VALUES ('host', 'Host', 'host@bench.local', 'x', 'host'); \

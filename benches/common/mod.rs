@@ -242,3 +242,29 @@ pub async fn one_row_commit(url: &str) -> Duration {
         .unwrap();
     each
 }
+
+/// A fresh database `<prefix>_<pid>` migrated by this build's binary: the admin connection
+/// (to drop it afterwards), its name and its URL.
+pub async fn migrated_database(prefix: &str) -> (tokio_postgres::Client, String, String) {
+    let db = format!("{prefix}_{}", std::process::id());
+    let admin = pg(&admin_url()).await;
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+        format!("CREATE DATABASE {db}"),
+    ] {
+        admin.batch_execute(&sql).await.unwrap();
+    }
+    let url = db_url(&db);
+    let status = Command::new(env!("CARGO_BIN_EXE_atomicseats"))
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .env(
+            "ATOMICSEATS_CONFIG_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
+        )
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "migrate failed");
+    (admin, db, url)
+}

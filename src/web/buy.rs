@@ -9,8 +9,7 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::csrf;
-use super::forms::{Form, forged, render, see_other, to_login};
+use super::forms::{Form, posted, render, see_other, to_login};
 use super::render::Pages;
 use super::session::describe;
 use crate::bookings::routes::{BookBody, Placed, Targets};
@@ -38,15 +37,12 @@ pub async fn book(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let form = Form::parse(&req, &body);
-    if !csrf::check(&req, &state, form.get("csrf")) {
-        return forged();
-    }
+    let (form, user) = match posted(&req, &state, &body, viewer, &format!("/events/{path}")) {
+        Ok(p) => p,
+        Err(resp) => return *resp,
+    };
     let Ok(event_id) = path.parse::<i64>() else {
         return see_other("/");
-    };
-    let Some(user) = viewer else {
-        return to_login(&format!("/events/{event_id}"));
     };
     let placed = async {
         let body = BookBody {
@@ -152,12 +148,9 @@ pub async fn cancel(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let form = Form::parse(&req, &body);
-    if !csrf::check(&req, &state, form.get("csrf")) {
-        return forged();
-    }
-    let Some(user) = viewer else {
-        return to_login("/me");
+    let (form, user) = match posted(&req, &state, &body, viewer, "/me") {
+        Ok(p) => p,
+        Err(resp) => return *resp,
     };
     let done = async {
         let booking = booking_path(&path)?;
@@ -195,12 +188,9 @@ pub async fn pay(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let form = Form::parse(&req, &body);
-    if !csrf::check(&req, &state, form.get("csrf")) {
-        return forged();
-    }
-    let Some(user) = viewer else {
-        return to_login("/me");
+    let (_, user) = match posted(&req, &state, &body, viewer, "/me") {
+        Ok(p) => p,
+        Err(resp) => return *resp,
     };
     let how = match booking_path(&path) {
         Ok(id) => crate::payments::routes::how_to_pay(&state, &user, id).await,
@@ -236,12 +226,9 @@ pub async fn release(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let form = Form::parse(&req, &body);
-    if !csrf::check(&req, &state, form.get("csrf")) {
-        return forged();
-    }
-    let Some(user) = viewer else {
-        return to_login("/me");
+    let (_, user) = match posted(&req, &state, &body, viewer, "/me") {
+        Ok(p) => p,
+        Err(resp) => return *resp,
     };
     let done = match booking_path(&path) {
         Ok(id) => crate::payments::routes::release_hold(&state, &user, id).await,

@@ -58,6 +58,25 @@ pub fn local_path(next: Option<&str>) -> String {
     }
 }
 
+/// A form posted by a signed-in viewer: parsed and its CSRF token checked (403 otherwise); a
+/// viewer who is not signed in is sent to log in, coming back to `back`.
+pub fn posted(
+    req: &HttpRequest,
+    state: &AppState,
+    body: &[u8],
+    viewer: Option<AuthUser>,
+    back: &str,
+) -> Result<(Form, AuthUser), Box<HttpResponse>> {
+    let form = Form::parse(req, body);
+    if !csrf::check(req, state, form.get("csrf")) {
+        return Err(Box::new(forged()));
+    }
+    match viewer {
+        Some(user) => Ok((form, user)),
+        None => Err(Box::new(to_login(back))),
+    }
+}
+
 /// `303 See Other` to `to`.
 pub fn see_other(to: &str) -> HttpResponse {
     HttpResponse::SeeOther()

@@ -175,6 +175,7 @@ mod tests {
                     minijinja::context! {
                         title => "<b>x</b>", message => "m", e => minijinja::context! {},
                         outcome => minijinja::context! { status => "confirmed" },
+                        pay => minijinja::context! { amount => 100, currency => "eur" },
                     },
                 )
                 .unwrap_or_else(|e| panic!("{name}: {e:#}"));

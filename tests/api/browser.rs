@@ -11,19 +11,6 @@ use crate::events::event_body;
 use crate::helpers::webdriver::Browser;
 use crate::helpers::{PASSWORD, TestApp};
 
-async fn buyer(app: &TestApp, username: &str) {
-    atomicseats::users::create_from_cli(
-        &app.state,
-        username,
-        &format!("{username}@example.com"),
-        None,
-        Role::Guest,
-        PASSWORD.to_owned(),
-    )
-    .await
-    .unwrap();
-}
-
 /// An event with a second ticket type, and one whose sale opens tomorrow.
 async fn catalogue(app: &TestApp) -> (i64, i64) {
     let host = app.user_unlimited(Role::Host).await;
@@ -49,7 +36,7 @@ async fn catalogue(app: &TestApp) -> (i64, i64) {
 async fn a_buyer_finds_an_event_books_sees_the_ticket_and_cancels_in_a_real_browser() {
     let app = TestApp::spawn().await;
     let (concert, gala) = catalogue(&app).await;
-    buyer(&app, "ada").await;
+    app.user_named("ada", Role::Guest).await;
     let b = Browser::start("buyer").await;
 
     b.goto(&app.url("/")).await;
@@ -118,7 +105,7 @@ async fn a_buyer_finds_an_event_books_sees_the_ticket_and_cancels_in_a_real_brow
 async fn browsing_logging_in_and_booking_work_with_javascript_off() {
     let app = TestApp::spawn().await;
     let (concert, _) = catalogue(&app).await;
-    buyer(&app, "lin").await;
+    app.user_named("lin", Role::Guest).await;
     let b = Browser::start_with("no-javascript", false).await;
 
     b.goto(&app.url("/?q=harbour")).await;

@@ -292,26 +292,12 @@ impl<'a> Browser<'a> {
     }
 }
 
-async fn buyer_named(app: &TestApp, username: &str) -> i64 {
-    atomicseats::users::create_from_cli(
-        &app.state,
-        username,
-        &format!("{username}@example.com"),
-        None,
-        Role::Guest,
-        crate::helpers::PASSWORD.to_owned(),
-    )
-    .await
-    .unwrap()
-    .id
-}
-
 #[tokio::test]
 async fn a_buyer_logs_in_books_sees_the_ticket_cancels_it_and_logs_out() {
     let app = TestApp::spawn().await;
     let host = app.user_unlimited(Role::Host).await;
     let event = app.create_event(&host, &event_body("Quartet", 4, 3)).await;
-    buyer_named(&app, "grace").await;
+    app.user_named("grace", Role::Guest).await;
     let mut b = Browser::new(&app);
 
     // Not signed in: the event page offers a login that comes back to it.
@@ -475,7 +461,7 @@ async fn a_form_without_its_token_or_from_another_site_is_refused() {
     let app = TestApp::spawn().await;
     let host = app.user_unlimited(Role::Host).await;
     let event = app.create_event(&host, &event_body("Guarded", 4, 3)).await;
-    buyer_named(&app, "mallory").await;
+    app.user_named("mallory", Role::Guest).await;
     let mut b = Browser::new(&app);
     b.get("/login").await;
     let page = b
@@ -566,7 +552,7 @@ async fn a_hold_is_released_or_paid_at_stripe_from_the_pages() {
     body["holdSeconds"] = json!(600);
     body["paymentProvider"] = json!("stripe");
     let event = app.create_event(&host, &body).await;
-    buyer_named(&app, "cara").await;
+    app.user_named("cara", Role::Guest).await;
     let mut b = Browser::new(&app);
     b.get("/login").await;
     b.post(
@@ -622,7 +608,7 @@ async fn a_hold_is_released_or_paid_at_stripe_from_the_pages() {
         .get(0);
     assert_eq!(status, "expired");
     // Someone else's booking is not yours to pay.
-    buyer_named(&app, "dan").await;
+    app.user_named("dan", Role::Guest).await;
     let mut d = Browser::new(&app);
     d.get("/login").await;
     d.post(

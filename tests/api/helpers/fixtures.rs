@@ -65,6 +65,22 @@ impl TestApp {
         }
     }
 
+    /// A new user named `username` (email `<username>@example.com`, password [`PASSWORD`],
+    /// address confirmed), as the CLI makes one: for tests that log in through a form.
+    pub async fn user_named(&self, username: &str, role: Role) -> i64 {
+        atomicseats::users::create_from_cli(
+            &self.state,
+            username,
+            &format!("{username}@example.com"),
+            None,
+            role,
+            PASSWORD.to_owned(),
+        )
+        .await
+        .unwrap()
+        .id
+    }
+
     /// A new user with `role` and an access token minted directly (no login request, so no
     /// rate-limit bucket is touched).
     pub async fn user_unlimited(&self, role: Role) -> String {
