@@ -579,6 +579,19 @@ pub async fn event_stats(
     if !errors.is_empty() {
         return Err(ApiError::fields(errors));
     }
+    let out = event_report(&state, &caller, id, window).await?;
+    Ok(response::ok(out, "Event stats"))
+}
+
+/// An event's stats over `window` for its host or an admin (403 for anyone else): the flows,
+/// the event's capacity and utilisation, its queue. The API's stats and the host's dashboard
+/// both come here.
+pub async fn event_report(
+    state: &AppState,
+    caller: &AuthUser,
+    id: i64,
+    window: Window,
+) -> ApiResult<serde_json::Map<String, serde_json::Value>> {
     let mut conn = state.db().get().await?;
     let event = Event::find(&mut conn, id)
         .await?
@@ -610,10 +623,37 @@ pub async fn event_stats(
     if event.waiting_room {
         out.insert(
             "queue".into(),
-            crate::waiting_room::facts(&state, &event).await?,
+            crate::waiting_room::facts(state, &event).await?,
         );
     }
-    Ok(response::ok(out, "Event stats"))
+    Ok(out)
+}
+
+#[derive(Debug, QueryableByName)]
+struct SalesPoint {
+    #[diesel(sql_type = Timestamptz)]
+    at: DateTime<Utc>,
+    #[diesel(sql_type = BigInt)]
+    seats: i64,
+}
+
+/// Seats an event holds now (confirmed or held), as a running total by the minute they were
+/// booked: the dashboard's "seats sold over time". At most 2,000 points (the latest).
+pub async fn sales_series(
+    conn: &mut AsyncPgConnection,
+    event_id: i64,
+) -> diesel::QueryResult<Vec<(DateTime<Utc>, i64)>> {
+    use diesel_async::RunQueryDsl;
+    let rows: Vec<SalesPoint> = diesel::sql_query(
+        "SELECT at, (sum(seats) OVER (ORDER BY at))::int8 AS seats FROM ( \
+           SELECT date_trunc('minute', created_at) AS at, sum(seats) AS seats FROM bookings \
+            WHERE event_id = $1 AND status IN ('confirmed', 'held') GROUP BY 1) m \
+         ORDER BY at DESC LIMIT 2000",
+    )
+    .bind::<BigInt, _>(event_id)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().rev().map(|p| (p.at, p.seats)).collect())
 }
 
 #[cfg(test)]

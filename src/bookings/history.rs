@@ -798,6 +798,57 @@ pub async fn summary_page(
     }))
 }
 
+/// One booking of an event as its host sees it: who (name and username, never the email),
+/// what and in which state.
+#[derive(Debug, Clone, Serialize, QueryableByName)]
+#[serde(rename_all = "camelCase")]
+pub struct Attendee {
+    /// Booking id.
+    #[diesel(sql_type = BigInt)]
+    pub booking_id: i64,
+    /// The buyer's name.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub name: String,
+    /// The buyer's username.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub username: String,
+    /// The ticket type's name.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    pub ticket_type: Option<String>,
+    /// Seats.
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub seats: i32,
+    /// `held`, `confirmed`, `refund_pending`, …
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub status: String,
+    /// Price of the seats, minor units.
+    #[diesel(sql_type = BigInt)]
+    pub cost: i64,
+    /// When it was booked.
+    #[diesel(sql_type = Timestamptz)]
+    pub booked_at: DateTime<Utc>,
+    /// Whether the event takes payments by hand and this hold waits for one.
+    #[diesel(sql_type = Bool)]
+    pub awaits_manual_payment: bool,
+}
+
+/// An event's live bookings (held, confirmed, refund on its way), oldest first: the host's
+/// attendee list. At most 10,000.
+pub async fn attendees(conn: &mut AsyncPgConnection, event_id: i64) -> QueryResult<Vec<Attendee>> {
+    diesel::sql_query(
+        "SELECT b.id AS booking_id, u.name, u.username, t.name AS ticket_type, b.seats, b.status, \
+                b.cost, b.created_at AS booked_at, \
+                (b.status = 'held' AND b.cost > 0 AND e.payment_provider = 'manual') AS awaits_manual_payment \
+           FROM bookings b JOIN users u ON u.id = b.user_id JOIN events e ON e.id = b.event_id \
+           LEFT JOIN ticket_types t ON t.id = b.ticket_type_id \
+          WHERE b.event_id = $1 AND b.status IN ('held', 'confirmed', 'refund_pending') \
+          ORDER BY b.created_at, b.id LIMIT 10000",
+    )
+    .bind::<BigInt, _>(event_id)
+    .load(conn)
+    .await
+}
+
 /// `GET /api/user/bookings`.
 pub async fn list(
     state: web::Data<AppState>,

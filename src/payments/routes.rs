@@ -289,18 +289,27 @@ pub async fn mark_paid(
     } else {
         parse_json(&bytes)?
     };
-    if body
-        .reference
-        .as_deref()
-        .is_some_and(|r| r.trim().is_empty() || r.len() > 200)
-    {
+    let b = record_manual_payment(&state, &caller, id, body.reference.as_deref()).await?;
+    Ok(response::ok(b, "Payment recorded"))
+}
+
+/// Records a manual payment of booking `id` (held, or expired: the writer then re-acquires its
+/// seats if they are free, else refunds it) for its event's host or an admin; answers once
+/// the writer applied it. The API's `mark-paid` and the host's dashboard both come here.
+pub async fn record_manual_payment(
+    state: &AppState,
+    caller: &AuthUser,
+    id: i64,
+    reference: Option<&str>,
+) -> ApiResult<serde_json::Value> {
+    if reference.is_some_and(|r| r.trim().is_empty() || r.len() > 200) {
         return Err(ApiError::field("reference", "must be 1 to 200 characters"));
     }
     let mut conn = state.db().get().await?;
     let b = load(&mut conn, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no booking {id}")))?;
-    let event = crate::events::service::lookup(&state, b.event_id).await?;
+    let event = crate::events::service::lookup(state, b.event_id).await?;
     if !caller.manages(&mut conn, event.host_id).await? {
         return Err(ApiError::Forbidden(
             "only the event's host or an admin may record payments".to_owned(),
@@ -329,8 +338,7 @@ pub async fn mark_paid(
             let reference = format!(
                 "manual-{}{}",
                 s.id,
-                body.reference
-                    .as_deref()
+                reference
                     .map(|r| format!(": {}", r.trim()))
                     .unwrap_or_default()
             );
@@ -358,8 +366,8 @@ pub async fn mark_paid(
     }
     metrics::counter!("payments_captured_total", "provider" => "manual").increment(1);
     tracing::info!(booking.id = id, "manual payment recorded");
-    let b = settled(&state, id, &["held", "expired"]).await?;
-    Ok(response::ok(booking_json(&b), "Payment recorded"))
+    let b = settled(state, id, &["held", "expired"]).await?;
+    Ok(booking_json(&b))
 }
 
 /// `POST /api/bookings/{id}/refund` (the event's host or an admin): cancels a booking and

@@ -21,17 +21,24 @@ use crate::tickets::model::{self, TicketTypeFields, TicketTypeRow};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TypeBody {
-    name: Option<String>,
-    price: Option<i64>,
+    /// Name.
+    pub name: Option<String>,
+    /// Price, minor units.
+    pub price: Option<i64>,
+    /// Seats of this type at most (`null`: no quota).
     #[serde(default, deserialize_with = "nullable")]
-    quota: Option<Option<i64>>,
+    pub quota: Option<Option<i64>>,
+    /// Seats of this type one buyer may hold.
     #[serde(default, deserialize_with = "nullable")]
-    max_per_user: Option<Option<i64>>,
+    pub max_per_user: Option<Option<i64>>,
+    /// On sale from, RFC 3339.
     #[serde(default, deserialize_with = "nullable")]
-    sales_start: Option<Option<String>>,
+    pub sales_start: Option<Option<String>>,
+    /// On sale until, RFC 3339.
     #[serde(default, deserialize_with = "nullable")]
-    sales_end: Option<Option<String>>,
-    hidden: Option<bool>,
+    pub sales_end: Option<Option<String>>,
+    /// Not shown to buyers.
+    pub hidden: Option<bool>,
 }
 
 /// Checks a body; `create` requires a name and a price.
@@ -157,13 +164,25 @@ pub async fn create(
     body: ApiJson<TypeBody>,
 ) -> ApiResult<HttpResponse> {
     let event_id = crate::events::routes::path_id(&path)?;
+    let row = add(&state, &caller, event_id, &body.into_inner()).await?;
+    Ok(response::created(row.view(), "Ticket type created"))
+}
+
+/// Adds a ticket type to an event the caller manages (the API's create and the host's
+/// dashboard both come here).
+pub async fn add(
+    state: &AppState,
+    caller: &AuthUser,
+    event_id: i64,
+    body: &TypeBody,
+) -> ApiResult<model::TicketTypeRow> {
     let max = i64::from(state.settings().events.max_capacity);
-    let mut fields = validate(&body.into_inner(), true, max)?;
+    let mut fields = validate(body, true, max)?;
     fields.event_id = Some(event_id);
     let mut conn = state.db().get().await?;
     let (row, event) = conn
         .transaction(async |conn| {
-            lock_managed(conn, &caller, event_id).await?;
+            lock_managed(conn, caller, event_id).await?;
             let row = model::insert(conn, &fields).await?;
             let event = touch(conn, event_id).await?;
             Ok::<_, ApiError>((row, event))
@@ -175,7 +194,7 @@ pub async fn create(
         ticket_type.id = row.id,
         "ticket type created"
     );
-    Ok(response::created(row.view(), "Ticket type created"))
+    Ok(row)
 }
 
 /// `PATCH /api/events/{id}/ticket-types/{typeId}`: change a type. A quota cannot go below the

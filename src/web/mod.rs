@@ -4,8 +4,11 @@
 //! Routes: `GET /` (the event list, `?q=` to search, `?cursor=` for more), `GET /events/{id}`
 //! (one event: availability, ticket types, how checkout works, the booking form),
 //! `GET|POST /login`, `POST /logout`, `GET|POST /register`, `POST /events/{id}/book`,
-//! `GET /me` (my bookings), `POST /me/bookings/{id}/{cancel,pay,release}`,
-//! `GET /static/{file}`. Every form carries a CSRF token
+//! `GET /me` (my bookings), `POST /me/bookings/{id}/{cancel,pay,release}`; for hosts and
+//! admins `GET /host`, `GET|POST /host/events/new`, `GET /host/events/{id}` (the dashboard),
+//! `GET /host/events/{id}/attendees.csv`, `POST /host/events/{id}/ticket-types`,
+//! `GET|POST /host/events/{id}/cancel`,
+//! `POST /host/bookings/{id}/mark-paid`; `GET /static/{file}`. Every form carries a CSRF token
 //! ([`csrf`]); the session is the API's (the same httpOnly cookies). Pages
 //! work without JavaScript; `static/app.js` only adds countdowns. Every page answers with its
 //! own Content-Security-Policy (`'self'` only, no inline script or style) and is escaped by the
@@ -16,8 +19,10 @@
 //! from it does no database or cache I/O at all.
 
 mod buy;
+mod charts;
 mod csrf;
 mod forms;
+mod host;
 mod pages;
 mod render;
 mod session;
@@ -84,6 +89,43 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .wrap(from_fn(rate_limit::write))
                 .get(session::register_form)
                 .post(session::register_submit),
+        )
+        .service(
+            web::resource("/host")
+                .wrap(from_fn(rate_limit::read))
+                .get(host::events),
+        )
+        .service(
+            web::resource("/host/events/new")
+                .wrap(from_fn(rate_limit::write))
+                .get(host::new_form)
+                .post(host::create),
+        )
+        .service(
+            web::resource("/host/events/{id}")
+                .wrap(from_fn(rate_limit::read))
+                .get(host::dashboard),
+        )
+        .service(
+            web::resource("/host/events/{id}/attendees.csv")
+                .wrap(from_fn(rate_limit::read))
+                .get(host::attendees_csv),
+        )
+        .service(
+            web::resource("/host/events/{id}/cancel")
+                .wrap(from_fn(rate_limit::write))
+                .get(host::cancel_form)
+                .post(host::cancel),
+        )
+        .service(
+            web::resource("/host/events/{id}/ticket-types")
+                .wrap(from_fn(rate_limit::write))
+                .post(host::add_type),
+        )
+        .service(
+            web::resource("/host/bookings/{id}/mark-paid")
+                .wrap(from_fn(rate_limit::write))
+                .post(host::mark_paid),
         )
         .service(web::resource("/static/{file}").get(pages::asset));
 }

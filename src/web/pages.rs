@@ -26,7 +26,7 @@ fn ttl(state: &AppState) -> Duration {
 }
 
 /// A public page from the cache, else rendered by `render` (with `viewer`) and kept (only a
-/// 200 is kept). Pages are kept per URL and per "signed in or not": they name nobody; the
+/// 200 is kept). Pages are kept per URL and per viewer role (or none): they name nobody; the
 /// browser's CSRF token and a form key are filled in as each is served.
 async fn cached<F, Fut>(
     req: &HttpRequest,
@@ -39,7 +39,7 @@ where
     F: FnOnce(Value) -> Fut,
     Fut: std::future::Future<Output = Result<String, HttpResponse>>,
 {
-    let key = format!("{}|{}", viewer.is_some(), req.uri());
+    let key = format!("{}|{}", viewer.map_or("-", |u| u.role.as_str()), req.uri());
     let ttl = ttl(state);
     if !ttl.is_zero()
         && let Some(body) = cache.get(&key, ttl)

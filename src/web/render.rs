@@ -26,6 +26,10 @@ templates!(
     "me.html",
     "register.html",
     "pay.html",
+    "host_events.html",
+    "host_new.html",
+    "host_event.html",
+    "host_cancel.html",
 );
 
 const STRINGS_EN: &str = include_str!("strings.en.json");
@@ -176,6 +180,17 @@ mod tests {
                         title => "<b>x</b>", message => "m", e => minijinja::context! {},
                         outcome => minijinja::context! { status => "confirmed" },
                         pay => minijinja::context! { amount => 100, currency => "eur" },
+                        f => minijinja::context! {},
+                        s => serde_json::json!({
+                            "event": { "id": 1, "name": "<b>x</b>", "status": "on_sale" },
+                            "totalBookings": { "bookings": 0, "seats": 0 },
+                            "cancellations": { "bookings": 0 },
+                            "waitlist": { "entries": 0, "seats": 0 },
+                            "checkout": {
+                                "holds": { "open": 0, "paid": 0, "expired": 0 },
+                                "payments": { "net": 0, "captured": 0, "refunded": 0 },
+                            },
+                        }),
                     },
                 )
                 .unwrap_or_else(|e| panic!("{name}: {e:#}"));

@@ -204,3 +204,90 @@ async fn a_new_buyer_registers_holds_seats_pays_and_the_host_marks_them_paid() {
     b.screenshots("04-paid").await;
     b.close().await;
 }
+
+#[tokio::test]
+async fn a_host_creates_an_event_with_two_ticket_types_and_watches_the_sale() {
+    let app = TestApp::spawn().await;
+    app.user_named("hosta", Role::Host).await;
+    let b = Browser::start("host").await;
+    b.goto(&app.url("/login?next=/host")).await;
+    b.fill("#login", "hosta").await;
+    b.fill("#password", PASSWORD).await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("You have no events yet.").await;
+    b.assert_accessible("host-events").await;
+
+    b.click("a[href='/host/events/new']").await;
+    b.wait_for_text("Create event").await;
+    b.fill("#name", "Dockside Festival").await;
+    b.fill("#capacity", "none").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("Please correct the following").await;
+    b.assert_accessible("new-event-errors").await;
+    b.screenshots("01-new-event-errors").await;
+    let start = Utc::now() + Duration::days(12);
+    // A date-time picker's segments depend on the locale: set its value as the picker would.
+    let local = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%dT%H:%M").to_string();
+    b.fill("#description", "Three stages by the water").await;
+    b.fill("#venue", "Old Docks").await;
+    for (id, at) in [("startsAt", start), ("endsAt", start + Duration::hours(8))] {
+        b.run(
+            "document.getElementById(arguments[0]).value = arguments[1];",
+            json!([id, local(at)]),
+        )
+        .await;
+    }
+    b.fill("#capacity", "200").await;
+    b.fill("#price", "35").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("Seats sold over time").await;
+    let url = b.url().await;
+    let event: i64 = url.rsplit('/').next().unwrap().parse().unwrap();
+
+    b.fill("#tt-name", "VIP").await;
+    b.fill("#tt-price", "90").await;
+    b.fill("#tt-quota", "20").await;
+    b.click("form[action$='/ticket-types'] button").await;
+    b.wait_for_text("The ticket type was added.").await;
+
+    // The sale: buyers book both types through the API; the dashboard shows it.
+    let types: Vec<i64> = app
+        .db
+        .client()
+        .await
+        .query(
+            "SELECT id FROM ticket_types WHERE event_id = $1 ORDER BY id",
+            &[&event],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(types.len(), 2, "the default type and VIP");
+    for (i, t) in [types[0], types[1], types[0], types[0]].iter().enumerate() {
+        let buyer = app.user_unlimited(Role::Guest).await;
+        let resp = app
+            .book(
+                &buyer,
+                &json!({ "eventId": event, "numberOfSeats": i + 1, "ticketTypeId": t }),
+                &[("prefer", "wait=20")],
+            )
+            .await;
+        assert_eq!(resp.status(), 201);
+    }
+    b.goto(&url).await;
+    b.wait_for_text("10 of 200").await;
+    let page = b.source().await;
+    assert!(page.contains("<svg class=\"chart\""), "the sales chart");
+    assert!(page.contains("VIP"));
+    b.assert_accessible("dashboard").await;
+    b.screenshots("02-dashboard").await;
+
+    b.click(&format!("a[href='/host/events/{event}/cancel']"))
+        .await;
+    b.wait_for_text("Cancelling this event will").await;
+    b.assert_accessible("cancel-confirm").await;
+    b.screenshots("03-cancel-confirm").await;
+    b.close().await;
+}

@@ -620,3 +620,237 @@ async fn a_hold_is_released_or_paid_at_stripe_from_the_pages() {
     let theirs = d.post(&format!("/me/bookings/{}/pay", held[0]), &[]).await;
     assert!(matches!(theirs.status, 403 | 404), "{}", theirs.status);
 }
+
+#[tokio::test]
+async fn a_host_creates_an_event_sells_records_a_payment_exports_and_cancels_from_the_pages() {
+    let app = TestApp::spawn().await;
+    app.user_named("hana", Role::Host).await;
+    let mut h = Browser::new(&app);
+    h.get("/login").await;
+    h.post(
+        "/login",
+        &[("login", "hana"), ("password", crate::helpers::PASSWORD)],
+    )
+    .await;
+    let page = h.get("/host").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("You have no events yet."));
+
+    // The API's validation, each field named; then a good form.
+    let start = (chrono::Utc::now() + chrono::Duration::days(9))
+        .format("%Y-%m-%dT%H:%M")
+        .to_string();
+    let end = (chrono::Utc::now() + chrono::Duration::days(9) + chrono::Duration::hours(3))
+        .format("%Y-%m-%dT%H:%M")
+        .to_string();
+    h.get("/host/events/new").await;
+    let bad = h
+        .post(
+            "/host/events/new",
+            &[
+                ("name", ""),
+                ("capacity", "lots"),
+                ("price", "12.5.0"),
+                ("startsAt", &start),
+                ("endsAt", &end),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(
+        bad.body.contains("id=\"capacity-error\"") && bad.body.contains("must be a whole number")
+    );
+    assert!(bad.body.contains("id=\"price-error\""), "{}", bad.body);
+    let bad = h
+        .post(
+            "/host/events/new",
+            &[
+                ("name", "Jazz <b>Club</b>"),
+                ("description", "Late"),
+                ("venue", "Cellar"),
+                ("capacity", "5"),
+                ("price", "12.50"),
+                ("startsAt", &end),
+                ("endsAt", &start),
+                ("checkout", "hold"),
+                ("paymentProvider", "manual"),
+                ("holdMinutes", "30"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 400, "ends before it starts: {}", bad.body);
+    assert!(bad.body.contains("endsAt"), "{}", bad.body);
+    let made = h
+        .post(
+            "/host/events/new",
+            &[
+                ("name", "Jazz <b>Club</b>"),
+                ("description", "Late"),
+                ("venue", "Cellar"),
+                ("capacity", "5"),
+                ("price", "12.50"),
+                ("startsAt", &start),
+                ("endsAt", &end),
+                ("checkout", "hold"),
+                ("paymentProvider", "manual"),
+                ("holdMinutes", "30"),
+                ("refundUntilHours", "24"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, 303, "{}", made.body);
+    let dash = made.location.unwrap();
+    let event: i64 = dash.rsplit('/').next().unwrap().parse().unwrap();
+    let db = app.db.client().await;
+    let row = db
+        .query_one(
+            "SELECT price, capacity, checkout, hold_secs, refund_until_hours FROM events WHERE id = $1",
+            &[&event],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1250);
+    assert_eq!(row.get::<_, i32>(1), 5);
+    assert_eq!(row.get::<_, String>(2), "hold");
+    assert_eq!(row.get::<_, i32>(3), 1800);
+    assert_eq!(row.get::<_, Option<i32>>(4), Some(24));
+
+    h.get(&dash).await;
+    let added = h
+        .post(
+            &format!("/host/events/{event}/ticket-types"),
+            &[
+                ("name", "Front, row"),
+                ("price", "30"),
+                ("quota", "2"),
+                ("maxPerUser", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(added.status, 303, "{}", added.body);
+
+    // A buyer holds seats; the dashboard counts them and offers "mark paid".
+    let buyer = app.user_unlimited(Role::Guest).await;
+    let resp = app
+        .book(
+            &buyer,
+            &json!({ "eventId": event, "numberOfSeats": 2 }),
+            &[("prefer", "wait=20")],
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let page = h.get(&dash).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("Jazz &lt;b&gt;Club&lt;&#x2f;b&gt;"),
+        "escaped: {}",
+        page.body
+    );
+    assert!(page.body.contains("2 of 5 (40"), "{}", page.body);
+    assert!(page.body.contains("<svg class=\"chart\""), "charts");
+    assert!(page.body.contains("Front, row") && page.body.contains("30.00"));
+    assert!(
+        !page.body.contains("@example.com"),
+        "no email addresses on the host's pages"
+    );
+    let at = page.body.find("action=\"/host/bookings/").unwrap() + 23;
+    let booking = &page.body[at..at + page.body[at..].find('/').unwrap()];
+    let paid = h
+        .post(
+            &format!("/host/bookings/{booking}/mark-paid"),
+            &[("eventId", &event.to_string())],
+        )
+        .await;
+    assert_eq!(paid.status, 303, "{}", paid.body);
+    let page = h.get(&paid.location.unwrap()).await;
+    assert!(
+        page.body.contains("The payment was recorded"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("25.00 EUR"),
+        "net revenue: {}",
+        page.body
+    );
+
+    let csv = app
+        .client
+        .get(app.url(&format!("/host/events/{event}/attendees.csv")))
+        .header("cookie", h.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.status(), 200);
+    assert!(
+        csv.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let text = csv.text().await.unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "booking_id,name,username,ticket_type,seats,status,cost,booked_at"
+    );
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[1].contains(",2,confirmed,25.00,"), "{text}");
+    assert!(!text.contains('@'), "no email addresses: {text}");
+
+    // A guest and another host are turned away.
+    let mut g = Browser::new(&app);
+    app.user_named("gus", Role::Guest).await;
+    g.get("/login").await;
+    g.post(
+        "/login",
+        &[("login", "gus"), ("password", crate::helpers::PASSWORD)],
+    )
+    .await;
+    assert_eq!(g.get("/host").await.status, 403);
+    app.user_named("other", Role::Host).await;
+    let mut o = Browser::new(&app);
+    o.get("/login").await;
+    o.post(
+        "/login",
+        &[("login", "other"), ("password", crate::helpers::PASSWORD)],
+    )
+    .await;
+    assert_eq!(o.get(&dash).await.status, 403);
+    assert_eq!(
+        o.get(&format!("/host/events/{event}/attendees.csv"))
+            .await
+            .status,
+        403
+    );
+
+    // Cancel: what it does is spelled out first, then done (the paid booking refunded).
+    let confirm = h.get(&format!("/host/events/{event}/cancel")).await;
+    assert!(
+        confirm.body.contains("cancel its 1 confirmed bookings"),
+        "{}",
+        confirm.body
+    );
+    assert!(
+        confirm.body.contains("net paid now: 25.00 EUR"),
+        "{}",
+        confirm.body
+    );
+    let done = h.post(&format!("/host/events/{event}/cancel"), &[]).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let status: String = db
+        .query_one("SELECT status FROM events WHERE id = $1", &[&event])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "cancelled");
+    let refunding: i64 = db
+        .query_one(
+            "SELECT count(*) FROM bookings WHERE event_id = $1 AND status IN ('refund_pending', 'refunded')",
+            &[&event],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(refunding, 1);
+}

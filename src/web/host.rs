@@ -1,0 +1,586 @@
+//! The host's pages: their events, a new event, an event's sales dashboard (the numbers of
+//! `GET /api/events/{id}/stats`, seats sold over time and holds as charts), its attendees (on
+//! the page and as CSV), recording a manual payment, and cancelling the event after saying what
+//! that does. Admins see every event's pages.
+
+use std::collections::HashMap;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{NaiveDateTime, TimeZone, Utc};
+use minijinja::Value;
+
+use super::charts;
+use super::forms::{Form, posted, render, see_other, to_login};
+use super::render::Pages;
+use super::session::describe;
+use crate::error::ApiError;
+use crate::events::domain::CreateEventBody;
+use crate::events::model::{Event, ListFilter};
+use crate::http::auth::AuthUser;
+use crate::state::AppState;
+use crate::users::domain::Role;
+
+/// A host or an admin, or the page that says why not.
+fn publisher(
+    req: &HttpRequest,
+    state: &AppState,
+    viewer: Option<AuthUser>,
+    back: &str,
+) -> Result<AuthUser, Box<HttpResponse>> {
+    match viewer {
+        None => Err(Box::new(to_login(back))),
+        Some(u) if matches!(u.role, Role::Host | Role::Admin) => Ok(u),
+        Some(u) => Err(Box::new(failure(
+            req,
+            state,
+            &u,
+            &ApiError::Forbidden(Pages::get().text("host_only")),
+        ))),
+    }
+}
+
+fn failure(req: &HttpRequest, state: &AppState, user: &AuthUser, e: &ApiError) -> HttpResponse {
+    let status = actix_web::ResponseError::error_response(e).status();
+    let pages = Pages::get();
+    render(
+        req,
+        state,
+        Some(user),
+        status,
+        "message.html",
+        minijinja::context! { title => pages.text("error_title"), message => describe(e), link => "/host", link_text => pages.text("nav_host") },
+    )
+}
+
+/// `GET /host`: the viewer's events (an admin: every event), cancelled ones included.
+pub async fn events(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Option<AuthUser>,
+) -> HttpResponse {
+    let user = match publisher(&req, &state, viewer, "/host") {
+        Ok(u) => u,
+        Err(resp) => return *resp,
+    };
+    let listed = async {
+        let mut conn = state.db().get().await?;
+        let filter = ListFilter {
+            host_id: (user.role != Role::Admin).then_some(user.id),
+            include_cancelled: true,
+            ..ListFilter::default()
+        };
+        Ok::<_, ApiError>(Event::list(&mut conn, &filter, None, 200, Utc::now()).await?)
+    }
+    .await;
+    match listed {
+        Ok(list) => {
+            let now = Utc::now();
+            let views: Vec<_> = list.iter().map(|e| e.view(now)).collect();
+            render(
+                &req,
+                &state,
+                Some(&user),
+                StatusCode::OK,
+                "host_events.html",
+                minijinja::context! { page => "host", events => views },
+            )
+        }
+        Err(e) => failure(&req, &state, &user, &e),
+    }
+}
+
+/// `GET /host/events/new`: the form.
+pub async fn new_form(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Option<AuthUser>,
+) -> HttpResponse {
+    let user = match publisher(&req, &state, viewer, "/host/events/new") {
+        Ok(u) => u,
+        Err(resp) => return *resp,
+    };
+    new_page(&req, &state, &user, StatusCode::OK, &Form::empty(), &[])
+}
+
+fn new_page(
+    req: &HttpRequest,
+    state: &AppState,
+    user: &AuthUser,
+    status: StatusCode,
+    form: &Form,
+    errors: &[(String, String)],
+) -> HttpResponse {
+    let value = |k: &str| form.get(k).unwrap_or_default().to_owned();
+    let fields: HashMap<&str, String> = [
+        "name",
+        "description",
+        "venue",
+        "startsAt",
+        "endsAt",
+        "capacity",
+        "price",
+        "maxPerUser",
+        "onSaleAt",
+        "holdMinutes",
+        "refundUntilHours",
+    ]
+    .into_iter()
+    .map(|k| (k, value(k)))
+    .collect();
+    render(
+        req,
+        state,
+        Some(user),
+        status,
+        "host_new.html",
+        minijinja::context! {
+            page => "host",
+            f => fields,
+            currency => state.settings().payments.currency.to_uppercase(),
+            checkout => form.get("checkout").unwrap_or("instant"),
+            provider => form.get("paymentProvider").unwrap_or("manual"),
+            waiting_room => form.get("waitingRoom").is_some(),
+            errors => errors.iter().map(|(f, m)| minijinja::context! { field => f, message => m }).collect::<Vec<_>>(),
+            invalid => errors.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>(),
+        },
+    )
+}
+
+/// A `datetime-local` value (`2030-01-01T20:00`, read as UTC) as RFC 3339; anything else as it
+/// came (the API's validation then names the field).
+fn utc(raw: Option<&str>) -> Option<String> {
+    raw.map(|r| {
+        NaiveDateTime::parse_from_str(r, "%Y-%m-%dT%H:%M")
+            .map(|t| Utc.from_utc_datetime(&t).to_rfc3339())
+            .unwrap_or_else(|_| r.to_owned())
+    })
+}
+
+fn whole(form: &Form, name: &str, errors: &mut Vec<(String, String)>) -> Option<i64> {
+    let raw = form.get(name)?;
+    match raw.parse::<i64>() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            errors.push((name.to_owned(), "must be a whole number".to_owned()));
+            None
+        }
+    }
+}
+
+/// Minor units from a price typed as money (`12`, `12.5`, `12.50`).
+fn minor_units(form: &Form, name: &str, errors: &mut Vec<(String, String)>) -> Option<i64> {
+    let raw = form.get(name)?;
+    let (units, cents) = raw.split_once('.').unwrap_or((raw, "0"));
+    let cents = format!("{cents:0<2}");
+    match (units.parse::<i64>(), cents.parse::<i64>()) {
+        (Ok(u), Ok(c)) if cents.len() == 2 && u >= 0 => Some(u * 100 + c),
+        _ => {
+            errors.push((name.to_owned(), "must be an amount like 12.50".to_owned()));
+            None
+        }
+    }
+}
+
+/// `POST /host/events/new`: the API's validation and creation; on to the new event's dashboard.
+pub async fn create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Option<AuthUser>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let (form, user) = match posted(&req, &state, &body, viewer, "/host/events/new") {
+        Ok(p) => p,
+        Err(resp) => return *resp,
+    };
+    let mut errors = Vec::new();
+    let hold_minutes = whole(&form, "holdMinutes", &mut errors);
+    let refund = form.get("refundUntilHours");
+    let body = CreateEventBody {
+        name: form.get("name").map(str::to_owned),
+        description: form.get("description").map(str::to_owned),
+        starts_at: utc(form.get("startsAt")),
+        ends_at: utc(form.get("endsAt")),
+        venue: form.get("venue").map(str::to_owned),
+        capacity: whole(&form, "capacity", &mut errors),
+        price: minor_units(&form, "price", &mut errors),
+        max_per_user: whole(&form, "maxPerUser", &mut errors),
+        waitlist_open: Some(form.get("waitlistClosed").is_none()),
+        on_sale_at: utc(form.get("onSaleAt")),
+        waiting_room: Some(form.get("waitingRoom").is_some()),
+        checkout: form.get("checkout").map(str::to_owned),
+        hold_seconds: hold_minutes.map(|m| m.saturating_mul(60)),
+        payment_provider: form.get("paymentProvider").map(str::to_owned),
+        refund_until_hours: match refund {
+            Some("never") => Some(None),
+            Some(_) => Some(whole(&form, "refundUntilHours", &mut errors)),
+            None => None,
+        },
+        host_id: None,
+    };
+    if !errors.is_empty() {
+        return new_page(&req, &state, &user, StatusCode::BAD_REQUEST, &form, &errors);
+    }
+    let created = async {
+        user.require_publisher(&mut *state.db().get().await?)
+            .await?;
+        let new = crate::events::domain::validate_create(
+            &body,
+            user.id,
+            crate::events::service::limits(&state),
+            Utc::now(),
+        )?;
+        crate::events::service::create(&state, new).await
+    }
+    .await;
+    match created {
+        Ok(event) => see_other(&format!("/host/events/{}", event.id)),
+        Err(ApiError::Validation { errors, .. }) => {
+            let errors: Vec<(String, String)> = errors
+                .into_iter()
+                .map(|e| {
+                    (
+                        if e.field == "holdSeconds" {
+                            "holdMinutes".to_owned()
+                        } else {
+                            e.field
+                        },
+                        e.message,
+                    )
+                })
+                .collect();
+            new_page(&req, &state, &user, StatusCode::BAD_REQUEST, &form, &errors)
+        }
+        Err(e) => {
+            let status = actix_web::ResponseError::error_response(&e).status();
+            new_page(
+                &req,
+                &state,
+                &user,
+                status,
+                &form,
+                &[("form".to_owned(), describe(&e))],
+            )
+        }
+    }
+}
+
+fn event_path(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or_else(|| ApiError::NotFound(String::new()))
+}
+
+/// `GET /host/events/{id}`: the sales dashboard.
+pub async fn dashboard(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Option<AuthUser>,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let user = match publisher(&req, &state, viewer, &format!("/host/events/{path}")) {
+        Ok(u) => u,
+        Err(resp) => return *resp,
+    };
+    let report = async {
+        let id = event_path(&path)?;
+        let stats =
+            crate::analytics::event_report(&state, &user, id, crate::analytics::Window::default())
+                .await?;
+        let mut conn = state.db().get().await?;
+        let series = crate::analytics::sales_series(&mut conn, id).await?;
+        let attendees = crate::bookings::history::attendees(&mut conn, id).await?;
+        let types: Vec<serde_json::Value> = crate::tickets::model::of_event(&mut conn, id)
+            .await?
+            .iter()
+            .map(crate::tickets::model::TicketTypeRow::view)
+            .collect();
+        Ok::<_, ApiError>((id, stats, series, attendees, types))
+    }
+    .await;
+    let (id, stats, series, attendees, types) = match report {
+        Ok(r) => r,
+        Err(e) => return failure(&req, &state, &user, &e),
+    };
+    let pages = Pages::get();
+    let capacity = stats["event"]["capacity"].as_f64().unwrap_or(0.0);
+    let start = series.first().map(|(t, _)| *t);
+    let points: Vec<(f64, f64)> = series
+        .iter()
+        .map(|(t, n)| {
+            (
+                start.map_or(0.0, |s| (*t - s).num_seconds() as f64),
+                *n as f64,
+            )
+        })
+        .collect();
+    let sold_chart = charts::running_total(&pages.text("chart_sold"), &points, capacity);
+    let holds = &stats["checkout"]["holds"];
+    let n = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+    let hold_chart = charts::bars(
+        &pages.text("chart_holds"),
+        &[
+            (pages.text("holds.open"), n(&holds["open"])),
+            (pages.text("holds.paid"), n(&holds["paid"])),
+            (pages.text("holds.expired"), n(&holds["expired"])),
+        ],
+        0.0,
+    );
+    let stats = serde_json::Value::Object(stats);
+    render(
+        &req,
+        &state,
+        Some(&user),
+        StatusCode::OK,
+        "host_event.html",
+        minijinja::context! {
+            page => "host",
+            id => id,
+            s => stats,
+            sold_chart => Value::from_safe_string(sold_chart),
+            hold_chart => Value::from_safe_string(hold_chart),
+            attendees => attendees,
+            types => types,
+            currency => state.settings().payments.currency.to_uppercase(),
+            notice => notice(req.query_string()),
+        },
+    )
+}
+
+/// What `?done=` on the dashboard says.
+fn notice(query: &str) -> Option<String> {
+    let pages = Pages::get();
+    if query.contains("done=paid") {
+        Some(pages.text("done.marked_paid"))
+    } else if query.contains("done=type_added") {
+        Some(pages.text("done.type_added"))
+    } else {
+        None
+    }
+}
+
+/// `GET /host/events/{id}/attendees.csv`: the attendee list as CSV (no email addresses).
+pub async fn attendees_csv(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Option<AuthUser>,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let user = match publisher(&req, &state, viewer, "/host") {
+        Ok(u) => u,
+        Err(resp) => return *resp,
+    };
+    let rows = async {
+        let id = event_path(&path)?;
+        // The same check as the dashboard: its host or an admin.
+        crate::analytics::event_report(&state, &user, id, crate::analytics::Window::default())
+            .await?;
+        let mut conn = state.db().get().await?;
+        Ok::<_, ApiError>((
+            id,
+            crate::bookings::history::attendees(&mut conn, id).await?,
+        ))
+    }
+    .await;
+    match rows {
+        Ok((id, rows)) => {
+            let mut out = String::from(
+                "booking_id,name,username,ticket_type,seats,status,cost,booked_at\r\n",
+            );
+            for a in rows {
+                out.push_str(&csv_row(&[
+                    &a.booking_id.to_string(),
+                    &a.name,
+                    &a.username,
+                    a.ticket_type.as_deref().unwrap_or(""),
+                    &a.seats.to_string(),
+                    &a.status,
+                    &crate::notifications::render::money(a.cost),
+                    &a.booked_at.to_rfc3339(),
+                ]));
+            }
+            HttpResponse::Ok()
+                .content_type("text/csv; charset=utf-8")
+                .insert_header((
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"event-{id}-attendees.csv\""),
+                ))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .body(out)
+        }
+        Err(e) => failure(&req, &state, &user, &e),
+    }
+}
+
+/// One CSV line (RFC 4180 quoting; a cell that a spreadsheet would run as a formula is
+/// prefixed with `'`).
+fn csv_row(cells: &[&str]) -> String {
+    let quoted: Vec<String> = cells
+        .iter()
+        .map(|c| {
+            let c = if c.starts_with(['=', '+', '-', '@', '\t', '\r']) && c.parse::<f64>().is_err()
+            {
+                format!("'{c}")
+            } else {
+                (*c).to_owned()
+            };
+            if c.contains([',', '"', '\n', '\r']) || c.starts_with('\'') {
+                format!("\"{}\"", c.replace('"', "\"\""))
+            } else {
+                c
+            }
+        })
+        .collect();
+    format!("{}\r\n", quoted.join(","))
+}
+
+/// `POST /host/bookings/{id}/mark-paid` (`eventId`): records a manual payment (the API's
+/// `mark-paid`), back to the dashboard.
+pub async fn mark_paid(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Option<AuthUser>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let (form, user) = match posted(&req, &state, &body, viewer, "/host") {
+        Ok(p) => p,
+        Err(resp) => return *resp,
+    };
+    let back = form
+        .get("eventId")
+        .and_then(|e| e.parse::<i64>().ok())
+        .unwrap_or(0);
+    let done = async {
+        let id = event_path(&path)?;
+        crate::payments::routes::record_manual_payment(&state, &user, id, form.get("reference"))
+            .await
+    }
+    .await;
+    match done {
+        Ok(_) => see_other(&format!("/host/events/{back}?done=paid")),
+        Err(e) => failure(&req, &state, &user, &e),
+    }
+}
+
+/// `GET /host/events/{id}/cancel`: what cancelling does, with the numbers, before doing it.
+pub async fn cancel_form(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Option<AuthUser>,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let user = match publisher(&req, &state, viewer, "/host") {
+        Ok(u) => u,
+        Err(resp) => return *resp,
+    };
+    let report = async {
+        let id = event_path(&path)?;
+        crate::analytics::event_report(&state, &user, id, crate::analytics::Window::default()).await
+    }
+    .await;
+    match report {
+        Ok(stats) => render(
+            &req,
+            &state,
+            Some(&user),
+            StatusCode::OK,
+            "host_cancel.html",
+            minijinja::context! {
+                page => "host",
+                s => serde_json::Value::Object(stats),
+                currency => state.settings().payments.currency.to_uppercase(),
+            },
+        ),
+        Err(e) => failure(&req, &state, &user, &e),
+    }
+}
+
+/// `POST /host/events/{id}/cancel`: cancels the event (the API's delete: bookings cancelled,
+/// paid ones refunded, the waitlist cleared, everyone emailed).
+pub async fn cancel(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Option<AuthUser>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let (_, user) = match posted(&req, &state, &body, viewer, "/host") {
+        Ok(p) => p,
+        Err(resp) => return *resp,
+    };
+    let done = async {
+        let id = event_path(&path)?;
+        crate::events::service::delete(&state, &user, Some(id)).await
+    }
+    .await;
+    match done {
+        Ok((event, _)) => see_other(&format!("/host/events/{}", event.id)),
+        Err(e) => failure(&req, &state, &user, &e),
+    }
+}
+
+/// `POST /host/events/{id}/ticket-types` (`name`, `price`, `quota`, `maxPerUser`): adds a
+/// ticket type (the API's checks), back to the dashboard; a refused field is named there.
+pub async fn add_type(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Option<AuthUser>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let (form, user) = match posted(&req, &state, &body, viewer, "/host") {
+        Ok(p) => p,
+        Err(resp) => return *resp,
+    };
+    let mut errors = Vec::new();
+    let quota = whole(&form, "quota", &mut errors);
+    let cap = whole(&form, "maxPerUser", &mut errors);
+    let body = crate::tickets::routes::TypeBody {
+        name: form.get("name").map(str::to_owned),
+        price: minor_units(&form, "price", &mut errors),
+        quota: Some(quota),
+        max_per_user: Some(cap),
+        sales_start: None,
+        sales_end: None,
+        hidden: Some(false),
+    };
+    let added = async {
+        let id = event_path(&path)?;
+        if let Some((field, message)) = errors.first() {
+            return Err(ApiError::field(field.as_str(), message.as_str()));
+        }
+        crate::tickets::routes::add(&state, &user, id, &body).await?;
+        Ok(id)
+    }
+    .await;
+    match added {
+        Ok(id) => see_other(&format!("/host/events/{id}?done=type_added")),
+        Err(e) => failure(&req, &state, &user, &e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_are_quoted_and_formulas_defused() {
+        assert_eq!(csv_row(&["1", "Ada", "x"]), "1,Ada,x\r\n");
+        assert_eq!(
+            csv_row(&["a,b", "say \"hi\""]),
+            "\"a,b\",\"say \"\"hi\"\"\"\r\n"
+        );
+        assert_eq!(
+            csv_row(&["=HYPERLINK(\"x\")"]),
+            "\"'=HYPERLINK(\"\"x\"\")\"\r\n"
+        );
+        assert_eq!(
+            csv_row(&["-12.50"]),
+            "-12.50\r\n",
+            "a number stays a number"
+        );
+    }
+}
