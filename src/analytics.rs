@@ -507,8 +507,19 @@ pub async fn admin_analytics(
     caller: AuthUser,
     params: web::Query<HashMap<String, String>>,
 ) -> ApiResult<HttpResponse> {
+    let out = admin_report(&state, &caller, &params).await?;
+    Ok(response::ok(out, "Admin analytics fetched successfully"))
+}
+
+/// The admin's analytics for `params` (the API's query parameters). The API's
+/// `GET /api/admin/analytics` and the admin's analytics page both come here.
+pub async fn admin_report(
+    state: &AppState,
+    caller: &AuthUser,
+    params: &HashMap<String, String>,
+) -> ApiResult<serde_json::Map<String, serde_json::Value>> {
     caller.require(&[Role::Admin])?;
-    let q = parse_analytics(&params)?;
+    let q = parse_analytics(params)?;
     let mut conn = state.db().get().await?;
     caller.require_admin(&mut conn).await?;
     let scope = q.host_id.map_or(Scope::All, Scope::Host);
@@ -557,7 +568,7 @@ pub async fn admin_analytics(
         json!({ "hasMore": has_more, "nextCursor": next }),
     );
     out.insert("hostId".into(), json!(q.host_id));
-    Ok(response::ok(out, "Admin analytics fetched successfully"))
+    Ok(out)
 }
 
 /// `GET /api/events/{id}/stats?from&to`: the event's host or an admin.

@@ -63,6 +63,16 @@ pub async fn retry(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = crate::events::routes::path_id(&path)?;
+    retry_one(&state, &caller, id).await?;
+    Ok(response::ok(
+        json!({ "id": id, "status": "pending" }),
+        "Notification queued again",
+    ))
+}
+
+/// Puts dead letter `id` back in line (an admin only; 409 unless it is `failed`). The API's
+/// retry and the admin's notifications page both come here.
+pub async fn retry_one(state: &AppState, caller: &AuthUser, id: i64) -> ApiResult<()> {
     let mut conn = state.db().get().await?;
     caller.require_admin(&mut conn).await?;
     if !outbox::retry(&mut conn, id).await? {
@@ -71,9 +81,6 @@ pub async fn retry(
             message: format!("notification {id} is not a failed notification"),
         });
     }
-    crate::notifications::wake(&state);
-    Ok(response::ok(
-        json!({ "id": id, "status": "pending" }),
-        "Notification queued again",
-    ))
+    crate::notifications::wake(state);
+    Ok(())
 }

@@ -30,8 +30,20 @@ pub async fn set_user_role(
     body: ApiJson<RoleBody>,
 ) -> ApiResult<HttpResponse> {
     let id = crate::events::routes::path_id(&path)?;
+    let user = change_role(&state, &caller, id, &body.into_inner().role).await?;
+    Ok(response::ok(PublicUser::from(user), "User role updated"))
+}
+
+/// Sets user `id`'s role to `role` (an admin only; never the last admin away). The API's
+/// `PATCH /api/admin/users/{id}` and the admin's user page both come here.
+pub async fn change_role(
+    state: &AppState,
+    caller: &AuthUser,
+    id: i64,
+    role: &str,
+) -> ApiResult<User> {
     tracing::Span::current().record("user.id", id);
-    let role = Role::parse(&body.into_inner().role).map_err(|e| ApiError::field("role", e))?;
+    let role = Role::parse(role).map_err(|e| ApiError::field("role", e))?;
     let mut conn = state.db().get().await?;
     caller.require_admin(&mut conn).await?;
     // Check and change in one transaction, with every admin row locked: two admins demoting
@@ -60,5 +72,5 @@ pub async fn set_user_role(
         })
         .await?;
     tracing::info!(user.role = role.as_str(), "user role changed");
-    Ok(response::ok(PublicUser::from(user), "User role updated"))
+    Ok(user)
 }

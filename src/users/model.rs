@@ -169,6 +169,38 @@ impl User {
             .optional()
     }
 
+    /// Users by id (after `after`), optionally whose username or name contains `q`
+    /// (case-insensitive): the admin's user list.
+    pub async fn page(
+        conn: &mut AsyncPgConnection,
+        q: Option<&str>,
+        after: Option<i64>,
+        limit: i64,
+    ) -> QueryResult<Vec<User>> {
+        let mut query = users::table
+            .select(User::as_select())
+            .order(users::id.asc())
+            .limit(limit)
+            .into_boxed();
+        if let Some(after) = after {
+            query = query.filter(users::id.gt(after));
+        }
+        if let Some(q) = q {
+            let like = format!(
+                "%{}%",
+                q.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            );
+            query = query.filter(
+                users::username
+                    .ilike(like.clone())
+                    .or(users::name.ilike(like)),
+            );
+        }
+        query.load(conn).await
+    }
+
     /// The user whose email or username equals `login`, case-insensitively (uses the
     /// `lower(...)` unique indexes).
     pub async fn find_by_login(

@@ -8,7 +8,9 @@
 //! admins `GET /host`, `GET|POST /host/events/new`, `GET /host/events/{id}` (the dashboard),
 //! `GET /host/events/{id}/attendees.csv`, `POST /host/events/{id}/ticket-types`,
 //! `GET|POST /host/events/{id}/cancel`,
-//! `POST /host/bookings/{id}/mark-paid`; `GET /static/{file}`. Every form carries a CSRF token
+//! `POST /host/bookings/{id}/mark-paid`; for admins `GET /admin` (analytics),
+//! `GET /admin/users`, `POST /admin/users/{id}/role`, `GET /admin/notifications`,
+//! `POST /admin/notifications/{id}/retry`; `GET /static/{file}`. Every form carries a CSRF token
 //! ([`csrf`]); the session is the API's (the same httpOnly cookies). Pages
 //! work without JavaScript; `static/app.js` only adds countdowns. Every page answers with its
 //! own Content-Security-Policy (`'self'` only, no inline script or style) and is escaped by the
@@ -18,6 +20,7 @@
 //! Cheap: a rendered public page is kept for `web.page_cache_ms` per worker, so a page served
 //! from it does no database or cache I/O at all.
 
+mod admin;
 mod buy;
 mod charts;
 mod csrf;
@@ -126,6 +129,31 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/host/bookings/{id}/mark-paid")
                 .wrap(from_fn(rate_limit::write))
                 .post(host::mark_paid),
+        )
+        .service(
+            web::resource("/admin")
+                .wrap(from_fn(rate_limit::read))
+                .get(admin::analytics),
+        )
+        .service(
+            web::resource("/admin/users")
+                .wrap(from_fn(rate_limit::read))
+                .get(admin::users),
+        )
+        .service(
+            web::resource("/admin/users/{id}/role")
+                .wrap(from_fn(rate_limit::write))
+                .post(admin::set_role),
+        )
+        .service(
+            web::resource("/admin/notifications")
+                .wrap(from_fn(rate_limit::read))
+                .get(admin::notifications),
+        )
+        .service(
+            web::resource("/admin/notifications/{id}/retry")
+                .wrap(from_fn(rate_limit::write))
+                .post(admin::retry),
         )
         .service(web::resource("/static/{file}").get(pages::asset));
 }

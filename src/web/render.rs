@@ -30,6 +30,9 @@ templates!(
     "host_new.html",
     "host_event.html",
     "host_cancel.html",
+    "admin.html",
+    "admin_users.html",
+    "admin_notifications.html",
 );
 
 const STRINGS_EN: &str = include_str!("strings.en.json");
@@ -181,6 +184,10 @@ mod tests {
                         outcome => minijinja::context! { status => "confirmed" },
                         pay => minijinja::context! { amount => 100, currency => "eur" },
                         f => minijinja::context! {},
+                        r => serde_json::json!({
+                            "totalBookings": {}, "cancellations": {}, "waitlist": {},
+                            "overallCapacity": {}, "checkout": { "payments": { "net": 0 } },
+                        }),
                         s => serde_json::json!({
                             "event": { "id": 1, "name": "<b>x</b>", "status": "on_sale" },
                             "totalBookings": { "bookings": 0, "seats": 0 },

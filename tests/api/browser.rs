@@ -291,3 +291,85 @@ async fn a_host_creates_an_event_with_two_ticket_types_and_watches_the_sale() {
     b.screenshots("03-cancel-confirm").await;
     b.close().await;
 }
+
+#[tokio::test]
+async fn an_admin_changes_a_role_and_retries_a_failed_notification() {
+    let app = TestApp::spawn().await;
+    app.user_named("root", Role::Admin).await;
+    let ada = app.user_named("ada", Role::Guest).await;
+    let db = app.db.client().await;
+    let failed: i64 = db
+        .query_one(
+            "INSERT INTO outbox (kind, user_id, payload, status, attempts, last_error) \
+             VALUES ('verify_email', $1, '{}', 'failed', 5, 'smtp: 550 mailbox unavailable') RETURNING id",
+            &[&ada],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let host = app.user_unlimited(Role::Host).await;
+    for (name, seats) in [("Opera Night", 6), ("Jazz Brunch", 3), ("Folk Evening", 1)] {
+        let event = app.create_event(&host, &event_body(name, 5, 40)).await;
+        let buyer = app.user_unlimited(Role::Guest).await;
+        let resp = app
+            .book(
+                &buyer,
+                &json!({ "eventId": event, "numberOfSeats": seats }),
+                &[("prefer", "wait=20")],
+            )
+            .await;
+        assert_eq!(resp.status(), 201);
+    }
+    let b = Browser::start("admin").await;
+    b.goto(&app.url("/login?next=/admin")).await;
+    b.fill("#login", "root").await;
+    b.fill("#password", PASSWORD).await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("Most popular events").await;
+    assert!(
+        b.source().await.contains(">Opera Night<"),
+        "the chart names the events"
+    );
+    b.assert_accessible("analytics").await;
+    b.screenshots("01-analytics").await;
+
+    b.click("a[href='/admin/users']").await;
+    b.wait_for_text("Users and roles").await;
+    b.assert_accessible("users").await;
+    b.screenshots("02-users").await;
+    b.run(
+        "document.getElementById(arguments[0]).value = 'host';",
+        json!([format!("role-{ada}")]),
+    )
+    .await;
+    b.click(&format!("form[action='/admin/users/{ada}/role'] button"))
+        .await;
+    b.wait_for_text("The role was changed.").await;
+    let role: String = db
+        .query_one("SELECT role FROM users WHERE id = $1", &[&ada])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(role, "host");
+    assert!(
+        !b.source().await.contains("@example.com"),
+        "no email addresses on the admin's pages"
+    );
+
+    b.click("a[href='/admin/notifications']").await;
+    b.wait_for_text("smtp: 550 mailbox unavailable").await;
+    b.assert_accessible("notifications").await;
+    b.screenshots("03-failed-notifications").await;
+    b.click(&format!(
+        "form[action='/admin/notifications/{failed}/retry'] button"
+    ))
+    .await;
+    b.wait_for_text("The notification is queued again.").await;
+    let status: String = db
+        .query_one("SELECT status FROM outbox WHERE id = $1", &[&failed])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(status, "failed");
+    b.close().await;
+}

@@ -854,3 +854,53 @@ async fn a_host_creates_an_event_sells_records_a_payment_exports_and_cancels_fro
         .get(0);
     assert_eq!(refunding, 1);
 }
+
+#[tokio::test]
+async fn admin_pages_are_for_admins_and_keep_the_last_admin() {
+    let app = TestApp::spawn().await;
+    let root = app.user_named("root", Role::Admin).await;
+    app.user_named("hal", Role::Host).await;
+    let mut h = Browser::new(&app);
+    h.get("/login").await;
+    h.post(
+        "/login",
+        &[("login", "hal"), ("password", crate::helpers::PASSWORD)],
+    )
+    .await;
+    for path in ["/admin", "/admin/users", "/admin/notifications"] {
+        let page = h.get(path).await;
+        assert_eq!(page.status, 403, "{path}");
+        assert!(page.body.contains("These pages are for admins."));
+    }
+    let forged = h
+        .post(&format!("/admin/users/{root}/role"), &[("role", "guest")])
+        .await;
+    assert_eq!(forged.status, 403, "a host cannot change roles");
+
+    let mut a = Browser::new(&app);
+    a.get("/login").await;
+    a.post(
+        "/login",
+        &[("login", "root"), ("password", crate::helpers::PASSWORD)],
+    )
+    .await;
+    let page = a.get("/admin/users?q=ha").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("hal") && !page.body.contains(">root<"),
+        "{}",
+        page.body
+    );
+    a.get("/admin/users").await;
+    let last = a
+        .post(&format!("/admin/users/{root}/role"), &[("role", "guest")])
+        .await;
+    assert_eq!(last.status, 409, "{}", last.body);
+    assert!(last.body.contains("last admin"), "{}", last.body);
+    let bad = a
+        .post(&format!("/admin/users/{root}/role"), &[("role", "emperor")])
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let none = a.post("/admin/notifications/999999/retry", &[]).await;
+    assert_eq!(none.status, 409, "{}", none.body);
+}
