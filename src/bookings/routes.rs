@@ -240,7 +240,8 @@ pub async fn book(
 ) -> ApiResult<HttpResponse> {
     let key = idempotency_key(&req)?;
     let wait = prefer_wait(&req)?;
-    match place(&state, caller, &req, body.into_inner(), key, wait).await? {
+    let admission = crate::waiting_room::token_of(&req);
+    match place(&state, caller, admission, body.into_inner(), key, wait).await? {
         Placed::Decided(request, outcome) => answer(&request, &outcome, wait.is_some()),
         Placed::Pending(request, message) => Ok(pending_response(&request, message)),
     }
@@ -249,10 +250,11 @@ pub async fn book(
 /// Places one booking request through the booking queue (both transports) and, in-process or
 /// when `wait` is given, waits for its decision. The API's `book` and the booking form of the
 /// event page both come here.
+/// `admission`: the waiting room's admission token, for an event sold through its room.
 pub async fn place(
     state: &AppState,
     caller: AuthUser,
-    req: &HttpRequest,
+    admission: Option<&str>,
     body: BookBody,
     key: Option<String>,
     wait: Option<Duration>,
@@ -264,7 +266,7 @@ pub async fn place(
     span.record("event.id", event_id);
     let event = crate::events::service::lookup(state, event_id).await?;
     // An event sold through its waiting room takes bookings only from admitted buyers.
-    let admitted = crate::waiting_room::check_admission(state, &event, caller.id, req)?;
+    let admitted = crate::waiting_room::check_admission(state, &event, caller.id, admission)?;
     let allow_partial = body.allow_partial.unwrap_or(false);
     let join_waitlist = body.join_waitlist.unwrap_or(true);
     let now = Utc::now();

@@ -25,7 +25,6 @@ pub mod store;
 
 use std::time::Duration;
 
-use actix_web::HttpRequest;
 use actix_web::middleware::from_fn;
 use actix_web::web;
 use serde::{Deserialize, Serialize};
@@ -40,6 +39,13 @@ pub use store::Rooms;
 
 /// The header that carries the admission token.
 pub const TOKEN_HEADER: &str = "x-admission-token";
+
+/// The admission token a request carries (`X-Admission-Token`).
+pub fn token_of(req: &actix_web::HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+}
 /// The audience of admission tokens (no other token passes for one).
 const AUDIENCE: &str = "atomicseats-admission";
 
@@ -200,18 +206,17 @@ pub fn check_admission(
     state: &AppState,
     event: &Event,
     user: i64,
-    req: &HttpRequest,
+    token: Option<&str>,
 ) -> Result<Option<Admitted>, ApiError> {
     if !event.waiting_room {
         return Ok(None);
     }
-    let Some(raw) = req.headers().get(TOKEN_HEADER) else {
+    let Some(token) = token else {
         return Err(denied(
             "admission_required",
             "this event sells through its waiting room: join the queue (POST /api/events/{id}/queue) and book with the admission token you get (X-Admission-Token)",
         ));
     };
-    let token = raw.to_str().unwrap_or("");
     let Some((subject, claims, expires)) =
         state.tokens().verify_scoped::<Admission>(AUDIENCE, token)
     else {

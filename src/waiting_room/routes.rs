@@ -36,7 +36,7 @@ fn unavailable(e: anyhow::Error) -> ApiError {
     }
 }
 
-fn event_id(path: &web::Path<String>) -> ApiResult<i64> {
+fn event_id(path: &str) -> ApiResult<i64> {
     path.parse::<i64>()
         .ok()
         .filter(|id| *id > 0)
@@ -44,7 +44,7 @@ fn event_id(path: &web::Path<String>) -> ApiResult<i64> {
 }
 
 /// The event of the path, when it has a waiting room (else 409 `no_waiting_room`).
-async fn room_event(state: &AppState, path: &web::Path<String>) -> ApiResult<Event> {
+async fn room_event(state: &AppState, path: &str) -> ApiResult<Event> {
     let id = event_id(path)?;
     let event = crate::events::service::lookup(state, id).await?;
     if event.is_cancelled() {
@@ -198,7 +198,24 @@ pub async fn join(
     caller: AuthUser,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let event = room_event(&state, &path).await?;
+    let (body, retry, new) = join_room(&state, &caller, &path).await?;
+    let (status, message) = if new {
+        (StatusCode::CREATED, "You are in the queue")
+    } else {
+        (StatusCode::OK, "You already hold this place")
+    };
+    Ok(with_retry(response::respond(status, body, message), retry))
+}
+
+/// Joins the caller to the room of event `raw_id` (or finds the place they hold): their
+/// standing, when to ask again, and whether the place is new. The API's join and the event
+/// page's "join the queue" both come here.
+pub async fn join_room(
+    state: &AppState,
+    caller: &AuthUser,
+    raw_id: &str,
+) -> ApiResult<(Value, Option<u64>, bool)> {
+    let event = room_event(state, raw_id).await?;
     let id = event.id;
     let settings = &state.waiting_room().settings;
     let now = Utc::now();
@@ -226,13 +243,8 @@ pub async fn join(
     if new {
         metrics::counter!("waiting_room_joins_total").increment(1);
     }
-    let (body, retry) = standing_json(&state, settings, &event, caller.id, &found, now)?;
-    let (status, message) = if new {
-        (StatusCode::CREATED, "You are in the queue")
-    } else {
-        (StatusCode::OK, "You already hold this place")
-    };
-    Ok(with_retry(response::respond(status, body, message), retry))
+    let (body, retry) = standing_json(state, settings, &event, caller.id, &found, now)?;
+    Ok((body, retry, new))
 }
 
 /// `GET /api/events/{id}/queue/me`: my status; while waiting, `Retry-After` says when to
@@ -242,16 +254,26 @@ pub async fn me(
     caller: AuthUser,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let event = room_event(&state, &path).await?;
-    let found = found_now(&state, &event, caller.id).await?;
-    let settings = &state.waiting_room().settings;
-    let (body, retry) = standing_json(&state, settings, &event, caller.id, &found, Utc::now())?;
+    let (body, retry) = standing(&state, &caller, &path).await?;
     let mut resp = with_retry(response::ok(body, "Your place"), retry);
     resp.headers_mut().insert(
         CACHE_CONTROL,
         actix_web::http::header::HeaderValue::from_static("no-store"),
     );
     Ok(resp)
+}
+
+/// The caller's standing in the room of event `raw_id` (404 when they have not joined) and
+/// when to ask again. The API's `queue/me` and the room page both come here.
+pub async fn standing(
+    state: &AppState,
+    caller: &AuthUser,
+    raw_id: &str,
+) -> ApiResult<(Value, Option<u64>)> {
+    let event = room_event(state, raw_id).await?;
+    let found = found_now(state, &event, caller.id).await?;
+    let settings = &state.waiting_room().settings;
+    standing_json(state, settings, &event, caller.id, &found, Utc::now())
 }
 
 /// `PATCH /api/events/{id}/queue` body.

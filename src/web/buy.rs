@@ -53,7 +53,8 @@ pub async fn book(
             ticket_type_id: number(&form, "ticketTypeId")?,
         };
         let key = form.get("key").map(|k| k.chars().take(255).collect());
-        crate::bookings::routes::place(&state, user, &req, body, key, Some(WAIT)).await
+        crate::bookings::routes::place(&state, user, form.get("admission"), body, key, Some(WAIT))
+            .await
     }
     .await;
     let (status, ctx) = match placed {

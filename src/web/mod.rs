@@ -4,6 +4,7 @@
 //! Routes: `GET /` (the event list, `?q=` to search, `?cursor=` for more), `GET /events/{id}`
 //! (one event: availability, ticket types, how checkout works, the booking form),
 //! `GET|POST /login`, `POST /logout`, `GET|POST /register`, `POST /events/{id}/book`,
+//! `GET|POST /events/{id}/queue` (the waiting room),
 //! `GET /me` (my bookings), `POST /me/bookings/{id}/{cancel,pay,release}`; for hosts and
 //! admins `GET /host`, `GET|POST /host/events/new`, `GET /host/events/{id}` (the dashboard),
 //! `GET /host/events/{id}/attendees.csv`, `POST /host/events/{id}/ticket-types`,
@@ -28,6 +29,7 @@ mod forms;
 mod host;
 mod pages;
 mod render;
+mod room;
 mod session;
 
 use actix_web::middleware::from_fn;
@@ -66,6 +68,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/events/{id}/book")
                 .wrap(from_fn(rate_limit::write))
                 .post(buy::book),
+        )
+        .service(
+            web::resource("/events/{id}/queue")
+                .wrap(from_fn(rate_limit::write))
+                .get(room::room)
+                .post(room::join),
         )
         .service(
             web::resource("/me")

@@ -33,6 +33,7 @@ templates!(
     "admin.html",
     "admin_users.html",
     "admin_notifications.html",
+    "room.html",
 );
 
 const STRINGS_EN: &str = include_str!("strings.en.json");
@@ -183,6 +184,7 @@ mod tests {
                         title => "<b>x</b>", message => "m", e => minijinja::context! {},
                         outcome => minijinja::context! { status => "confirmed" },
                         pay => minijinja::context! { amount => 100, currency => "eur" },
+                        r => serde_json::json!({ "status": "waiting", "position": 3, "ahead": 2 }),
                         f => minijinja::context! {},
                         r => serde_json::json!({
                             "totalBookings": {}, "cancellations": {}, "waitlist": {},

@@ -373,3 +373,44 @@ async fn an_admin_changes_a_role_and_retries_a_failed_notification() {
     assert_ne!(status, "failed");
     b.close().await;
 }
+
+#[tokio::test]
+async fn a_buyer_books_through_the_waiting_room_in_a_real_browser() {
+    let app = TestApp::spawn().await;
+    let host = app.user_unlimited(Role::Host).await;
+    let mut body = event_body("Stadium Tour", 30, 100);
+    body["waitingRoom"] = json!(true);
+    let event = app.create_event(&host, &body).await;
+    crate::waiting_room::start_pacer(&app);
+    app.user_named("rita", Role::Guest).await;
+    let b = Browser::start("waiting-room").await;
+    b.goto(&app.url(&format!("/login?next=/events/{event}")))
+        .await;
+    b.fill("#login", "rita").await;
+    b.fill("#password", PASSWORD).await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("sold through a waiting room").await;
+    b.assert_accessible("event-with-room").await;
+    b.click(&format!("form[action='/events/{event}/queue'] button"))
+        .await;
+    // The room page follows the place over SSE and shows the form when it is her turn.
+    b.wait_for_text("It is your turn: book now.").await;
+    b.assert_accessible("room-admitted").await;
+    b.screenshots("01-admitted").await;
+    b.fill("#seats", "2").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("Confirmed: your seats are booked.").await;
+    let seats: i64 = app
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT COALESCE(SUM(seats), 0) FROM bookings WHERE event_id = $1 AND status = 'confirmed'",
+            &[&event],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seats, 2);
+    b.close().await;
+}

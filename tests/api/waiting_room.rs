@@ -63,7 +63,7 @@ async fn app_with(shape: Shape, env: &[(&str, &str)]) -> TestApp {
 }
 
 /// Starts the pacer (the test app runs the API and the booking worker only).
-fn start_pacer(app: &TestApp) {
+pub fn start_pacer(app: &TestApp) {
     tokio::spawn(atomicseats::waiting_room::pacer::run(
         app.state.clone(),
         app.shutdown.clone(),

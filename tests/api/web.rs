@@ -904,3 +904,96 @@ async fn admin_pages_are_for_admins_and_keep_the_last_admin() {
     let none = a.post("/admin/notifications/999999/retry", &[]).await;
     assert_eq!(none.status, 409, "{}", none.body);
 }
+
+#[tokio::test]
+async fn a_waiting_room_event_is_booked_only_with_an_admission_from_the_room() {
+    let app = TestApp::spawn().await;
+    let host = app.user_unlimited(Role::Host).await;
+    let mut body = event_body("Roomed", 30, 50);
+    body["waitingRoom"] = json!(true);
+    let event = app.create_event(&host, &body).await;
+    crate::waiting_room::start_pacer(&app);
+    app.user_named("wes", Role::Guest).await;
+    let mut b = Browser::new(&app);
+    b.get("/login").await;
+    b.post(
+        "/login",
+        &[("login", "wes"), ("password", crate::helpers::PASSWORD)],
+    )
+    .await;
+
+    // Not in the room: the room page sends back to the event, which offers to join.
+    let page = b.get(&format!("/events/{event}/queue")).await;
+    assert_eq!(page.status, 303);
+    let page = b.get(&format!("/events/{event}")).await;
+    assert!(
+        page.body
+            .contains(&format!("action=\"/events/{event}/queue\""))
+    );
+    assert!(
+        !page
+            .body
+            .contains(&format!("action=\"/events/{event}/book\"")),
+        "no form without the room"
+    );
+    // Booking without an admission: the API's refusal, in words.
+    let refused = b
+        .post(
+            &format!("/events/{event}/book"),
+            &[("seats", "1"), ("key", "k1")],
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("waiting room"), "{}", refused.body);
+
+    let joined = b.post(&format!("/events/{event}/queue"), &[]).await;
+    assert_eq!(joined.status, 303, "{}", joined.body);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let room = loop {
+        let page = b.get(&format!("/events/{event}/queue")).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        if page.body.contains("name=\"admission\"") {
+            break page;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not admitted: {}",
+            page.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let at = room.body.find("name=\"admission\" value=\"").unwrap() + 24;
+    let token = room.body[at..at + room.body[at..].find('"').unwrap()].to_owned();
+    let key_at = room.body.find("name=\"key\" value=\"").unwrap() + 18;
+    let key = room.body[key_at..key_at + 36].to_owned();
+    let booked = b
+        .post(
+            &format!("/events/{event}/book"),
+            &[
+                ("seats", "2"),
+                ("key", &key),
+                ("admission", &token),
+                ("joinWaitlist", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(booked.status, 200, "{}", booked.body);
+    assert!(booked.body.contains("Confirmed"), "{}", booked.body);
+    // Someone else's admission is not hers.
+    app.user_named("zed", Role::Guest).await;
+    let mut z = Browser::new(&app);
+    z.get("/login").await;
+    z.post(
+        "/login",
+        &[("login", "zed"), ("password", crate::helpers::PASSWORD)],
+    )
+    .await;
+    z.get(&format!("/events/{event}")).await;
+    let stolen = z
+        .post(
+            &format!("/events/{event}/book"),
+            &[("seats", "1"), ("key", "z1"), ("admission", &token)],
+        )
+        .await;
+    assert_eq!(stolen.status, 403, "{}", stolen.body);
+}

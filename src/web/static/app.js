@@ -22,3 +22,23 @@
     }, 1000);
   });
 })();
+// The waiting room: follow my place over the API's event stream; when it is my turn (or the
+// sale ends), reload to show the booking form. Without this, the page's link checks again.
+(function () {
+  "use strict";
+  var room = document.querySelector("[data-room-stream]");
+  if (!room || !window.EventSource) { return; }
+  var source = new EventSource(room.getAttribute("data-room-stream"));
+  source.addEventListener("status", function (e) {
+    var s;
+    try { s = JSON.parse(e.data); } catch (err) { return; }
+    if (s.status !== "waiting") { source.close(); window.location.reload(); return; }
+    var set = function (name, value) {
+      var el = room.querySelector("[data-field=" + name + "]");
+      if (el && value !== null && value !== undefined) { el.textContent = String(value); }
+    };
+    set("position", s.position);
+    set("ahead", s.ahead);
+    if (s.estimatedWaitSecs) { set("wait", Math.ceil(s.estimatedWaitSecs / 60)); }
+  });
+})();
