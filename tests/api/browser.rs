@@ -55,6 +55,17 @@ async fn a_buyer_finds_an_event_books_sees_the_ticket_and_cancels_in_a_real_brow
     b.wait_for_text("Front row").await;
     b.assert_accessible("event").await;
     b.screenshots("02-event").await;
+    // Availability follows the sale while the page is open (the page polls the API).
+    let other = app.user_unlimited(Role::Guest).await;
+    let resp = app
+        .book(
+            &other,
+            &json!({ "eventId": concert, "numberOfSeats": 5 }),
+            &[("prefer", "wait=20")],
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    b.wait_for_text("115 of 120 seats left").await;
 
     b.click(&format!("a[href='/login?next=/events/{concert}']"))
         .await;
@@ -88,7 +99,8 @@ async fn a_buyer_finds_an_event_books_sees_the_ticket_and_cancels_in_a_real_brow
         .client()
         .await
         .query_one(
-            "SELECT status FROM bookings WHERE event_id = $1",
+            "SELECT b.status FROM bookings b JOIN users u ON u.id = b.user_id \
+              WHERE b.event_id = $1 AND u.username = 'ada'",
             &[&concert],
         )
         .await

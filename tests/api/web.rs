@@ -116,7 +116,7 @@ async fn an_event_page_shows_availability_and_its_visible_ticket_types() {
     assert!(headers.contains_key("content-security-policy"));
     assert!(page_body.contains("<h1>Opera</h1>"), "{page_body}");
     assert!(
-        page_body.contains("47 of 50 seats left"),
+        page_body.contains(">47</span> of 50 seats left"),
         "held seats count as taken: {page_body}"
     );
     assert!(page_body.contains("Balcony") && page_body.contains("45.50"));

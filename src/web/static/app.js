@@ -42,3 +42,25 @@
     if (s.estimatedWaitSecs) { set("wait", Math.ceil(s.estimatedWaitSecs / 60)); }
   });
 })();
+// Live availability on an event page: the API's own event every 5 s while the page is visible.
+(function () {
+  "use strict";
+  var box = document.querySelector("[data-live-event]");
+  if (!box || !window.fetch) { return; }
+  var id = box.getAttribute("data-live-event");
+  function refresh() {
+    if (document.hidden) { return; }
+    fetch("/api/events/" + encodeURIComponent(id), { headers: { accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (body) {
+        if (!body || !body.data) { return; }
+        var left = body.data.availableSeats;
+        var meter = box.querySelector("meter");
+        if (meter) { meter.value = left; }
+        var text = box.querySelector("[data-field=available]");
+        if (text) { text.textContent = String(left); }
+      })
+      .catch(function () { /* the next tick tries again */ });
+  }
+  setInterval(refresh, 5000);
+})();
