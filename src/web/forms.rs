@@ -39,6 +39,11 @@ impl Form {
         Self(HashMap::new())
     }
 
+    /// A form filled in with `pairs` (a record shown for editing).
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        Self(pairs.into_iter().collect())
+    }
+
     /// A field, trimmed; `None` when absent or blank.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())

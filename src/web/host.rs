@@ -112,6 +112,19 @@ fn new_page(
     form: &Form,
     errors: &[(String, String)],
 ) -> HttpResponse {
+    event_form(req, state, user, status, form, errors, None)
+}
+
+/// The event form: a new event (`editing` none) or changes to event `editing`.
+fn event_form(
+    req: &HttpRequest,
+    state: &AppState,
+    user: &AuthUser,
+    status: StatusCode,
+    form: &Form,
+    errors: &[(String, String)],
+    editing: Option<i64>,
+) -> HttpResponse {
     let value = |k: &str| form.get(k).unwrap_or_default().to_owned();
     let fields: HashMap<&str, String> = [
         "name",
@@ -142,6 +155,7 @@ fn new_page(
             checkout => form.get("checkout").unwrap_or("instant"),
             provider => form.get("paymentProvider").unwrap_or("manual"),
             waiting_room => form.get("waitingRoom").is_some(),
+            editing => editing,
             errors => errors.iter().map(|(f, m)| minijinja::context! { field => f, message => m }).collect::<Vec<_>>(),
             invalid => errors.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>(),
         },
@@ -356,6 +370,8 @@ fn notice(query: &str) -> Option<String> {
         Some(pages.text("done.marked_paid"))
     } else if query.contains("done=type_added") {
         Some(pages.text("done.type_added"))
+    } else if query.contains("done=updated") {
+        Some(pages.text("done.updated"))
     } else {
         None
     }
@@ -559,6 +575,171 @@ pub async fn add_type(
     match added {
         Ok(id) => see_other(&format!("/host/events/{id}?done=type_added")),
         Err(e) => failure(&req, &state, &user, &e),
+    }
+}
+
+/// The form fields of an event as it is (times as `datetime-local` in UTC, the price as money).
+fn fields_of(e: &Event) -> Form {
+    let local = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%dT%H:%M").to_string();
+    let mut f: Vec<(String, String)> = vec![
+        ("name".into(), e.name.clone()),
+        ("description".into(), e.description.clone()),
+        ("venue".into(), e.venue.clone()),
+        ("startsAt".into(), local(e.starts_at)),
+        ("endsAt".into(), local(e.ends_at)),
+        ("capacity".into(), e.capacity.to_string()),
+        ("price".into(), crate::notifications::render::money(e.price)),
+        ("checkout".into(), e.checkout.clone()),
+        ("paymentProvider".into(), e.payment_provider.clone()),
+        (
+            "refundUntilHours".into(),
+            e.refund_until_hours
+                .map_or_else(|| "never".to_owned(), |h| h.to_string()),
+        ),
+    ];
+    if let Some(m) = e.max_per_user {
+        f.push(("maxPerUser".into(), m.to_string()));
+    }
+    if let Some(t) = e.on_sale_at {
+        f.push(("onSaleAt".into(), local(t)));
+    }
+    if e.checkout == "hold" {
+        f.push(("holdMinutes".into(), (e.hold_secs / 60).to_string()));
+    }
+    if e.waiting_room {
+        f.push(("waitingRoom".into(), "1".into()));
+    }
+    Form::from_pairs(f)
+}
+
+/// `GET /host/events/{id}/edit`: the event's form, filled in.
+pub async fn edit_form(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Option<AuthUser>,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let user = match publisher(&req, &state, viewer, &format!("/host/events/{path}/edit")) {
+        Ok(u) => u,
+        Err(resp) => return *resp,
+    };
+    let found = async {
+        let id = event_path(&path)?;
+        let mut conn = state.db().get().await?;
+        let event = Event::find(&mut conn, id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(String::new()))?;
+        if !user.manages(&mut conn, event.host_id).await? {
+            return Err(ApiError::Forbidden(
+                "only the event's host or an admin may change it".to_owned(),
+            ));
+        }
+        Ok(event)
+    }
+    .await;
+    match found {
+        Ok(event) => event_form(
+            &req,
+            &state,
+            &user,
+            StatusCode::OK,
+            &fields_of(&event),
+            &[],
+            Some(event.id),
+        ),
+        Err(e) => failure(&req, &state, &user, &e),
+    }
+}
+
+/// `POST /host/events/{id}/edit`: the API's update (its checks: capacity not below the seats
+/// taken, times in order…), back to the dashboard; refused fields named on the form.
+pub async fn edit(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Option<AuthUser>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let (form, user) = match posted(&req, &state, &body, viewer, "/host") {
+        Ok(p) => p,
+        Err(resp) => return *resp,
+    };
+    let Ok(id) = event_path(&path) else {
+        return failure(&req, &state, &user, &ApiError::NotFound(String::new()));
+    };
+    let mut errors = Vec::new();
+    let hold_minutes = whole(&form, "holdMinutes", &mut errors);
+    let update = crate::events::domain::UpdateEventBody {
+        id: Some(id),
+        name: form.get("name").map(str::to_owned),
+        description: form.get("description").map(str::to_owned),
+        starts_at: utc(form.get("startsAt")),
+        ends_at: utc(form.get("endsAt")),
+        venue: form.get("venue").map(str::to_owned),
+        capacity: whole(&form, "capacity", &mut errors),
+        price: minor_units(&form, "price", &mut errors),
+        max_per_user: Some(whole(&form, "maxPerUser", &mut errors)),
+        waitlist_open: None,
+        on_sale_at: Some(utc(form.get("onSaleAt"))),
+        waiting_room: Some(form.get("waitingRoom").is_some()),
+        checkout: form.get("checkout").map(str::to_owned),
+        hold_seconds: hold_minutes.map(|m| m.saturating_mul(60)),
+        payment_provider: form.get("paymentProvider").map(str::to_owned),
+        refund_until_hours: match form.get("refundUntilHours") {
+            Some("never") => Some(None),
+            Some(_) => Some(whole(&form, "refundUntilHours", &mut errors)),
+            None => None,
+        },
+    };
+    if !errors.is_empty() {
+        return event_form(
+            &req,
+            &state,
+            &user,
+            StatusCode::BAD_REQUEST,
+            &form,
+            &errors,
+            Some(id),
+        );
+    }
+    match crate::events::service::update(&state, &user, update).await {
+        Ok(_) => see_other(&format!("/host/events/{id}?done=updated")),
+        Err(ApiError::Validation { errors, .. }) => {
+            let errors: Vec<(String, String)> = errors
+                .into_iter()
+                .map(|e| {
+                    (
+                        if e.field == "holdSeconds" {
+                            "holdMinutes".to_owned()
+                        } else {
+                            e.field
+                        },
+                        e.message,
+                    )
+                })
+                .collect();
+            event_form(
+                &req,
+                &state,
+                &user,
+                StatusCode::BAD_REQUEST,
+                &form,
+                &errors,
+                Some(id),
+            )
+        }
+        Err(e) => {
+            let status = actix_web::ResponseError::error_response(&e).status();
+            event_form(
+                &req,
+                &state,
+                &user,
+                status,
+                &form,
+                &[("form".to_owned(), describe(&e))],
+                Some(id),
+            )
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //! `GET|POST /events/{id}/queue` (the waiting room),
 //! `GET /me` (my bookings), `POST /me/bookings/{id}/{cancel,pay,release}`; for hosts and
 //! admins `GET /host`, `GET|POST /host/events/new`, `GET /host/events/{id}` (the dashboard),
+//! `GET|POST /host/events/{id}/edit`,
 //! `GET /host/events/{id}/attendees.csv`, `POST /host/events/{id}/ticket-types`,
 //! `GET|POST /host/events/{id}/cancel`,
 //! `POST /host/bookings/{id}/mark-paid`; for admins `GET /admin` (analytics),
@@ -116,6 +117,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/host/events/{id}")
                 .wrap(from_fn(rate_limit::read))
                 .get(host::dashboard),
+        )
+        .service(
+            web::resource("/host/events/{id}/edit")
+                .wrap(from_fn(rate_limit::write))
+                .get(host::edit_form)
+                .post(host::edit),
         )
         .service(
             web::resource("/host/events/{id}/attendees.csv")

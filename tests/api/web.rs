@@ -774,6 +774,57 @@ async fn a_host_creates_an_event_sells_records_a_payment_exports_and_cancels_fro
         page.body
     );
 
+    // Edit: the form comes filled in; the API's rules hold (not below the seats taken).
+    let form = h.get(&format!("/host/events/{event}/edit")).await;
+    assert_eq!(form.status, 200);
+    assert!(
+        form.body.contains("value=\"Cellar\"") && form.body.contains("value=\"12.50\""),
+        "{}",
+        form.body
+    );
+    let fields = |capacity: &'static str, venue: &'static str| -> Vec<(&'static str, String)> {
+        vec![
+            ("name", "Jazz <b>Club</b>".into()),
+            ("description", "Late".into()),
+            ("venue", venue.into()),
+            ("capacity", capacity.into()),
+            ("price", "12.50".into()),
+            ("checkout", "hold".into()),
+            ("paymentProvider", "manual".into()),
+            ("holdMinutes", "30".into()),
+            ("refundUntilHours", "24".into()),
+            ("startsAt", start.clone()),
+            ("endsAt", end.clone()),
+        ]
+    };
+    let too_small = fields("1", "Cellar");
+    let too_small: Vec<(&str, &str)> = too_small.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let refused = h
+        .post(&format!("/host/events/{event}/edit"), &too_small)
+        .await;
+    assert!(
+        matches!(refused.status, 400 | 409),
+        "{}: {}",
+        refused.status,
+        refused.body
+    );
+    assert!(refused.body.contains("capacity"), "{}", refused.body);
+    let moved = fields("8", "Harbour Hall");
+    let moved: Vec<(&str, &str)> = moved.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let saved = h.post(&format!("/host/events/{event}/edit"), &moved).await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let row = db
+        .query_one(
+            "SELECT venue, capacity FROM events WHERE id = $1",
+            &[&event],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, i32>(1)),
+        ("Harbour Hall".to_owned(), 8)
+    );
+
     let csv = app
         .client
         .get(app.url(&format!("/host/events/{event}/attendees.csv")))
