@@ -207,12 +207,26 @@ pub async fn update(
     body: ApiJson<TypeBody>,
 ) -> ApiResult<HttpResponse> {
     let (event_id, id) = ids(&path)?;
+    let row = change(&state, &caller, event_id, id, &body.into_inner()).await?;
+    Ok(response::ok(row.view(), "Ticket type updated"))
+}
+
+/// Changes ticket type `id` of an event the caller manages (a quota not below the seats sold,
+/// the default type's price moving with the event's, the default type never hidden). The API's
+/// `PATCH` and the host's dashboard both come here.
+pub async fn change(
+    state: &AppState,
+    caller: &AuthUser,
+    event_id: i64,
+    id: i64,
+    body: &TypeBody,
+) -> ApiResult<model::TicketTypeRow> {
     let max = i64::from(state.settings().events.max_capacity);
-    let fields = validate(&body.into_inner(), false, max)?;
+    let fields = validate(body, false, max)?;
     let mut conn = state.db().get().await?;
     let (row, event) = conn
         .transaction(async |conn| {
-            lock_managed(conn, &caller, event_id).await?;
+            lock_managed(conn, caller, event_id).await?;
             let current = model::find(conn, event_id, id).await?.ok_or_else(|| {
                 ApiError::NotFound(format!("no ticket type {id} for event {event_id}"))
             })?;
@@ -245,7 +259,7 @@ pub async fn update(
         ticket_type.id = id,
         "ticket type updated"
     );
-    Ok(response::ok(row.view(), "Ticket type updated"))
+    Ok(row)
 }
 
 fn check_update(

@@ -370,6 +370,8 @@ fn notice(query: &str) -> Option<String> {
         Some(pages.text("done.marked_paid"))
     } else if query.contains("done=type_added") {
         Some(pages.text("done.type_added"))
+    } else if query.contains("done=type_changed") {
+        Some(pages.text("done.type_changed"))
     } else if query.contains("done=updated") {
         Some(pages.text("done.updated"))
     } else {
@@ -740,6 +742,40 @@ pub async fn edit(
                 Some(id),
             )
         }
+    }
+}
+
+/// `POST /host/events/{id}/ticket-types/{type}/visibility` (`hidden` = 1 or 0): hides a type
+/// from buyers or shows it again (the API's rules: the default type stays visible).
+pub async fn type_visibility(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Option<AuthUser>,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let (form, user) = match posted(&req, &state, &body, viewer, "/host") {
+        Ok(p) => p,
+        Err(resp) => return *resp,
+    };
+    let done = async {
+        let (event_id, type_id) = (event_path(&path.0)?, event_path(&path.1)?);
+        let body = crate::tickets::routes::TypeBody {
+            name: None,
+            price: None,
+            quota: None,
+            max_per_user: None,
+            sales_start: None,
+            sales_end: None,
+            hidden: Some(form.get("hidden") == Some("1")),
+        };
+        crate::tickets::routes::change(&state, &user, event_id, type_id, &body).await?;
+        Ok::<_, ApiError>(event_id)
+    }
+    .await;
+    match done {
+        Ok(id) => see_other(&format!("/host/events/{id}?done=type_changed")),
+        Err(e) => failure(&req, &state, &user, &e),
     }
 }
 

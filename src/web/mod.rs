@@ -8,7 +8,7 @@
 //! `GET /me` (my bookings), `POST /me/bookings/{id}/{cancel,pay,release}`; for hosts and
 //! admins `GET /host`, `GET|POST /host/events/new`, `GET /host/events/{id}` (the dashboard),
 //! `GET|POST /host/events/{id}/edit`,
-//! `GET /host/events/{id}/attendees.csv`, `POST /host/events/{id}/ticket-types`,
+//! `GET /host/events/{id}/attendees.csv`, `POST /host/events/{id}/ticket-types[/{type}/visibility]`,
 //! `GET|POST /host/events/{id}/cancel`,
 //! `POST /host/bookings/{id}/mark-paid`; for admins `GET /admin` (analytics),
 //! `GET /admin/users`, `POST /admin/users/{id}/role`, `GET /admin/notifications`,
@@ -139,6 +139,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/host/events/{id}/ticket-types")
                 .wrap(from_fn(rate_limit::write))
                 .post(host::add_type),
+        )
+        .service(
+            web::resource("/host/events/{id}/ticket-types/{type_id}/visibility")
+                .wrap(from_fn(rate_limit::write))
+                .post(host::type_visibility),
         )
         .service(
             web::resource("/host/bookings/{id}/mark-paid")

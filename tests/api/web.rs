@@ -728,6 +728,52 @@ async fn a_host_creates_an_event_sells_records_a_payment_exports_and_cancels_fro
         )
         .await;
     assert_eq!(added.status, 303, "{}", added.body);
+    // Hidden from buyers, then shown again; the default type cannot be hidden.
+    let (front, default): (i64, i64) = {
+        let rows = db
+            .query(
+                "SELECT id, is_default FROM ticket_types WHERE event_id = $1 ORDER BY id",
+                &[&event],
+            )
+            .await
+            .unwrap();
+        let id = |d: bool| {
+            rows.iter()
+                .find(|r| r.get::<_, bool>(1) == d)
+                .unwrap()
+                .get(0)
+        };
+        (id(false), id(true))
+    };
+    h.get(&dash).await;
+    let hidden = h
+        .post(
+            &format!("/host/events/{event}/ticket-types/{front}/visibility"),
+            &[("hidden", "1")],
+        )
+        .await;
+    assert_eq!(hidden.status, 303, "{}", hidden.body);
+    let public = h.get(&format!("/events/{event}")).await;
+    assert!(!public.body.contains("Front, row"), "hidden from buyers");
+    let refused = h
+        .post(
+            &format!("/host/events/{event}/ticket-types/{default}/visibility"),
+            &[("hidden", "1")],
+        )
+        .await;
+    assert!(
+        matches!(refused.status, 400 | 409),
+        "{}: {}",
+        refused.status,
+        refused.body
+    );
+    h.post(
+        &format!("/host/events/{event}/ticket-types/{front}/visibility"),
+        &[("hidden", "0")],
+    )
+    .await;
+    let public = h.get(&format!("/events/{event}")).await;
+    assert!(public.body.contains("Front, row"), "shown again");
 
     // A buyer holds seats; the dashboard counts them and offers "mark paid".
     let buyer = app.user_unlimited(Role::Guest).await;
