@@ -8,9 +8,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use minijinja::Value;
 
 use super::charts;
-use super::forms::{Form, posted, render, see_other, to_login};
+use super::forms::{Form, posted, problem, render, see_other, with_role};
 use super::render::Pages;
-use super::session::describe;
 use crate::error::ApiError;
 use crate::http::auth::AuthUser;
 use crate::state::AppState;
@@ -24,28 +23,11 @@ fn admin(
     viewer: Option<AuthUser>,
     back: &str,
 ) -> Result<AuthUser, Box<HttpResponse>> {
-    match viewer {
-        None => Err(Box::new(to_login(back))),
-        Some(u) if u.role == Role::Admin => Ok(u),
-        Some(u) => Err(Box::new(failure(
-            req,
-            state,
-            &u,
-            &ApiError::Forbidden(Pages::get().text("admin_only")),
-        ))),
-    }
+    with_role(req, state, viewer, back, &[Role::Admin], "admin_only")
 }
 
 fn failure(req: &HttpRequest, state: &AppState, user: &AuthUser, e: &ApiError) -> HttpResponse {
-    let status = actix_web::ResponseError::error_response(e).status();
-    render(
-        req,
-        state,
-        Some(user),
-        status,
-        "admin.html",
-        minijinja::context! { page => "admin", error => describe(e) },
-    )
+    problem(req, state, user, e, ("/admin", "nav_admin"))
 }
 
 /// `GET /admin`: analytics over every event — bookings, revenue, utilisation, the most

@@ -82,6 +82,56 @@ pub fn posted(
     }
 }
 
+/// The signed-in viewer if the token's role is one of `roles` (each action checks the stored
+/// role again); otherwise the way on: log in first (coming back to `back`), or a 403 page saying
+/// `refusal` (a string of `strings.en.json`).
+pub fn with_role(
+    req: &HttpRequest,
+    state: &AppState,
+    viewer: Option<AuthUser>,
+    back: &str,
+    roles: &[crate::users::domain::Role],
+    refusal: &str,
+) -> Result<AuthUser, Box<HttpResponse>> {
+    match viewer {
+        None => Err(Box::new(to_login(back))),
+        Some(u) if roles.contains(&u.role) => Ok(u),
+        Some(u) => Err(Box::new(problem(
+            req,
+            state,
+            &u,
+            &crate::error::ApiError::Forbidden(Pages::get().text(refusal)),
+            ("/", "back"),
+        ))),
+    }
+}
+
+/// A page saying what went wrong (the API's status and words) with a link on: `(href, the
+/// key in `strings.en.json` of its text)`.
+pub fn problem(
+    req: &HttpRequest,
+    state: &AppState,
+    user: &AuthUser,
+    e: &crate::error::ApiError,
+    (href, label): (&str, &str),
+) -> HttpResponse {
+    let status = actix_web::ResponseError::error_response(e).status();
+    let pages = Pages::get();
+    render(
+        req,
+        state,
+        Some(user),
+        status,
+        "message.html",
+        minijinja::context! {
+            title => pages.text("error_title"),
+            message => super::session::describe(e),
+            link => href,
+            link_text => pages.text(label),
+        },
+    )
+}
+
 /// `303 See Other` to `to`.
 pub fn see_other(to: &str) -> HttpResponse {
     HttpResponse::SeeOther()

@@ -12,7 +12,7 @@ use chrono::{NaiveDateTime, TimeZone, Utc};
 use minijinja::Value;
 
 use super::charts;
-use super::forms::{Form, posted, render, see_other, to_login};
+use super::forms::{Form, posted, problem, render, see_other, with_role};
 use super::render::Pages;
 use super::session::describe;
 use crate::error::ApiError;
@@ -29,29 +29,18 @@ fn publisher(
     viewer: Option<AuthUser>,
     back: &str,
 ) -> Result<AuthUser, Box<HttpResponse>> {
-    match viewer {
-        None => Err(Box::new(to_login(back))),
-        Some(u) if matches!(u.role, Role::Host | Role::Admin) => Ok(u),
-        Some(u) => Err(Box::new(failure(
-            req,
-            state,
-            &u,
-            &ApiError::Forbidden(Pages::get().text("host_only")),
-        ))),
-    }
+    with_role(
+        req,
+        state,
+        viewer,
+        back,
+        &[Role::Host, Role::Admin],
+        "host_only",
+    )
 }
 
 fn failure(req: &HttpRequest, state: &AppState, user: &AuthUser, e: &ApiError) -> HttpResponse {
-    let status = actix_web::ResponseError::error_response(e).status();
-    let pages = Pages::get();
-    render(
-        req,
-        state,
-        Some(user),
-        status,
-        "message.html",
-        minijinja::context! { title => pages.text("error_title"), message => describe(e), link => "/host", link_text => pages.text("nav_host") },
-    )
+    problem(req, state, user, e, ("/host", "nav_host"))
 }
 
 /// `GET /host`: the viewer's events (an admin: every event), cancelled ones included.

@@ -5,9 +5,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::forms::{posted, render, see_other, to_login};
-use super::render::Pages;
-use super::session::describe;
+use super::forms::{posted, problem, render, see_other, to_login};
 use crate::error::ApiError;
 use crate::http::auth::AuthUser;
 use crate::state::AppState;
@@ -38,19 +36,7 @@ fn failure(
     back: &str,
     e: &ApiError,
 ) -> HttpResponse {
-    let status = actix_web::ResponseError::error_response(e).status();
-    let pages = Pages::get();
-    render(
-        req,
-        state,
-        Some(user),
-        status,
-        "message.html",
-        minijinja::context! {
-            title => pages.text("error_title"), message => describe(e),
-            link => back, link_text => pages.text("back_to_event"),
-        },
-    )
+    problem(req, state, user, e, (back, "back_to_event"))
 }
 
 /// `GET /events/{id}/queue`: my place in the room; once admitted, the booking form.

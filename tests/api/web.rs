@@ -265,6 +265,20 @@ impl<'a> Browser<'a> {
         self.take(resp).await
     }
 
+    /// A browser logged in through the login form as `username` (password [`PASSWORD`]).
+    async fn logged_in(app: &'a TestApp, username: &str) -> Browser<'a> {
+        let mut b = Self::new(app);
+        b.get("/login").await;
+        let page = b
+            .post(
+                "/login",
+                &[("login", username), ("password", crate::helpers::PASSWORD)],
+            )
+            .await;
+        assert_eq!(page.status, 303, "login as {username}: {}", page.body);
+        b
+    }
+
     /// Posts `fields` plus the page's CSRF token, as the browser's own form would.
     async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
         let mut form: Vec<(String, String)> = fields
@@ -462,15 +476,7 @@ async fn a_form_without_its_token_or_from_another_site_is_refused() {
     let host = app.user_unlimited(Role::Host).await;
     let event = app.create_event(&host, &event_body("Guarded", 4, 3)).await;
     app.user_named("mallory", Role::Guest).await;
-    let mut b = Browser::new(&app);
-    b.get("/login").await;
-    let page = b
-        .post(
-            "/login",
-            &[("login", "mallory"), ("password", crate::helpers::PASSWORD)],
-        )
-        .await;
-    assert_eq!(page.status, 303);
+    let b = Browser::logged_in(&app, "mallory").await;
 
     // No token, a wrong one, another browser's, or a cross-site post: 403, nothing booked.
     let good = b.csrf.clone().unwrap();
@@ -553,13 +559,7 @@ async fn a_hold_is_released_or_paid_at_stripe_from_the_pages() {
     body["paymentProvider"] = json!("stripe");
     let event = app.create_event(&host, &body).await;
     app.user_named("cara", Role::Guest).await;
-    let mut b = Browser::new(&app);
-    b.get("/login").await;
-    b.post(
-        "/login",
-        &[("login", "cara"), ("password", crate::helpers::PASSWORD)],
-    )
-    .await;
+    let mut b = Browser::logged_in(&app, "cara").await;
 
     let mut held = Vec::new();
     for key in ["one", "two"] {
@@ -609,13 +609,7 @@ async fn a_hold_is_released_or_paid_at_stripe_from_the_pages() {
     assert_eq!(status, "expired");
     // Someone else's booking is not yours to pay.
     app.user_named("dan", Role::Guest).await;
-    let mut d = Browser::new(&app);
-    d.get("/login").await;
-    d.post(
-        "/login",
-        &[("login", "dan"), ("password", crate::helpers::PASSWORD)],
-    )
-    .await;
+    let mut d = Browser::logged_in(&app, "dan").await;
     d.get("/me").await;
     let theirs = d.post(&format!("/me/bookings/{}/pay", held[0]), &[]).await;
     assert!(matches!(theirs.status, 403 | 404), "{}", theirs.status);
@@ -625,13 +619,7 @@ async fn a_hold_is_released_or_paid_at_stripe_from_the_pages() {
 async fn a_host_creates_an_event_sells_records_a_payment_exports_and_cancels_from_the_pages() {
     let app = TestApp::spawn().await;
     app.user_named("hana", Role::Host).await;
-    let mut h = Browser::new(&app);
-    h.get("/login").await;
-    h.post(
-        "/login",
-        &[("login", "hana"), ("password", crate::helpers::PASSWORD)],
-    )
-    .await;
+    let mut h = Browser::logged_in(&app, "hana").await;
     let page = h.get("/host").await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("You have no events yet."));
@@ -896,23 +884,11 @@ async fn a_host_creates_an_event_sells_records_a_payment_exports_and_cancels_fro
     assert!(!text.contains('@'), "no email addresses: {text}");
 
     // A guest and another host are turned away.
-    let mut g = Browser::new(&app);
     app.user_named("gus", Role::Guest).await;
-    g.get("/login").await;
-    g.post(
-        "/login",
-        &[("login", "gus"), ("password", crate::helpers::PASSWORD)],
-    )
-    .await;
+    let mut g = Browser::logged_in(&app, "gus").await;
     assert_eq!(g.get("/host").await.status, 403);
     app.user_named("other", Role::Host).await;
-    let mut o = Browser::new(&app);
-    o.get("/login").await;
-    o.post(
-        "/login",
-        &[("login", "other"), ("password", crate::helpers::PASSWORD)],
-    )
-    .await;
+    let mut o = Browser::logged_in(&app, "other").await;
     assert_eq!(o.get(&dash).await.status, 403);
     assert_eq!(
         o.get(&format!("/host/events/{event}/attendees.csv"))
@@ -957,13 +933,7 @@ async fn admin_pages_are_for_admins_and_keep_the_last_admin() {
     let app = TestApp::spawn().await;
     let root = app.user_named("root", Role::Admin).await;
     app.user_named("hal", Role::Host).await;
-    let mut h = Browser::new(&app);
-    h.get("/login").await;
-    h.post(
-        "/login",
-        &[("login", "hal"), ("password", crate::helpers::PASSWORD)],
-    )
-    .await;
+    let mut h = Browser::logged_in(&app, "hal").await;
     for path in ["/admin", "/admin/users", "/admin/notifications"] {
         let page = h.get(path).await;
         assert_eq!(page.status, 403, "{path}");
@@ -974,13 +944,7 @@ async fn admin_pages_are_for_admins_and_keep_the_last_admin() {
         .await;
     assert_eq!(forged.status, 403, "a host cannot change roles");
 
-    let mut a = Browser::new(&app);
-    a.get("/login").await;
-    a.post(
-        "/login",
-        &[("login", "root"), ("password", crate::helpers::PASSWORD)],
-    )
-    .await;
+    let mut a = Browser::logged_in(&app, "root").await;
     let page = a.get("/admin/users?q=ha").await;
     assert_eq!(page.status, 200);
     assert!(
@@ -1011,13 +975,7 @@ async fn a_waiting_room_event_is_booked_only_with_an_admission_from_the_room() {
     let event = app.create_event(&host, &body).await;
     crate::waiting_room::start_pacer(&app);
     app.user_named("wes", Role::Guest).await;
-    let mut b = Browser::new(&app);
-    b.get("/login").await;
-    b.post(
-        "/login",
-        &[("login", "wes"), ("password", crate::helpers::PASSWORD)],
-    )
-    .await;
+    let mut b = Browser::logged_in(&app, "wes").await;
 
     // Not in the room: the room page sends back to the event, which offers to join.
     let page = b.get(&format!("/events/{event}/queue")).await;
@@ -1078,13 +1036,7 @@ async fn a_waiting_room_event_is_booked_only_with_an_admission_from_the_room() {
     assert!(booked.body.contains("Confirmed"), "{}", booked.body);
     // Someone else's admission is not hers.
     app.user_named("zed", Role::Guest).await;
-    let mut z = Browser::new(&app);
-    z.get("/login").await;
-    z.post(
-        "/login",
-        &[("login", "zed"), ("password", crate::helpers::PASSWORD)],
-    )
-    .await;
+    let mut z = Browser::logged_in(&app, "zed").await;
     z.get(&format!("/events/{event}")).await;
     let stolen = z
         .post(
