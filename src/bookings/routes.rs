@@ -50,6 +50,21 @@ pub struct BookBody {
     pub ticket_type_id: Option<i64>,
 }
 
+/// A booking ask whose fields passed [`validate`].
+#[derive(Debug, Clone, Copy)]
+pub struct Ask {
+    /// The event.
+    pub event_id: i64,
+    /// Seats asked for (1 to 10).
+    pub seats: i32,
+    /// Fewer seats are fine.
+    pub allow_partial: bool,
+    /// Wait for seats when there are too few.
+    pub join_waitlist: bool,
+    /// The ticket type (default: the event's default type).
+    pub ticket_type_id: Option<i64>,
+}
+
 /// What placing a booking request gave.
 pub enum Placed {
     /// Decided (its outcome).
@@ -113,7 +128,8 @@ fn prefer_wait(req: &HttpRequest) -> ApiResult<Option<Duration>> {
     Ok(None)
 }
 
-fn validate(body: &BookBody) -> ApiResult<(i64, i32)> {
+/// Checks a booking body, naming every field that is wrong.
+pub fn validate(body: &BookBody) -> ApiResult<Ask> {
     let mut errors = Vec::new();
     let event_id = match body.event_id {
         Some(id) if id > 0 => Some(id),
@@ -149,7 +165,13 @@ fn validate(body: &BookBody) -> ApiResult<(i64, i32)> {
         ));
     }
     match (event_id, seats) {
-        (Some(e), Some(s)) if errors.is_empty() => Ok((e, s)),
+        (Some(event_id), Some(seats)) if errors.is_empty() => Ok(Ask {
+            event_id,
+            seats,
+            allow_partial: body.allow_partial.unwrap_or(false),
+            join_waitlist: body.join_waitlist.unwrap_or(true),
+            ticket_type_id: body.ticket_type_id,
+        }),
         _ => Err(ApiError::fields(errors)),
     }
 }
@@ -238,10 +260,11 @@ pub async fn book(
     req: HttpRequest,
     body: ApiJson<BookBody>,
 ) -> ApiResult<HttpResponse> {
+    let ask = validate(&body.into_inner())?;
     let key = idempotency_key(&req)?;
     let wait = prefer_wait(&req)?;
     let admission = crate::waiting_room::token_of(&req);
-    match place(&state, caller, admission, body.into_inner(), key, wait).await? {
+    match place(&state, caller, admission, ask, key, wait).await? {
         Placed::Decided(request, outcome) => answer(&request, &outcome, wait.is_some()),
         Placed::Pending(request, message) => Ok(pending_response(&request, message)),
     }
@@ -255,11 +278,17 @@ pub async fn place(
     state: &AppState,
     caller: AuthUser,
     admission: Option<&str>,
-    body: BookBody,
+    ask: Ask,
     key: Option<String>,
     wait: Option<Duration>,
 ) -> ApiResult<Placed> {
-    let (event_id, seats) = validate(&body)?;
+    let Ask {
+        event_id,
+        seats,
+        allow_partial,
+        join_waitlist,
+        ticket_type_id,
+    } = ask;
     // Turned away first when the consumers are too far behind: no cache read, no claim.
     state.booking_queue().admit()?;
     let span = tracing::Span::current();
@@ -267,8 +296,6 @@ pub async fn place(
     let event = crate::events::service::lookup(state, event_id).await?;
     // An event sold through its waiting room takes bookings only from admitted buyers.
     let admitted = crate::waiting_room::check_admission(state, &event, caller.id, admission)?;
-    let allow_partial = body.allow_partial.unwrap_or(false);
-    let join_waitlist = body.join_waitlist.unwrap_or(true);
     let now = Utc::now();
     // No shortcut for closed or sold-out events: every request goes to the writer, which
     // decides it with the others and stores it, so each answered request has a status
@@ -286,8 +313,8 @@ pub async fn place(
         requested_at: now,
         // The price the buyer was shown: they never pay more (DESIGN invariant 6). Quoted
         // for the default type (the event's price); another type sells at its price.
-        quoted_price: body.ticket_type_id.is_none().then_some(event.price),
-        ticket_type_id: body.ticket_type_id,
+        quoted_price: ticket_type_id.is_none().then_some(event.price),
+        ticket_type_id,
     };
     span.record("request.id", tracing::field::display(request.request_id));
 

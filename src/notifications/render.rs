@@ -57,7 +57,8 @@ pub fn money(minor: i64) -> String {
     format!("{sign}{}.{:02}", m / 100, m % 100)
 }
 
-fn escape_html(s: &str) -> String {
+/// `s` safe in HTML text and attribute values.
+pub fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use minijinja::Value;
 
 use super::charts;
-use super::forms::{Form, posted, problem, render, see_other, with_role};
+use super::forms::{Form, id_in_path, posted, problem, render, see_other, with_role};
 use super::render::Pages;
 use crate::error::ApiError;
 use crate::http::auth::AuthUser;
@@ -70,7 +70,6 @@ pub async fn analytics(
             page => "admin",
             r => report,
             popular_chart => Value::from_safe_string(chart),
-            currency => state.settings().payments.currency.to_uppercase(),
         },
     )
 }
@@ -143,11 +142,7 @@ pub async fn set_role(
         Err(resp) => return *resp,
     };
     let done = async {
-        let id = path
-            .parse::<i64>()
-            .ok()
-            .filter(|i| *i > 0)
-            .ok_or_else(|| ApiError::NotFound(String::new()))?;
+        let id = id_in_path(&path)?;
         crate::admin::routes::change_role(&state, &user, id, form.get("role").unwrap_or_default())
             .await
     }
@@ -206,11 +201,7 @@ pub async fn retry(
             Err(resp) => return *resp,
         };
     let done = async {
-        let id = path
-            .parse::<i64>()
-            .ok()
-            .filter(|i| *i > 0)
-            .ok_or_else(|| ApiError::NotFound(String::new()))?;
+        let id = id_in_path(&path)?;
         crate::admin::notifications::retry_one(&state, &user, id).await
     }
     .await;

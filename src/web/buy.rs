@@ -45,15 +45,15 @@ pub async fn book(
         return see_other("/");
     };
     let placed = async {
-        let body = BookBody {
+        let ask = crate::bookings::routes::validate(&BookBody {
             event_id: Some(event_id),
             number_of_seats: number(&form, "seats")?,
             allow_partial: Some(form.get("allowPartial").is_some()),
             join_waitlist: Some(form.get("joinWaitlist").is_some()),
             ticket_type_id: number(&form, "ticketTypeId")?,
-        };
+        })?;
         let key = form.get("key").map(|k| k.chars().take(255).collect());
-        crate::bookings::routes::place(&state, user, form.get("admission"), body, key, Some(WAIT))
+        crate::bookings::routes::place(&state, user, form.get("admission"), ask, key, Some(WAIT))
             .await
     }
     .await;
@@ -134,7 +134,6 @@ pub async fn mine(
         "me.html",
         minijinja::context! {
             page => "me",
-            currency => state.settings().payments.currency.to_uppercase(),
             notice => notice,
             ..ctx
         },

@@ -4,16 +4,11 @@
 
 use std::fmt::Write as _;
 
+use crate::notifications::render::escape_html as esc;
+
 const W: f64 = 640.0;
 const H: f64 = 200.0;
 const PAD: f64 = 36.0;
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 /// A step line of a running total over time (`points`: x in seconds from the first point,
 /// y the total), with `max` marked as a dashed line (capacity). Empty: a flat axis.

@@ -190,7 +190,11 @@ pub fn render(
     name: &str,
     ctx: Value,
 ) -> HttpResponse {
-    let ctx = minijinja::context! { viewer => viewer_of(viewer), ..ctx };
+    let ctx = minijinja::context! {
+        viewer => viewer_of(viewer),
+        currency => currency(state),
+        ..ctx
+    };
     match Pages::get().render(name, ctx) {
         Ok(body) => personal(req, state, status, &body),
         Err(e) => {
@@ -203,6 +207,19 @@ pub fn render(
             )
         }
     }
+}
+
+/// The currency prices are shown in (`EUR`).
+pub fn currency(state: &AppState) -> String {
+    state.settings().payments.currency.to_uppercase()
+}
+
+/// A path's id (`/host/events/{id}`): a positive integer, or the page is not found.
+pub fn id_in_path(raw: &str) -> Result<i64, crate::error::ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or_else(|| crate::error::ApiError::NotFound(String::new()))
 }
 
 /// What the templates know of the viewer: signed in, and the role (no name, no email: the

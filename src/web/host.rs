@@ -12,7 +12,7 @@ use chrono::{NaiveDateTime, TimeZone, Utc};
 use minijinja::Value;
 
 use super::charts;
-use super::forms::{Form, posted, problem, render, see_other, with_role};
+use super::forms::{Form, id_in_path, posted, problem, render, see_other, with_role};
 use super::render::Pages;
 use super::session::describe;
 use crate::error::ApiError;
@@ -90,18 +90,15 @@ pub async fn new_form(
         Ok(u) => u,
         Err(resp) => return *resp,
     };
-    new_page(&req, &state, &user, StatusCode::OK, &Form::empty(), &[])
-}
-
-fn new_page(
-    req: &HttpRequest,
-    state: &AppState,
-    user: &AuthUser,
-    status: StatusCode,
-    form: &Form,
-    errors: &[(String, String)],
-) -> HttpResponse {
-    event_form(req, state, user, status, form, errors, None)
+    event_form(
+        &req,
+        &state,
+        &user,
+        StatusCode::OK,
+        &Form::empty(),
+        &[],
+        None,
+    )
 }
 
 /// The event form: a new event (`editing` none) or changes to event `editing`.
@@ -140,7 +137,6 @@ fn event_form(
         minijinja::context! {
             page => "host",
             f => fields,
-            currency => state.settings().payments.currency.to_uppercase(),
             checkout => form.get("checkout").unwrap_or("instant"),
             provider => form.get("paymentProvider").unwrap_or("manual"),
             waiting_room => form.get("waitingRoom").is_some(),
@@ -198,33 +194,36 @@ pub async fn create(
         Err(resp) => return *resp,
     };
     let mut errors = Vec::new();
-    let hold_minutes = whole(&form, "holdMinutes", &mut errors);
-    let refund = form.get("refundUntilHours");
+    let f = EventFields::read(&form, &mut errors);
+    if !errors.is_empty() {
+        return event_form(
+            &req,
+            &state,
+            &user,
+            StatusCode::BAD_REQUEST,
+            &form,
+            &errors,
+            None,
+        );
+    }
     let body = CreateEventBody {
-        name: form.get("name").map(str::to_owned),
-        description: form.get("description").map(str::to_owned),
-        starts_at: utc(form.get("startsAt")),
-        ends_at: utc(form.get("endsAt")),
-        venue: form.get("venue").map(str::to_owned),
-        capacity: whole(&form, "capacity", &mut errors),
-        price: minor_units(&form, "price", &mut errors),
-        max_per_user: whole(&form, "maxPerUser", &mut errors),
+        name: f.name,
+        description: f.description,
+        starts_at: f.starts_at,
+        ends_at: f.ends_at,
+        venue: f.venue,
+        capacity: f.capacity,
+        price: f.price,
+        max_per_user: f.max_per_user,
         waitlist_open: Some(form.get("waitlistClosed").is_none()),
-        on_sale_at: utc(form.get("onSaleAt")),
-        waiting_room: Some(form.get("waitingRoom").is_some()),
-        checkout: form.get("checkout").map(str::to_owned),
-        hold_seconds: hold_minutes.map(|m| m.saturating_mul(60)),
-        payment_provider: form.get("paymentProvider").map(str::to_owned),
-        refund_until_hours: match refund {
-            Some("never") => Some(None),
-            Some(_) => Some(whole(&form, "refundUntilHours", &mut errors)),
-            None => None,
-        },
+        on_sale_at: f.on_sale_at,
+        waiting_room: Some(f.waiting_room),
+        checkout: f.checkout,
+        hold_seconds: f.hold_seconds,
+        payment_provider: f.payment_provider,
+        refund_until_hours: f.refund_until_hours,
         host_id: None,
     };
-    if !errors.is_empty() {
-        return new_page(&req, &state, &user, StatusCode::BAD_REQUEST, &form, &errors);
-    }
     let created = async {
         user.require_publisher(&mut *state.db().get().await?)
             .await?;
@@ -239,41 +238,81 @@ pub async fn create(
     .await;
     match created {
         Ok(event) => see_other(&format!("/host/events/{}", event.id)),
-        Err(ApiError::Validation { errors, .. }) => {
-            let errors: Vec<(String, String)> = errors
-                .into_iter()
-                .map(|e| {
-                    (
-                        if e.field == "holdSeconds" {
-                            "holdMinutes".to_owned()
-                        } else {
-                            e.field
-                        },
-                        e.message,
-                    )
-                })
-                .collect();
-            new_page(&req, &state, &user, StatusCode::BAD_REQUEST, &form, &errors)
-        }
         Err(e) => {
-            let status = actix_web::ResponseError::error_response(&e).status();
-            new_page(
-                &req,
-                &state,
-                &user,
-                status,
-                &form,
-                &[("form".to_owned(), describe(&e))],
-            )
+            let (status, errors) = refused(&e);
+            event_form(&req, &state, &user, status, &form, &errors, None)
         }
     }
 }
 
-fn event_path(raw: &str) -> Result<i64, ApiError> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|i| *i > 0)
-        .ok_or_else(|| ApiError::NotFound(String::new()))
+/// The event form's fields as the API takes them (times in UTC, money in minor units, minutes
+/// as seconds); a field that is not even a number is named in `errors`.
+struct EventFields {
+    name: Option<String>,
+    description: Option<String>,
+    starts_at: Option<String>,
+    ends_at: Option<String>,
+    venue: Option<String>,
+    capacity: Option<i64>,
+    price: Option<i64>,
+    max_per_user: Option<i64>,
+    on_sale_at: Option<String>,
+    waiting_room: bool,
+    checkout: Option<String>,
+    hold_seconds: Option<i64>,
+    payment_provider: Option<String>,
+    refund_until_hours: Option<Option<i64>>,
+}
+
+impl EventFields {
+    fn read(form: &Form, errors: &mut Vec<(String, String)>) -> Self {
+        let text = |k: &str| form.get(k).map(str::to_owned);
+        Self {
+            name: text("name"),
+            description: text("description"),
+            starts_at: utc(form.get("startsAt")),
+            ends_at: utc(form.get("endsAt")),
+            venue: text("venue"),
+            capacity: whole(form, "capacity", errors),
+            price: minor_units(form, "price", errors),
+            max_per_user: whole(form, "maxPerUser", errors),
+            on_sale_at: utc(form.get("onSaleAt")),
+            waiting_room: form.get("waitingRoom").is_some(),
+            checkout: text("checkout"),
+            hold_seconds: whole(form, "holdMinutes", errors).map(|m| m.saturating_mul(60)),
+            payment_provider: text("paymentProvider"),
+            refund_until_hours: match form.get("refundUntilHours") {
+                Some("never") => Some(None),
+                Some(_) => Some(whole(form, "refundUntilHours", errors)),
+                None => None,
+            },
+        }
+    }
+}
+
+/// What the event form shows for an error of the API: each refused field (the hold in
+/// minutes, as the form asks it), else the error's words, with the API's status.
+fn refused(e: &ApiError) -> (StatusCode, Vec<(String, String)>) {
+    match e {
+        ApiError::Validation { errors, .. } => (
+            StatusCode::BAD_REQUEST,
+            errors
+                .iter()
+                .map(|e| {
+                    let field = if e.field == "holdSeconds" {
+                        "holdMinutes"
+                    } else {
+                        &e.field
+                    };
+                    (field.to_owned(), e.message.clone())
+                })
+                .collect(),
+        ),
+        other => (
+            actix_web::ResponseError::error_response(other).status(),
+            vec![("form".to_owned(), describe(other))],
+        ),
+    }
 }
 
 /// `GET /host/events/{id}`: the sales dashboard.
@@ -288,7 +327,7 @@ pub async fn dashboard(
         Err(resp) => return *resp,
     };
     let report = async {
-        let id = event_path(&path)?;
+        let id = id_in_path(&path)?;
         let stats =
             crate::analytics::event_report(&state, &user, id, crate::analytics::Window::default())
                 .await?;
@@ -346,7 +385,6 @@ pub async fn dashboard(
             hold_chart => Value::from_safe_string(hold_chart),
             attendees => attendees,
             types => types,
-            currency => state.settings().payments.currency.to_uppercase(),
             notice => notice(req.query_string()),
         },
     )
@@ -380,7 +418,7 @@ pub async fn attendees_csv(
         Err(resp) => return *resp,
     };
     let rows = async {
-        let id = event_path(&path)?;
+        let id = id_in_path(&path)?;
         // The same check as the dashboard: its host or an admin.
         crate::analytics::event_report(&state, &user, id, crate::analytics::Window::default())
             .await?;
@@ -461,7 +499,7 @@ pub async fn mark_paid(
         .and_then(|e| e.parse::<i64>().ok())
         .unwrap_or(0);
     let done = async {
-        let id = event_path(&path)?;
+        let id = id_in_path(&path)?;
         crate::payments::routes::record_manual_payment(&state, &user, id, form.get("reference"))
             .await
     }
@@ -484,7 +522,7 @@ pub async fn cancel_form(
         Err(resp) => return *resp,
     };
     let report = async {
-        let id = event_path(&path)?;
+        let id = id_in_path(&path)?;
         crate::analytics::event_report(&state, &user, id, crate::analytics::Window::default()).await
     }
     .await;
@@ -498,7 +536,6 @@ pub async fn cancel_form(
             minijinja::context! {
                 page => "host",
                 s => serde_json::Value::Object(stats),
-                currency => state.settings().payments.currency.to_uppercase(),
             },
         ),
         Err(e) => failure(&req, &state, &user, &e),
@@ -519,7 +556,7 @@ pub async fn cancel(
         Err(resp) => return *resp,
     };
     let done = async {
-        let id = event_path(&path)?;
+        let id = id_in_path(&path)?;
         crate::events::service::delete(&state, &user, Some(id)).await
     }
     .await;
@@ -555,7 +592,7 @@ pub async fn add_type(
         hidden: Some(false),
     };
     let added = async {
-        let id = event_path(&path)?;
+        let id = id_in_path(&path)?;
         if let Some((field, message)) = errors.first() {
             return Err(ApiError::field(field.as_str(), message.as_str()));
         }
@@ -615,7 +652,7 @@ pub async fn edit_form(
         Err(resp) => return *resp,
     };
     let found = async {
-        let id = event_path(&path)?;
+        let id = id_in_path(&path)?;
         let mut conn = state.db().get().await?;
         let event = Event::find(&mut conn, id)
             .await?
@@ -655,33 +692,11 @@ pub async fn edit(
         Ok(p) => p,
         Err(resp) => return *resp,
     };
-    let Ok(id) = event_path(&path) else {
+    let Ok(id) = id_in_path(&path) else {
         return failure(&req, &state, &user, &ApiError::NotFound(String::new()));
     };
     let mut errors = Vec::new();
-    let hold_minutes = whole(&form, "holdMinutes", &mut errors);
-    let update = crate::events::domain::UpdateEventBody {
-        id: Some(id),
-        name: form.get("name").map(str::to_owned),
-        description: form.get("description").map(str::to_owned),
-        starts_at: utc(form.get("startsAt")),
-        ends_at: utc(form.get("endsAt")),
-        venue: form.get("venue").map(str::to_owned),
-        capacity: whole(&form, "capacity", &mut errors),
-        price: minor_units(&form, "price", &mut errors),
-        max_per_user: Some(whole(&form, "maxPerUser", &mut errors)),
-        waitlist_open: None,
-        on_sale_at: Some(utc(form.get("onSaleAt"))),
-        waiting_room: Some(form.get("waitingRoom").is_some()),
-        checkout: form.get("checkout").map(str::to_owned),
-        hold_seconds: hold_minutes.map(|m| m.saturating_mul(60)),
-        payment_provider: form.get("paymentProvider").map(str::to_owned),
-        refund_until_hours: match form.get("refundUntilHours") {
-            Some("never") => Some(None),
-            Some(_) => Some(whole(&form, "refundUntilHours", &mut errors)),
-            None => None,
-        },
-    };
+    let f = EventFields::read(&form, &mut errors);
     if !errors.is_empty() {
         return event_form(
             &req,
@@ -693,43 +708,29 @@ pub async fn edit(
             Some(id),
         );
     }
+    let update = crate::events::domain::UpdateEventBody {
+        id: Some(id),
+        name: f.name,
+        description: f.description,
+        starts_at: f.starts_at,
+        ends_at: f.ends_at,
+        venue: f.venue,
+        capacity: f.capacity,
+        price: f.price,
+        max_per_user: Some(f.max_per_user),
+        waitlist_open: None,
+        on_sale_at: Some(f.on_sale_at),
+        waiting_room: Some(f.waiting_room),
+        checkout: f.checkout,
+        hold_seconds: f.hold_seconds,
+        payment_provider: f.payment_provider,
+        refund_until_hours: f.refund_until_hours,
+    };
     match crate::events::service::update(&state, &user, update).await {
         Ok(_) => see_other(&format!("/host/events/{id}?done=updated")),
-        Err(ApiError::Validation { errors, .. }) => {
-            let errors: Vec<(String, String)> = errors
-                .into_iter()
-                .map(|e| {
-                    (
-                        if e.field == "holdSeconds" {
-                            "holdMinutes".to_owned()
-                        } else {
-                            e.field
-                        },
-                        e.message,
-                    )
-                })
-                .collect();
-            event_form(
-                &req,
-                &state,
-                &user,
-                StatusCode::BAD_REQUEST,
-                &form,
-                &errors,
-                Some(id),
-            )
-        }
         Err(e) => {
-            let status = actix_web::ResponseError::error_response(&e).status();
-            event_form(
-                &req,
-                &state,
-                &user,
-                status,
-                &form,
-                &[("form".to_owned(), describe(&e))],
-                Some(id),
-            )
+            let (status, errors) = refused(&e);
+            event_form(&req, &state, &user, status, &form, &errors, Some(id))
         }
     }
 }
@@ -748,7 +749,7 @@ pub async fn type_visibility(
         Err(resp) => return *resp,
     };
     let done = async {
-        let (event_id, type_id) = (event_path(&path.0)?, event_path(&path.1)?);
+        let (event_id, type_id) = (id_in_path(&path.0)?, id_in_path(&path.1)?);
         let body = crate::tickets::routes::TypeBody {
             name: None,
             price: None,

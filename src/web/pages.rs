@@ -106,10 +106,6 @@ fn badge(view: &Value, now: DateTime<Utc>) -> String {
     }
 }
 
-fn currency(state: &AppState) -> String {
-    state.settings().payments.currency.to_uppercase()
-}
-
 /// `GET /`: the events on sale and coming, soonest first; `q` searches by name.
 pub async fn events(
     req: HttpRequest,
@@ -155,7 +151,7 @@ pub async fn events(
             q => q,
             events => events,
             next => page["pageInfo"]["nextCursor"].as_str(),
-            currency => currency(&state),
+            currency => super::forms::currency(&state),
         };
         Pages::get()
             .render("events.html", ctx)
@@ -207,7 +203,7 @@ pub async fn event(
             badge => badge(&view, now),
             e => view,
             types => types,
-            currency => currency(&state),
+            currency => super::forms::currency(&state),
         };
         Pages::get()
             .render("event.html", ctx)
