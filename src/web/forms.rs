@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use minijinja::Value;
 
 use super::csrf;
@@ -53,6 +54,51 @@ impl Form {
     pub fn raw(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
     }
+
+    /// A `datetime-local` field (`2030-01-01T20:00`, read as UTC) as RFC 3339; anything else as
+    /// it came (the API's validation then names the field).
+    pub fn utc(&self, name: &str) -> Option<String> {
+        self.get(name).map(|r| {
+            NaiveDateTime::parse_from_str(r, LOCAL_TIME)
+                .map(|t| Utc.from_utc_datetime(&t).to_rfc3339())
+                .unwrap_or_else(|_| r.to_owned())
+        })
+    }
+
+    /// A whole-number field; one that is not is named in `errors`.
+    pub fn whole(&self, name: &str, errors: &mut Vec<(String, String)>) -> Option<i64> {
+        let raw = self.get(name)?;
+        match raw.parse::<i64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                errors.push((name.to_owned(), "must be a whole number".to_owned()));
+                None
+            }
+        }
+    }
+
+    /// Minor units from a price typed as money (`12`, `12.5`, `12.50`); anything else is named
+    /// in `errors`.
+    pub fn money(&self, name: &str, errors: &mut Vec<(String, String)>) -> Option<i64> {
+        let raw = self.get(name)?;
+        let (units, cents) = raw.split_once('.').unwrap_or((raw, "0"));
+        let cents = format!("{cents:0<2}");
+        match (units.parse::<i64>(), cents.parse::<i64>()) {
+            (Ok(u), Ok(c)) if cents.len() == 2 && u >= 0 => Some(u * 100 + c),
+            _ => {
+                errors.push((name.to_owned(), "must be an amount like 12.50".to_owned()));
+                None
+            }
+        }
+    }
+}
+
+/// How a `datetime-local` input writes a time.
+const LOCAL_TIME: &str = "%Y-%m-%dT%H:%M";
+
+/// A time as a `datetime-local` input shows it (UTC).
+pub fn local_time(t: DateTime<Utc>) -> String {
+    t.format(LOCAL_TIME).to_string()
 }
 
 /// A local path to go back to (`next`); anything else (another host, `//host`) is `/`.

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::{NaiveDateTime, TimeZone, Utc};
+use chrono::Utc;
 use minijinja::Value;
 
 use super::charts;
@@ -23,7 +23,7 @@ use crate::state::AppState;
 use crate::users::domain::Role;
 
 /// A host or an admin, or the page that says why not.
-fn publisher(
+pub(super) fn publisher(
     req: &HttpRequest,
     state: &AppState,
     viewer: Option<AuthUser>,
@@ -39,7 +39,12 @@ fn publisher(
     )
 }
 
-fn failure(req: &HttpRequest, state: &AppState, user: &AuthUser, e: &ApiError) -> HttpResponse {
+pub(super) fn failure(
+    req: &HttpRequest,
+    state: &AppState,
+    user: &AuthUser,
+    e: &ApiError,
+) -> HttpResponse {
     problem(req, state, user, e, ("/host", "nav_host"))
 }
 
@@ -147,41 +152,6 @@ fn event_form(
     )
 }
 
-/// A `datetime-local` value (`2030-01-01T20:00`, read as UTC) as RFC 3339; anything else as it
-/// came (the API's validation then names the field).
-fn utc(raw: Option<&str>) -> Option<String> {
-    raw.map(|r| {
-        NaiveDateTime::parse_from_str(r, "%Y-%m-%dT%H:%M")
-            .map(|t| Utc.from_utc_datetime(&t).to_rfc3339())
-            .unwrap_or_else(|_| r.to_owned())
-    })
-}
-
-fn whole(form: &Form, name: &str, errors: &mut Vec<(String, String)>) -> Option<i64> {
-    let raw = form.get(name)?;
-    match raw.parse::<i64>() {
-        Ok(n) => Some(n),
-        Err(_) => {
-            errors.push((name.to_owned(), "must be a whole number".to_owned()));
-            None
-        }
-    }
-}
-
-/// Minor units from a price typed as money (`12`, `12.5`, `12.50`).
-fn minor_units(form: &Form, name: &str, errors: &mut Vec<(String, String)>) -> Option<i64> {
-    let raw = form.get(name)?;
-    let (units, cents) = raw.split_once('.').unwrap_or((raw, "0"));
-    let cents = format!("{cents:0<2}");
-    match (units.parse::<i64>(), cents.parse::<i64>()) {
-        (Ok(u), Ok(c)) if cents.len() == 2 && u >= 0 => Some(u * 100 + c),
-        _ => {
-            errors.push((name.to_owned(), "must be an amount like 12.50".to_owned()));
-            None
-        }
-    }
-}
-
 /// `POST /host/events/new`: the API's validation and creation; on to the new event's dashboard.
 pub async fn create(
     req: HttpRequest,
@@ -270,20 +240,22 @@ impl EventFields {
         Self {
             name: text("name"),
             description: text("description"),
-            starts_at: utc(form.get("startsAt")),
-            ends_at: utc(form.get("endsAt")),
+            starts_at: form.utc("startsAt"),
+            ends_at: form.utc("endsAt"),
             venue: text("venue"),
-            capacity: whole(form, "capacity", errors),
-            price: minor_units(form, "price", errors),
-            max_per_user: whole(form, "maxPerUser", errors),
-            on_sale_at: utc(form.get("onSaleAt")),
+            capacity: form.whole("capacity", errors),
+            price: form.money("price", errors),
+            max_per_user: form.whole("maxPerUser", errors),
+            on_sale_at: form.utc("onSaleAt"),
             waiting_room: form.get("waitingRoom").is_some(),
             checkout: text("checkout"),
-            hold_seconds: whole(form, "holdMinutes", errors).map(|m| m.saturating_mul(60)),
+            hold_seconds: form
+                .whole("holdMinutes", errors)
+                .map(|m| m.saturating_mul(60)),
             payment_provider: text("paymentProvider"),
             refund_until_hours: match form.get("refundUntilHours") {
                 Some("never") => Some(None),
-                Some(_) => Some(whole(form, "refundUntilHours", errors)),
+                Some(_) => Some(form.whole("refundUntilHours", errors)),
                 None => None,
             },
         }
@@ -292,7 +264,7 @@ impl EventFields {
 
 /// What the event form shows for an error of the API: each refused field (the hold in
 /// minutes, as the form asks it), else the error's words, with the API's status.
-fn refused(e: &ApiError) -> (StatusCode, Vec<(String, String)>) {
+pub(super) fn refused(e: &ApiError) -> (StatusCode, Vec<(String, String)>) {
     match e {
         ApiError::Validation { errors, .. } => (
             StatusCode::BAD_REQUEST,
@@ -566,49 +538,9 @@ pub async fn cancel(
     }
 }
 
-/// `POST /host/events/{id}/ticket-types` (`name`, `price`, `quota`, `maxPerUser`): adds a
-/// ticket type (the API's checks), back to the dashboard; a refused field is named there.
-pub async fn add_type(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    viewer: Option<AuthUser>,
-    path: web::Path<String>,
-    body: web::Bytes,
-) -> HttpResponse {
-    let (form, user) = match posted(&req, &state, &body, viewer, "/host") {
-        Ok(p) => p,
-        Err(resp) => return *resp,
-    };
-    let mut errors = Vec::new();
-    let quota = whole(&form, "quota", &mut errors);
-    let cap = whole(&form, "maxPerUser", &mut errors);
-    let body = crate::tickets::routes::TypeBody {
-        name: form.get("name").map(str::to_owned),
-        price: minor_units(&form, "price", &mut errors),
-        quota: Some(quota),
-        max_per_user: Some(cap),
-        sales_start: None,
-        sales_end: None,
-        hidden: Some(false),
-    };
-    let added = async {
-        let id = id_in_path(&path)?;
-        if let Some((field, message)) = errors.first() {
-            return Err(ApiError::field(field.as_str(), message.as_str()));
-        }
-        crate::tickets::routes::add(&state, &user, id, &body).await?;
-        Ok(id)
-    }
-    .await;
-    match added {
-        Ok(id) => see_other(&format!("/host/events/{id}?done=type_added")),
-        Err(e) => failure(&req, &state, &user, &e),
-    }
-}
-
 /// The form fields of an event as it is (times as `datetime-local` in UTC, the price as money).
 fn fields_of(e: &Event) -> Form {
-    let local = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%dT%H:%M").to_string();
+    let local = super::forms::local_time;
     let mut f: Vec<(String, String)> = vec![
         ("name".into(), e.name.clone()),
         ("description".into(), e.description.clone()),
@@ -732,40 +664,6 @@ pub async fn edit(
             let (status, errors) = refused(&e);
             event_form(&req, &state, &user, status, &form, &errors, Some(id))
         }
-    }
-}
-
-/// `POST /host/events/{id}/ticket-types/{type}/visibility` (`hidden` = 1 or 0): hides a type
-/// from buyers or shows it again (the API's rules: the default type stays visible).
-pub async fn type_visibility(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    viewer: Option<AuthUser>,
-    path: web::Path<(String, String)>,
-    body: web::Bytes,
-) -> HttpResponse {
-    let (form, user) = match posted(&req, &state, &body, viewer, "/host") {
-        Ok(p) => p,
-        Err(resp) => return *resp,
-    };
-    let done = async {
-        let (event_id, type_id) = (id_in_path(&path.0)?, id_in_path(&path.1)?);
-        let body = crate::tickets::routes::TypeBody {
-            name: None,
-            price: None,
-            quota: None,
-            max_per_user: None,
-            sales_start: None,
-            sales_end: None,
-            hidden: Some(form.get("hidden") == Some("1")),
-        };
-        crate::tickets::routes::change(&state, &user, event_id, type_id, &body).await?;
-        Ok::<_, ApiError>(event_id)
-    }
-    .await;
-    match done {
-        Ok(id) => see_other(&format!("/host/events/{id}?done=type_changed")),
-        Err(e) => failure(&req, &state, &user, &e),
     }
 }
 

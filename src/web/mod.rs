@@ -8,7 +8,8 @@
 //! `GET /me` (my bookings), `POST /me/bookings/{id}/{cancel,pay,release}`; for hosts and
 //! admins `GET /host`, `GET|POST /host/events/new`, `GET /host/events/{id}` (the dashboard),
 //! `GET|POST /host/events/{id}/edit`,
-//! `GET /host/events/{id}/attendees.csv`, `POST /host/events/{id}/ticket-types[/{type}/visibility]`,
+//! `GET /host/events/{id}/attendees.csv`, `POST /host/events/{id}/ticket-types`,
+//! `GET|POST /host/events/{id}/ticket-types/{type}`, `POST …/ticket-types/{type}/visibility`,
 //! `GET|POST /host/events/{id}/cancel`,
 //! `POST /host/bookings/{id}/mark-paid`; for admins `GET /admin` (analytics),
 //! `GET /admin/users`, `POST /admin/users/{id}/role`, `GET /admin/notifications`,
@@ -32,6 +33,7 @@ mod pages;
 mod render;
 mod room;
 mod session;
+mod types;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
@@ -138,12 +140,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/host/events/{id}/ticket-types")
                 .wrap(from_fn(rate_limit::write))
-                .post(host::add_type),
+                .post(types::add),
+        )
+        .service(
+            web::resource("/host/events/{id}/ticket-types/{type_id}")
+                .wrap(from_fn(rate_limit::write))
+                .get(types::edit_form)
+                .post(types::edit),
         )
         .service(
             web::resource("/host/events/{id}/ticket-types/{type_id}/visibility")
                 .wrap(from_fn(rate_limit::write))
-                .post(host::type_visibility),
+                .post(types::visibility),
         )
         .service(
             web::resource("/host/bookings/{id}/mark-paid")

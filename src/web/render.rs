@@ -34,6 +34,8 @@ templates!(
     "admin_users.html",
     "admin_notifications.html",
     "room.html",
+    "form.html",
+    "host_type.html",
 );
 
 const STRINGS_EN: &str = include_str!("strings.en.json");

@@ -1046,3 +1046,215 @@ async fn a_waiting_room_event_is_booked_only_with_an_admission_from_the_room() {
         .await;
     assert_eq!(stolen.status, 403, "{}", stolen.body);
 }
+
+#[tokio::test]
+async fn a_host_changes_a_ticket_type_from_its_form_under_the_apis_rules() {
+    let app = TestApp::spawn().await;
+    let host = app.user(Role::Host).await;
+    let event = app
+        .create_event(&host.access, &event_body("Quartet", 3, 20))
+        .await;
+    let mut h = Browser::logged_in(&app, &host.username).await;
+    let dash = format!("/host/events/{event}");
+    h.get(&dash).await;
+    // Adding: a price that is not money is named on the type's form.
+    let bad = h
+        .post(
+            &format!("{dash}/ticket-types"),
+            &[("name", "Box"), ("price", "ten")],
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(
+        bad.body.contains("id=\"price-error\"") && bad.body.contains("aria-invalid=\"true\""),
+        "{}",
+        bad.body
+    );
+    assert!(bad.body.contains("value=\"Box\""), "kept: {}", bad.body);
+    let added = h
+        .post(
+            &format!("{dash}/ticket-types"),
+            &[("name", "Box"), ("price", "40"), ("quota", "5")],
+        )
+        .await;
+    assert_eq!(added.status, 303, "{}", added.body);
+    let db = app.db.client().await;
+    let ids = |is_default: bool| {
+        let db = &db;
+        async move {
+            db.query_one(
+                "SELECT id FROM ticket_types WHERE event_id = $1 AND is_default = $2",
+                &[&event, &is_default],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+        }
+    };
+    let (boxes, default) = (ids(false).await, ids(true).await);
+    let buyer = app.user_unlimited(Role::Guest).await;
+    let resp = app
+        .book(
+            &buyer,
+            &json!({ "eventId": event, "numberOfSeats": 2, "ticketTypeId": boxes }),
+            &[("prefer", "wait=20")],
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+
+    // The form shows the type as it is, linked from the dashboard.
+    let form_path = format!("{dash}/ticket-types/{boxes}");
+    assert!(
+        h.get(&dash)
+            .await
+            .body
+            .contains(&format!("href=\"{form_path}\""))
+    );
+    let form = h.get(&form_path).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert!(form.body.contains("value=\"Box\"") && form.body.contains("value=\"40.00\""));
+    assert!(
+        form.body
+            .contains("id=\"quota\" name=\"quota\" type=\"number\" value=\"5\"")
+    );
+    assert!(
+        form.body.contains("min=\"1\""),
+        "attributes not escaped: {}",
+        form.body
+    );
+
+    // The API's rules, each refusal on the form: a quota below the seats sold (409), a sales
+    // window that ends before it starts (400, naming salesEnd).
+    let refused = h
+        .post(
+            &form_path,
+            &[("name", "Box"), ("price", "40"), ("quota", "1")],
+        )
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(
+        refused.body.contains("below the 2 seats"),
+        "{}",
+        refused.body
+    );
+    let refused = h
+        .post(
+            &form_path,
+            &[
+                ("name", "Box"),
+                ("price", "40"),
+                ("salesStart", "2031-05-02T10:00"),
+                ("salesEnd", "2031-05-01T10:00"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.contains("id=\"salesEnd-error\""),
+        "{}",
+        refused.body
+    );
+    let row = db
+        .query_one(
+            "SELECT price, quota FROM ticket_types WHERE id = $1",
+            &[&boxes],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, i64>(0), row.get::<_, Option<i32>>(1)),
+        (4000, Some(5)),
+        "nothing changed by a refused form"
+    );
+
+    // A good form: new price and quota, the per-buyer cap set, a sales window, hidden.
+    let saved = h
+        .post(
+            &form_path,
+            &[
+                ("name", "Box seats"),
+                ("price", "35.50"),
+                ("quota", "8"),
+                ("maxPerUser", "2"),
+                ("salesStart", "2020-01-01T09:00"),
+                ("salesEnd", "2031-05-01T10:00"),
+                ("hidden", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    assert_eq!(
+        saved.location.as_deref(),
+        Some(&*format!("{dash}?done=type_changed"))
+    );
+    let row = db
+        .query_one(
+            "SELECT name, price, quota, max_per_user, sales_end, hidden FROM ticket_types WHERE id = $1",
+            &[&boxes],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "Box seats");
+    assert_eq!(row.get::<_, i64>(1), 3550);
+    assert_eq!(row.get::<_, Option<i32>>(2), Some(8));
+    assert_eq!(row.get::<_, Option<i32>>(3), Some(2));
+    assert_eq!(
+        row.get::<_, Option<chrono::DateTime<chrono::Utc>>>(4)
+            .map(|t| t.to_rfc3339()),
+        Some("2031-05-01T10:00:00+00:00".to_owned())
+    );
+    assert!(row.get::<_, bool>(5));
+    // Emptied limits are cleared.
+    let cleared = h
+        .post(&form_path, &[("name", "Box seats"), ("price", "35.50")])
+        .await;
+    assert_eq!(cleared.status, 303, "{}", cleared.body);
+    let row = db
+        .query_one(
+            "SELECT quota, max_per_user, sales_start, hidden FROM ticket_types WHERE id = $1",
+            &[&boxes],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Option<i32>>(0), None);
+    assert_eq!(row.get::<_, Option<i32>>(1), None);
+    assert!(
+        row.get::<_, Option<chrono::DateTime<chrono::Utc>>>(2)
+            .is_none()
+    );
+    assert!(
+        !row.get::<_, bool>(3),
+        "an unticked box shows the type again"
+    );
+
+    // The default type's form has no "hidden" box, and its price is the event's.
+    let default_path = format!("{dash}/ticket-types/{default}");
+    let form = h.get(&default_path).await;
+    assert!(!form.body.contains("name=\"hidden\""), "{}", form.body);
+    let saved = h
+        .post(&default_path, &[("name", "Standard"), ("price", "12")])
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let price: i64 = db
+        .query_one("SELECT price FROM events WHERE id = $1", &[&event])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(price, 1200);
+
+    // Another host may not see or change it.
+    let other = app.user(Role::Host).await;
+    let mut o = Browser::logged_in(&app, &other.username).await;
+    assert_eq!(o.get(&form_path).await.status, 403);
+    o.get("/host").await;
+    let refused = o
+        .post(&form_path, &[("name", "Mine"), ("price", "1")])
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let name: String = db
+        .query_one("SELECT name FROM ticket_types WHERE id = $1", &[&boxes])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(name, "Box seats");
+}
