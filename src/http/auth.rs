@@ -53,6 +53,9 @@ pub const VERIFY_EMAIL_TTL: Duration = Duration::from_secs(48 * 3600);
 pub const ACCESS_COOKIE: &str = "accessToken";
 /// Name of the refresh token cookie (the seed's).
 pub const REFRESH_COOKIE: &str = "refreshToken";
+/// Name of the pages' session cookie: a refresh token of its own, sent on every path, that
+/// renews the access token of a browser using the pages (`crate::web`).
+pub const PAGE_SESSION_COOKIE: &str = "asSession";
 /// Clock drift tolerated when checking `exp`/`nbf`.
 const TIME_TOLERANCE: Duration = Duration::from_secs(5);
 /// Tokens longer than this are rejected before any parsing.

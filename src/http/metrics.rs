@@ -36,6 +36,7 @@ pub const COUNTERS: &[&str] = &[
     "notifications_retried_total",
     "notifications_failed_total",
     "notifications_refused_total",
+    "page_sessions_renewed_total",
     "notifications_unverified_total",
     "cache_lookups_total",
     "cache_errors_total",

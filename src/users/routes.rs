@@ -10,7 +10,8 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::http::auth::{
-    ACCESS_COOKIE, AuthUser, DEVICE_COOKIE, DEVICE_TTL, IssuedToken, REFRESH_COOKIE,
+    ACCESS_COOKIE, AuthUser, DEVICE_COOKIE, DEVICE_TTL, IssuedToken, PAGE_SESSION_COOKIE,
+    REFRESH_COOKIE,
 };
 use crate::http::extract::ApiJson;
 use crate::http::response;
@@ -329,33 +330,57 @@ fn session_response(state: &AppState, session: Session, message: &str) -> ApiRes
         }),
         message,
     );
-    add_session_cookies(state, &mut resp, &session)?;
+    add_session_cookies(state, &mut resp, &session, CookieScope::Api)?;
     Ok(resp)
 }
 
+/// Whose cookies a session's refresh token goes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieScope {
+    /// The API's: `refreshToken` for `/api/user` only, rotated by `POST /api/user/refresh`.
+    Api,
+    /// The pages': [`PAGE_SESSION_COOKIE`] on every path, which renews the access token
+    /// ([`renew_page_session`]) when the browser has dropped it.
+    Pages,
+}
+
+/// The access token as an httpOnly cookie for every path.
+pub fn add_access_cookie(
+    state: &AppState,
+    resp: &mut HttpResponse,
+    access: &IssuedToken,
+) -> ApiResult<()> {
+    let secs = state.tokens().access_ttl.as_secs() as i64;
+    let secure = state.settings().auth.cookie_secure;
+    resp.add_cookie(&cookie(
+        ACCESS_COOKIE,
+        access.token.clone(),
+        "/",
+        secs,
+        secure,
+    ))
+    .map_err(|e| anyhow::anyhow!("cookie: {e}").into())
+}
+
 /// The session's tokens as httpOnly cookies (the access token for every path, the refresh
-/// token for `/api/user` only) and, after a login, the device cookie of the login throttle.
+/// token where `scope` says) and, after a login, the device cookie of the login throttle.
 pub fn add_session_cookies(
     state: &AppState,
     resp: &mut HttpResponse,
     session: &Session,
+    scope: CookieScope,
 ) -> ApiResult<()> {
-    let keys = state.tokens();
     let secure = state.settings().auth.cookie_secure;
-    let access_secs = keys.access_ttl.as_secs() as i64;
-    let refresh_secs = keys.refresh_ttl.as_secs() as i64;
+    let refresh_secs = state.tokens().refresh_ttl.as_secs() as i64;
+    add_access_cookie(state, resp, &session.access)?;
+    let (name, path) = match scope {
+        CookieScope::Api => (REFRESH_COOKIE, REFRESH_COOKIE_PATH),
+        CookieScope::Pages => (PAGE_SESSION_COOKIE, "/"),
+    };
     resp.add_cookie(&cookie(
-        ACCESS_COOKIE,
-        session.access.token.clone(),
-        "/",
-        access_secs,
-        secure,
-    ))
-    .map_err(|e| anyhow::anyhow!("cookie: {e}"))?;
-    resp.add_cookie(&cookie(
-        REFRESH_COOKIE,
+        name,
         session.refresh.token.clone(),
-        REFRESH_COOKIE_PATH,
+        path,
         refresh_secs,
         secure,
     ))
@@ -598,7 +623,10 @@ pub async fn logout(
 ) -> ApiResult<HttpResponse> {
     let body = optional_body(&bytes, &req)?;
     let all = query.all.unwrap_or(false);
-    let revoked = end_session(&state, &user, presented_refresh_token(&req, body), all).await?;
+    let mut revoked = end_session(&state, &user, presented_refresh_token(&req, body), all).await?;
+    if !all && let Some(page) = req.cookie(PAGE_SESSION_COOKIE) {
+        revoked += end_page_session(&state, page.value()).await?;
+    }
     let mut resp = response::ok(
         json!({ "revokedSessions": revoked }),
         "User logged out successfully",
@@ -637,10 +665,49 @@ pub async fn end_session(
     Ok(revoked)
 }
 
-/// Removes the session cookies from the browser.
+/// A new access token for the page session `token` (the refresh token in
+/// [`PAGE_SESSION_COOKIE`]) while its row is neither revoked nor expired and its user exists,
+/// with the user's role as stored now. Not rotated: the row is the session, checked on every
+/// renewal, so two tabs renewing at once both go on; logging out revokes it.
+pub async fn renew_page_session(state: &AppState, token: &str) -> ApiResult<IssuedToken> {
+    let ended = || ApiError::Unauthorized("the session has ended; log in again".to_owned());
+    let claims = state.tokens().verify_refresh(token)?;
+    let mut conn = state.db().get().await?;
+    RefreshToken::find_by_hash(&mut conn, &sha256(token))
+        .await?
+        .filter(|t| {
+            t.id == claims.token_id
+                && t.user_id == claims.user_id
+                && t.rotated_at.is_none()
+                && t.revoked_at.is_none()
+                && t.expires_at > chrono::Utc::now()
+        })
+        .ok_or_else(ended)?;
+    let user = User::find(&mut conn, claims.user_id)
+        .await?
+        .ok_or_else(ended)?;
+    let role = Role::parse(&user.role).map_err(|e| anyhow::anyhow!("stored role: {e}"))?;
+    Ok(state.tokens().issue_access(user.id, role)?)
+}
+
+/// Revokes the page session `token` (a token that does not verify is already no session).
+/// Returns the rows revoked.
+pub async fn end_page_session(state: &AppState, token: &str) -> ApiResult<usize> {
+    let Ok(claims) = state.tokens().verify_refresh(token) else {
+        return Ok(0);
+    };
+    let mut conn = state.db().get().await?;
+    Ok(RefreshToken::revoke(&mut conn, claims.user_id, &sha256(token)).await?)
+}
+
+/// Removes the session cookies from the browser (the API's and the pages').
 pub fn clear_session_cookies(state: &AppState, resp: &mut HttpResponse) -> ApiResult<()> {
     let secure = state.settings().auth.cookie_secure;
-    for (name, path) in [(ACCESS_COOKIE, "/"), (REFRESH_COOKIE, REFRESH_COOKIE_PATH)] {
+    for (name, path) in [
+        (ACCESS_COOKIE, "/"),
+        (REFRESH_COOKIE, REFRESH_COOKIE_PATH),
+        (PAGE_SESSION_COOKIE, "/"),
+    ] {
         let mut c = cookie(name, String::new(), path, 0, secure);
         c.make_removal();
         resp.add_cookie(&c)

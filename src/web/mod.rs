@@ -46,6 +46,23 @@ pub use render::Pages;
 /// through [`crate::http::resource`] (whose registry the contract test compares with it).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::Data::new(render::PageCache::default()))
+        .service(web::resource("/static/{file}").get(pages::asset))
+        .service(pages_of_people());
+}
+
+/// Every page but the static files, under [`session::resume`] (a page session outlives its
+/// access token).
+fn pages_of_people() -> actix_web::Scope<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    web::scope("")
+        .wrap(from_fn(session::resume))
         .service(
             web::resource("/")
                 .wrap(from_fn(rate_limit::read))
@@ -183,5 +200,4 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .wrap(from_fn(rate_limit::write))
                 .post(admin::retry),
         )
-        .service(web::resource("/static/{file}").get(pages::asset));
 }

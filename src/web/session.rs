@@ -2,14 +2,17 @@
 //! (throttle, one answer for unknown user and wrong password), the tokens as the same httpOnly
 //! cookies.
 
-use actix_web::http::StatusCode;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{StatusCode, header};
+use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::csrf;
 use super::forms::{Form, forged, local_path, render, see_other};
 use super::render::Pages;
 use crate::error::ApiError;
-use crate::http::auth::AuthUser;
+use crate::http::auth::{ACCESS_COOKIE, AuthUser, PAGE_SESSION_COOKIE};
 use crate::state::AppState;
 
 /// `GET /login?next=`: the form (a signed-in viewer goes straight on).
@@ -67,7 +70,10 @@ pub async fn submit(
     match session {
         Ok(session) => {
             let mut resp = see_other(&next);
-            if let Err(e) = crate::users::routes::add_session_cookies(&state, &mut resp, &session) {
+            let scope = crate::users::routes::CookieScope::Pages;
+            if let Err(e) =
+                crate::users::routes::add_session_cookies(&state, &mut resp, &session, scope)
+            {
                 return error_again(&req, &state, &next, &login, &e);
             }
             resp
@@ -109,7 +115,8 @@ pub fn describe(e: &ApiError) -> String {
     }
 }
 
-/// `POST /logout`: ends the session (its access token now) and clears the cookies.
+/// `POST /logout`: ends the session (the page session's row and the access token, now) and
+/// clears the cookies.
 pub async fn logout(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -121,6 +128,11 @@ pub async fn logout(
         return forged();
     }
     let mut resp = see_other("/");
+    if let Some(page) = req.cookie(PAGE_SESSION_COOKIE)
+        && let Err(e) = crate::users::routes::end_page_session(&state, page.value()).await
+    {
+        tracing::warn!(error = %e, "revoking a page session failed; the cookies are cleared anyway");
+    }
     if let Some(user) = viewer
         && let Err(e) = crate::users::routes::end_session(&state, &user, None, false).await
     {
@@ -130,6 +142,54 @@ pub async fn logout(
         tracing::warn!(error = %e, "clearing the session cookies failed");
     }
     resp
+}
+
+/// Middleware on every page: a browser whose access token has run out (the cookie is gone) but
+/// whose page session ([`PAGE_SESSION_COOKIE`]) is still live gets a new access token and is
+/// sent to the same address again (`307`: a form is posted again, body and CSRF token as they
+/// were), so a page session lasts the refresh token's TTL, not the access token's. A session
+/// that has ended loses its cookie and the page is served to a visitor; if the database cannot
+/// say, the page is served to a visitor and the cookie kept.
+pub async fn resume(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let page_session = match req.cookie(PAGE_SESSION_COOKIE) {
+        Some(c) if req.cookie(ACCESS_COOKIE).is_none() => c.value().to_owned(),
+        _ => return Ok(next.call(req).await?.map_into_left_body()),
+    };
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    match crate::users::routes::renew_page_session(&state, &page_session).await {
+        Ok(access) => {
+            let mut resp = HttpResponse::TemporaryRedirect()
+                .insert_header((header::LOCATION, req.uri().to_string()))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish();
+            if let Err(e) = crate::users::routes::add_access_cookie(&state, &mut resp, &access) {
+                tracing::warn!(error = %e, "renewing a page session's access cookie failed");
+                return Ok(next.call(req).await?.map_into_left_body());
+            }
+            metrics::counter!("page_sessions_renewed_total").increment(1);
+            Ok(req.into_response(resp).map_into_right_body())
+        }
+        Err(ApiError::Unauthorized(_)) => {
+            let mut served = next.call(req).await?;
+            let mut gone = actix_web::cookie::Cookie::build(PAGE_SESSION_COOKIE, "")
+                .path("/")
+                .finish();
+            gone.make_removal();
+            if let Err(e) = served.response_mut().add_cookie(&gone) {
+                tracing::warn!(error = %e, "removing an ended page session's cookie failed");
+            }
+            Ok(served.map_into_left_body())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "a page session could not be renewed now");
+            Ok(next.call(req).await?.map_into_left_body())
+        }
+    }
 }
 
 /// `GET /register`: the sign-up form.

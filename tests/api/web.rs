@@ -1258,3 +1258,75 @@ async fn a_host_changes_a_ticket_type_from_its_form_under_the_apis_rules() {
         .get(0);
     assert_eq!(name, "Box seats");
 }
+
+#[tokio::test]
+async fn a_page_session_outlives_its_access_token_until_logging_out_ends_it() {
+    let app = TestApp::spawn().await;
+    let id = app.user_named("pia", Role::Guest).await;
+    let mut b = Browser::logged_in(&app, "pia").await;
+    assert!(b.cookies.contains_key("accessToken"));
+    let session = b
+        .cookies
+        .get("asSession")
+        .cloned()
+        .expect("a page session cookie");
+    assert!(
+        !b.cookies.contains_key("refreshToken"),
+        "the API's rotating refresh cookie is not the page's"
+    );
+
+    // The browser drops the access cookie when it runs out: the page session renews it and
+    // sends the browser to the same address, a form posted again as it was.
+    b.cookies.remove("accessToken");
+    let renewed = b.get("/?q=jazz").await;
+    assert_eq!(renewed.status, 307, "{}", renewed.body);
+    assert_eq!(renewed.location.as_deref(), Some("/?q=jazz"));
+    assert!(b.cookies.contains_key("accessToken"), "a new access cookie");
+    let me = b.get("/me").await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    b.cookies.remove("accessToken");
+    let posted = b.post("/logout", &[]).await;
+    assert_eq!(posted.status, 307, "a form is sent again: {}", posted.body);
+    assert_eq!(posted.location.as_deref(), Some("/logout"));
+
+    // The role is the stored one at each renewal.
+    let db = app.db.client().await;
+    db.execute("UPDATE users SET role = 'host' WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    assert_eq!(b.get("/host").await.status, 403, "the old token's role");
+    b.cookies.remove("accessToken");
+    b.get("/host").await;
+    assert_eq!(b.get("/host").await.status, 200, "renewed as a host");
+    let renewals = app.metrics().await;
+    assert!(
+        renewals
+            .lines()
+            .any(|l| l.starts_with("page_sessions_renewed_total") && !l.ends_with(" 0")),
+        "{renewals}"
+    );
+
+    // Logging out revokes the page session's row: the cookie presented again renews nothing,
+    // and is removed.
+    b.get("/me").await;
+    let out = b.post("/logout", &[]).await;
+    assert_eq!(out.status, 303, "{}", out.body);
+    assert!(!b.cookies.contains_key("asSession") && !b.cookies.contains_key("accessToken"));
+    let revoked: i64 = db
+        .query_one(
+            "SELECT count(*) FROM refresh_tokens WHERE user_id = $1 AND revoked_at IS NOT NULL",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(revoked, 1);
+    b.cookies.insert("asSession".to_owned(), session);
+    let page = b.get("/me").await;
+    assert_eq!(page.status, 303, "to log in: {}", page.body);
+    assert!(page.location.unwrap().starts_with("/login"));
+    assert!(
+        !b.cookies.contains_key("asSession"),
+        "an ended session's cookie is removed"
+    );
+}
