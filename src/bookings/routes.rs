@@ -777,32 +777,62 @@ pub async fn my_waitlist(
 ) -> ApiResult<HttpResponse> {
     let event_id = crate::events::routes::path_id(&path)?;
     let mut conn = state.db().get().await?;
-    let mine: Vec<(i64, Uuid, i32)> = waitlist::table
-        .filter(waitlist::event_id.eq(event_id))
-        .filter(waitlist::user_id.eq(caller.id))
-        .order(waitlist::id.asc())
-        .select((waitlist::id, waitlist::request_id, waitlist::seats))
-        .load(&mut conn)
-        .await?;
-    if mine.is_empty() {
+    let entries: Vec<serde_json::Value> = waitlist_places(&mut conn, event_id, caller.id)
+        .await?
+        .into_iter()
+        .map(|p| json!({ "requestId": p.request_id, "position": p.position, "seatsWanted": p.seats }))
+        .collect();
+    if entries.is_empty() {
         return Err(ApiError::NotFound(
             "you are not on this event's waitlist".to_owned(),
         ));
-    }
-    let mut entries = Vec::with_capacity(mine.len());
-    for (id, request, seats) in mine {
-        let position: i64 = waitlist::table
-            .filter(waitlist::event_id.eq(event_id))
-            .filter(waitlist::id.le(id))
-            .count()
-            .get_result(&mut conn)
-            .await?;
-        entries.push(json!({ "requestId": request, "position": position, "seatsWanted": seats }));
     }
     Ok(response::ok(
         json!({ "eventId": event_id, "position": entries[0]["position"], "seatsWanted": entries[0]["seatsWanted"], "entries": entries }),
         "Waitlist position",
     ))
+}
+
+/// One of a buyer's entries in an event's waitlist.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitlistPlace {
+    /// The request that is waiting.
+    pub request_id: Uuid,
+    /// 1 = next to be served.
+    pub position: i64,
+    /// Seats it still wants.
+    pub seats: i32,
+}
+
+/// `user`'s entries in event `event_id`'s waitlist, first in line first. The API's
+/// `GET …/waitlist/me` and the pages' "my bookings" both come here.
+pub async fn waitlist_places(
+    conn: &mut diesel_async::AsyncPgConnection,
+    event_id: i64,
+    user: i64,
+) -> ApiResult<Vec<WaitlistPlace>> {
+    let mine: Vec<(i64, Uuid, i32)> = waitlist::table
+        .filter(waitlist::event_id.eq(event_id))
+        .filter(waitlist::user_id.eq(user))
+        .order(waitlist::id.asc())
+        .select((waitlist::id, waitlist::request_id, waitlist::seats))
+        .load(conn)
+        .await?;
+    let mut places = Vec::with_capacity(mine.len());
+    for (id, request_id, seats) in mine {
+        let position: i64 = waitlist::table
+            .filter(waitlist::event_id.eq(event_id))
+            .filter(waitlist::id.le(id))
+            .count()
+            .get_result(conn)
+            .await?;
+        places.push(WaitlistPlace {
+            request_id,
+            position,
+            seats,
+        });
+    }
+    Ok(places)
 }
 
 /// `DELETE /api/events/{id}/waitlist/me`: leave the waitlist.
@@ -812,7 +842,18 @@ pub async fn leave_waitlist(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let event_id = crate::events::routes::path_id(&path)?;
-    let user = caller.id;
+    let left = leave(&state, caller.id, event_id).await?;
+    Ok(response::ok(
+        json!({ "eventId": event_id, "entriesRemoved": left }),
+        "Left the waitlist",
+    ))
+}
+
+/// Takes every entry of `user` off event `event_id`'s waitlist (under the event's lock, its
+/// version bumped, a `waitlist_left` notification in the same transaction); 404 when there
+/// was none. Returns the entries removed. The API's `DELETE …/waitlist/me` and the pages'
+/// "leave the waitlist" both come here.
+pub async fn leave(state: &AppState, user: i64, event_id: i64) -> ApiResult<usize> {
     let mut conn = state.db().get().await?;
     let left = conn
         .transaction(async |conn| {
@@ -876,9 +917,6 @@ pub async fn leave_waitlist(
         ));
     };
     state.event_cache().put(&event).await;
-    crate::notifications::wake(&state);
-    Ok(response::ok(
-        json!({ "eventId": event_id, "entriesRemoved": left }),
-        "Left the waitlist",
-    ))
+    crate::notifications::wake(state);
+    Ok(left)
 }

@@ -107,7 +107,9 @@ pub async fn mine(
     let page = async {
         let q = crate::bookings::history::parse_query(&query)?;
         let mut conn = state.db().get().await?;
-        Ok::<_, ApiError>(crate::bookings::history::tickets_page(&mut conn, user.id, &q).await?)
+        let mut page = crate::bookings::history::tickets_page(&mut conn, user.id, &q).await?;
+        with_places(&mut conn, user.id, &mut page).await?;
+        Ok::<_, ApiError>(page)
     }
     .await;
     let (status, ctx) = match page {
@@ -138,6 +140,61 @@ pub async fn mine(
             ..ctx
         },
     )
+}
+
+/// Adds its place in line (`position`, 1 = next) to each waiting entry of a "my bookings"
+/// page, as `GET /api/events/{id}/waitlist/me` counts it.
+async fn with_places(
+    conn: &mut diesel_async::AsyncPgConnection,
+    user: i64,
+    page: &mut serde_json::Value,
+) -> Result<(), ApiError> {
+    let Some(items) = page["items"].as_array_mut() else {
+        return Ok(());
+    };
+    let waiting = |i: &serde_json::Value| i["kind"] == "waitlist" && i["status"] == "waitlisted";
+    let mut events: Vec<i64> = items
+        .iter()
+        .filter(|i| waiting(i))
+        .filter_map(|i| i["eventId"].as_i64())
+        .collect();
+    events.sort_unstable();
+    events.dedup();
+    let mut places = HashMap::new();
+    for event in events {
+        for p in crate::bookings::routes::waitlist_places(conn, event, user).await? {
+            places.insert(p.request_id.to_string(), p.position);
+        }
+    }
+    for item in items.iter_mut().filter(|i| waiting(i)) {
+        if let Some(position) = item["requestId"].as_str().and_then(|r| places.get(r)) {
+            item["position"] = (*position).into();
+        }
+    }
+    Ok(())
+}
+
+/// `POST /me/waitlist/{event}/leave`: takes the viewer off an event's waitlist (every entry
+/// of theirs there), as `DELETE /api/events/{id}/waitlist/me` does.
+pub async fn leave_waitlist(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Option<AuthUser>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let (_, user) = match posted(&req, &state, &body, viewer, "/me") {
+        Ok(p) => p,
+        Err(resp) => return *resp,
+    };
+    let done = match crate::events::routes::path_id(&path) {
+        Ok(event) => crate::bookings::routes::leave(&state, user.id, event).await,
+        Err(e) => Err(e),
+    };
+    match done {
+        Ok(_) => see_other("/me?done=left_waitlist"),
+        Err(e) => failed(&req, &state, &user, &e),
+    }
 }
 
 /// `POST /me/bookings/{id}/cancel` (`eventId`, `csrf`): cancels one confirmed ticket.

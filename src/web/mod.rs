@@ -5,7 +5,8 @@
 //! (one event: availability, ticket types, how checkout works, the booking form),
 //! `GET|POST /login`, `POST /logout`, `GET|POST /register`, `POST /events/{id}/book`,
 //! `GET|POST /events/{id}/queue` (the waiting room),
-//! `GET /me` (my bookings), `POST /me/bookings/{id}/{cancel,pay,release}`; for hosts and
+//! `GET /me` (my bookings), `POST /me/bookings/{id}/{cancel,pay,release}`,
+//! `POST /me/waitlist/{event}/leave`; for hosts and
 //! admins `GET /host`, `GET|POST /host/events/new`, `GET /host/events/{id}` (the dashboard),
 //! `GET|POST /host/events/{id}/edit`,
 //! `GET /host/events/{id}/attendees.csv`, `POST /host/events/{id}/ticket-types`,
@@ -99,6 +100,11 @@ fn pages_of_people() -> actix_web::Scope<
             web::resource("/me")
                 .wrap(from_fn(rate_limit::read))
                 .get(buy::mine),
+        )
+        .service(
+            web::resource("/me/waitlist/{event}/leave")
+                .wrap(from_fn(rate_limit::write))
+                .post(buy::leave_waitlist),
         )
         .service(
             web::resource("/me/bookings/{id}/cancel")

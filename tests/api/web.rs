@@ -1330,3 +1330,60 @@ async fn a_page_session_outlives_its_access_token_until_logging_out_ends_it() {
         "an ended session's cookie is removed"
     );
 }
+
+#[tokio::test]
+async fn my_bookings_show_my_place_in_line_and_let_me_leave_the_waitlist() {
+    let app = TestApp::spawn().await;
+    let host = app.user_unlimited(Role::Host).await;
+    let event = app.create_event(&host, &event_body("Tiny", 3, 1)).await;
+    let first = app.user_unlimited(Role::Guest).await;
+    let second = app.user_unlimited(Role::Guest).await;
+    let me = app.user(Role::Guest).await;
+    for token in [&first, &second, &me.access] {
+        let resp = app
+            .book(
+                token,
+                &json!({ "eventId": event, "numberOfSeats": 1 }),
+                &[("prefer", "wait=20")],
+            )
+            .await;
+        assert!(
+            matches!(resp.status().as_u16(), 201 | 202),
+            "{}",
+            resp.status()
+        );
+    }
+    let mut b = Browser::logged_in(&app, &me.username).await;
+    let page = b.get("/me").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("On the waitlist · place in line 2"),
+        "behind the second buyer: {}",
+        page.body
+    );
+    let action = format!("action=\"/me/waitlist/{event}/leave\"");
+    assert!(page.body.contains(&action), "{}", page.body);
+
+    let left = b.post(&format!("/me/waitlist/{event}/leave"), &[]).await;
+    assert_eq!(left.status, 303, "{}", left.body);
+    assert_eq!(left.location.as_deref(), Some("/me?done=left_waitlist"));
+    let db = app.db.client().await;
+    let mine: i64 = db
+        .query_one(
+            "SELECT count(*) FROM waitlist WHERE user_id = $1",
+            &[&me.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(mine, 0, "off the waitlist");
+    let page = b.get("/me?done=left_waitlist").await;
+    assert!(
+        page.body.contains("You left the waitlist."),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains(&action), "nothing left to leave");
+    let again = b.post(&format!("/me/waitlist/{event}/leave"), &[]).await;
+    assert_eq!(again.status, 404, "not on it any more: {}", again.body);
+}
