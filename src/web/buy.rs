@@ -237,7 +237,8 @@ fn booking_path(path: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::field("bookingId", "must be a positive integer"))
 }
 
-/// `POST /me/bookings/{id}/pay`: Stripe → on to its Checkout page; manual → how to pay.
+/// `POST /me/bookings/{id}/pay`: how to pay — Stripe: a link on to its Checkout page (the
+/// session made for this hold); manual: the host's way.
 pub async fn pay(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -254,15 +255,14 @@ pub async fn pay(
         Err(e) => Err(e),
     };
     match how {
-        Ok(how) if how["provider"] == "stripe" => match how["url"].as_str() {
-            Some(url) => see_other(url),
-            None => failed(
-                &req,
-                &state,
-                &user,
-                &ApiError::Internal(anyhow::anyhow!("no url")),
-            ),
-        },
+        Ok(how) if how["provider"] == "stripe" && how["url"].as_str().is_none() => failed(
+            &req,
+            &state,
+            &user,
+            &ApiError::Internal(anyhow::anyhow!("a Stripe session without a url")),
+        ),
+        // Stripe: a link on to its Checkout page, not a redirect — the pages' policy lets
+        // forms lead only to this site (`form-action 'self'`, enforced on redirects too).
         Ok(how) => render(
             &req,
             &state,

@@ -426,3 +426,108 @@ async fn a_buyer_books_through_the_waiting_room_in_a_real_browser() {
     assert_eq!(seats, 2);
     b.close().await;
 }
+
+/// The whole buyer's journey in one browser: find the event, log in, queue in its waiting
+/// room, hold seats, pay them on the payment provider's page (a local server that follows
+/// Stripe Checkout), see the ticket confirmed, cancel it and get the money back.
+#[tokio::test]
+async fn a_buyer_queues_holds_pays_at_the_provider_sees_the_ticket_and_cancels_for_a_refund() {
+    let stripe = crate::helpers::stripe::LocalStripe::start().await;
+    let port = crate::helpers::free_port().to_string();
+    let public = format!("http://127.0.0.1:{port}");
+    let app = crate::checkout::with_stripe(TestApp::builder(), &stripe)
+        .env("ATOMICSEATS__HTTP__PORT", &port)
+        .env("ATOMICSEATS__HTTP__PUBLIC_URL", &public)
+        .spawn()
+        .await;
+    assert_eq!(app.url(""), public);
+    stripe.send_webhooks_to(&public);
+    let host = app.user_unlimited(Role::Host).await;
+    let mut body = event_body("Festival of Lanterns", 30, 200);
+    body["waitingRoom"] = json!(true);
+    body["checkout"] = json!("hold");
+    body["holdSeconds"] = json!(900);
+    body["paymentProvider"] = json!("stripe");
+    body["refundUntilHours"] = json!(24);
+    let event = app.create_event(&host, &body).await;
+    crate::waiting_room::start_pacer(&app);
+    app.user_named("noor", Role::Guest).await;
+    let b = Browser::start("journey").await;
+
+    // Finds it by searching the list, logs in from its page.
+    b.goto(&app.url("/?q=lanterns")).await;
+    b.click(&format!("a[href='/events/{event}']")).await;
+    b.wait_for_text("sold through a waiting room").await;
+    b.click(&format!("a[href='/login?next=/events/{event}']"))
+        .await;
+    b.fill("#login", "noor").await;
+    b.fill("#password", PASSWORD).await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("Log out").await;
+
+    // Queues, is admitted, holds two seats.
+    b.click(&format!("form[action='/events/{event}/queue'] button"))
+        .await;
+    b.wait_for_text("It is your turn: book now.").await;
+    b.screenshots("01-admitted").await;
+    b.fill("#seats", "2").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("Held: your seats are reserved").await;
+    b.assert_accessible("held").await;
+    b.screenshots("02-held").await;
+
+    // Pays on the provider's page and comes back to "my bookings", confirmed.
+    b.click("form[action$='/pay'] button").await;
+    b.wait_for_text("Continue to Stripe to pay").await;
+    b.assert_accessible("pay-at-provider").await;
+    b.screenshots("03-pay").await;
+    b.click("#continue-to-pay").await;
+    b.wait_for_text("Local Stripe Checkout").await;
+    assert!(b.url().await.starts_with(&stripe.base), "{}", b.url().await);
+    b.screenshots("04-provider").await;
+    b.click("#pay").await;
+    b.wait_for_text("My bookings").await;
+    assert!(
+        b.url().await.ends_with("/me?done=paid"),
+        "{}",
+        b.url().await
+    );
+    let mut confirmed = false;
+    for _ in 0..50 {
+        b.goto(&app.url("/me")).await;
+        if b.source().await.contains(">Confirmed<") {
+            confirmed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(confirmed, "paid hold confirmed: {}", b.source().await);
+    b.assert_accessible("paid").await;
+    b.screenshots("05-ticket").await;
+
+    // Cancels the ticket (inside the refund window): the money goes back through the provider.
+    b.click("form[action$='/cancel'] button").await;
+    b.wait_for_text("The booking was cancelled.").await;
+    b.screenshots("06-cancelled").await;
+    let db = app.db.client().await;
+    let status: String = db
+        .query_one("SELECT status FROM bookings WHERE event_id = $1", &[&event])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        matches!(status.as_str(), "refund_pending" | "refunded"),
+        "{status}"
+    );
+    let mut refunded = Vec::new();
+    for _ in 0..100 {
+        refunded = stripe.refunds();
+        if !refunded.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(refunded.len(), 1, "one refund at the provider");
+    assert_eq!(refunded[0]["amount"], json!(2 * 1200), "{refunded:?}");
+    b.close().await;
+}

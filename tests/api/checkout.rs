@@ -567,7 +567,7 @@ async fn a_late_payment_takes_free_seats_back_or_is_refunded(transport: Transpor
     assert_books_balance(&app).await;
 }
 
-fn with_stripe(builder: TestAppBuilder, stripe: &LocalStripe) -> TestAppBuilder {
+pub fn with_stripe(builder: TestAppBuilder, stripe: &LocalStripe) -> TestAppBuilder {
     let mut b = builder;
     for (k, v) in stripe.env() {
         b = b.env(k, &v);

@@ -35,6 +35,9 @@ pub struct LocalStripe {
     pub failing_refunds: Arc<AtomicUsize>,
     /// Refund calls received (failed ones included).
     pub refund_calls: Arc<AtomicUsize>,
+    /// Where the hosted checkout page sends the `checkout.session.completed` webhook when the
+    /// buyer pays (`http://127.0.0.1:<app port>`); none: the page only marks the session paid.
+    webhooks_to: Arc<Mutex<Option<String>>>,
 }
 
 fn error(status: u16, message: &str) -> HttpResponse {
@@ -51,6 +54,9 @@ async fn handle(
     body: web::Bytes,
     stripe: web::Data<LocalStripe>,
 ) -> HttpResponse {
+    if let Some(session) = req.path().strip_prefix("/pay/") {
+        return hosted_checkout(&req, &stripe, session).await;
+    }
     if req
         .headers()
         .get("authorization")
@@ -108,6 +114,8 @@ async fn handle(
                 "client_reference_id": f.get("client_reference_id"),
                 "metadata": metadata,
                 "payment_intent": null,
+                "success_url": f.get("success_url"),
+                "cancel_url": f.get("cancel_url"),
                 "url": format!("{}/pay/{id}", stripe.base),
             });
             inner.sessions.insert(id, session.clone());
@@ -153,7 +161,48 @@ async fn handle(
     HttpResponse::Ok().json(answer)
 }
 
+/// The page Stripe Checkout shows the buyer at a session's `url`: `GET` shows the amount and a
+/// pay button; `POST` pays (the session completes), sends the signed
+/// `checkout.session.completed` webhook to the app and returns the buyer to `success_url`.
+async fn hosted_checkout(req: &HttpRequest, stripe: &LocalStripe, session: &str) -> HttpResponse {
+    let Some(found) = stripe.inner.lock().unwrap().sessions.get(session).cloned() else {
+        return error(404, "No such checkout session");
+    };
+    if req.method() == actix_web::http::Method::GET {
+        let amount = found["amount_total"].as_i64().unwrap_or_default();
+        return HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .body(format!(
+                "<!doctype html><html lang=\"en\"><head><title>Pay · local Stripe</title></head>\
+             <body><main><h1>Local Stripe Checkout</h1><p>Total: {}.{:02} {}</p>\
+             <form method=\"post\"><button type=\"submit\" id=\"pay\">Pay</button></form>\
+             </main></body></html>",
+                amount / 100,
+                amount % 100,
+                found["currency"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_uppercase(),
+            ));
+    }
+    let event = stripe.completed_event(session, &format!("evt_{session}"));
+    let target = stripe.webhooks_to.lock().unwrap().clone();
+    if let Some(app) = target {
+        let t = chrono::Utc::now().timestamp();
+        let resp = stripe.deliver(&app, &event, WEBHOOK_SECRET, t).await;
+        assert!(resp.status().is_success(), "webhook: {}", resp.status());
+    }
+    HttpResponse::SeeOther()
+        .insert_header(("location", found["success_url"].as_str().unwrap_or("/")))
+        .finish()
+}
+
 impl LocalStripe {
+    /// The hosted checkout page sends its webhooks to the app at `app_url` from now on.
+    pub fn send_webhooks_to(&self, app_url: &str) {
+        *self.webhooks_to.lock().unwrap() = Some(app_url.to_owned());
+    }
+
     /// Starts the server on a free loopback port.
     pub async fn start() -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -163,6 +212,7 @@ impl LocalStripe {
             inner: Arc::default(),
             failing_refunds: Arc::default(),
             refund_calls: Arc::default(),
+            webhooks_to: Arc::default(),
         };
         let data = web::Data::new(stripe.clone());
         let server = HttpServer::new(move || {
