@@ -36,6 +36,7 @@ templates!(
     "room.html",
     "form.html",
     "host_type.html",
+    "admin_nav.html",
 );
 
 const STRINGS_EN: &str = include_str!("strings.en.json");

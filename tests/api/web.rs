@@ -965,6 +965,30 @@ async fn admin_pages_are_for_admins_and_keep_the_last_admin() {
     assert_eq!(bad.status, 400, "{}", bad.body);
     let none = a.post("/admin/notifications/999999/retry", &[]).await;
     assert_eq!(none.status, 409, "{}", none.body);
+
+    // Every event, whoever hosts it, from the admin's menu.
+    let other_host = app.user_unlimited(Role::Host).await;
+    let event = app
+        .create_event(&other_host, &event_body("Not mine", 5, 10))
+        .await;
+    assert!(
+        a.get("/admin")
+            .await
+            .body
+            .contains("<a href=\"/host\">All events</a>")
+    );
+    let all = a.get("/host").await;
+    assert!(
+        all.body.contains("<h1>All events</h1>")
+            && all.body.contains(&format!("href=\"/host/events/{event}\"")),
+        "{}",
+        all.body
+    );
+    assert_eq!(a.get(&format!("/host/events/{event}")).await.status, 200);
+    assert!(
+        !h.get("/host").await.body.contains("Not mine"),
+        "a host sees their own"
+    );
 }
 
 #[tokio::test]
