@@ -160,7 +160,19 @@ fn refusal(
     if matches!(e, ApiError::NotFound(_) | ApiError::Forbidden(_)) {
         return failure(req, state, user, e);
     }
-    let (status, errors) = refused(e);
+    let (status, mut errors) = refused(e);
+    // The conflicts that are about one field are shown at that field.
+    if let ApiError::Conflict { code, .. } = e
+        && let Some(field) = match *code {
+            "quota_below_sold" => Some("quota"),
+            "default_ticket_type" => Some("hidden"),
+            _ => None,
+        }
+    {
+        for (f, _) in &mut errors {
+            *f = field.to_owned();
+        }
+    }
     type_form(req, state, user, (status, event_id), form, &errors, editing)
 }
 

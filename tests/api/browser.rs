@@ -296,11 +296,31 @@ async fn a_host_creates_an_event_with_two_ticket_types_and_watches_the_sale() {
     b.assert_accessible("dashboard").await;
     b.screenshots("02-dashboard").await;
 
+    // Changes the VIP type: a quota below the seats sold is refused on the form, then a new
+    // price and quota are saved.
+    b.click(&format!(
+        "a[href='/host/events/{event}/ticket-types/{}']",
+        types[1]
+    ))
+    .await;
+    b.wait_for_text("Change the ticket type: VIP").await;
+    b.fill("#quota", "1").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("is below the 2 seats of this type sold")
+        .await;
+    b.assert_accessible("type-refused").await;
+    b.screenshots("03-type-refused").await;
+    b.fill("#price", "95.50").await;
+    b.fill("#quota", "30").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("The ticket type was changed.").await;
+    assert!(b.source().await.contains("95.50"));
+
     b.click(&format!("a[href='/host/events/{event}/cancel']"))
         .await;
     b.wait_for_text("Cancelling this event will").await;
     b.assert_accessible("cancel-confirm").await;
-    b.screenshots("03-cancel-confirm").await;
+    b.screenshots("04-cancel-confirm").await;
     b.close().await;
 }
 

@@ -1162,6 +1162,11 @@ async fn a_host_changes_a_ticket_type_from_its_form_under_the_apis_rules() {
         "{}",
         refused.body
     );
+    assert!(
+        refused.body.contains("id=\"quota-error\""),
+        "at its field: {}",
+        refused.body
+    );
     let refused = h
         .post(
             &form_path,
