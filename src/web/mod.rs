@@ -43,167 +43,87 @@ use crate::http::rate_limit;
 
 pub use render::Pages;
 
+/// A page's resource: its rate-limit class, then [`session::resume`] (a page session outlives
+/// its access token) and [`render::html_errors`] (the refusals of the layers before a page's
+/// handler, in words).
+macro_rules! page {
+    ($path:expr, $limit:expr) => {
+        web::resource($path)
+            .wrap(from_fn($limit))
+            .wrap(from_fn(session::resume))
+            .wrap(from_fn(render::html_errors))
+    };
+}
+
 /// Registers the pages. They are not API operations: not in the OpenAPI document, and not
 /// through [`crate::http::resource`] (whose registry the contract test compares with it).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::Data::new(render::PageCache::default()))
         .service(web::resource("/static/{file}").get(pages::asset))
-        .service(pages_of_people());
-}
-
-/// Every page but the static files, under [`session::resume`] (a page session outlives its
-/// access token).
-fn pages_of_people() -> actix_web::Scope<
-    impl actix_web::dev::ServiceFactory<
-        actix_web::dev::ServiceRequest,
-        Config = (),
-        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
-        Error = actix_web::Error,
-        InitError = (),
-    >,
-> {
-    web::scope("")
-        .wrap(from_fn(session::resume))
+        .service(page!("/", rate_limit::read).get(pages::events))
+        .service(page!("/events/{id}", rate_limit::read).get(pages::event))
         .service(
-            web::resource("/")
-                .wrap(from_fn(rate_limit::read))
-                .get(pages::events),
-        )
-        .service(
-            web::resource("/events/{id}")
-                .wrap(from_fn(rate_limit::read))
-                .get(pages::event),
-        )
-        .service(
-            web::resource("/login")
-                .wrap(from_fn(rate_limit::write))
+            page!("/login", rate_limit::write)
                 .get(session::form)
                 .post(session::submit),
         )
+        .service(page!("/logout", rate_limit::write).post(session::logout))
+        .service(page!("/events/{id}/book", rate_limit::write).post(buy::book))
         .service(
-            web::resource("/logout")
-                .wrap(from_fn(rate_limit::write))
-                .post(session::logout),
-        )
-        .service(
-            web::resource("/events/{id}/book")
-                .wrap(from_fn(rate_limit::write))
-                .post(buy::book),
-        )
-        .service(
-            web::resource("/events/{id}/queue")
-                .wrap(from_fn(rate_limit::write))
+            page!("/events/{id}/queue", rate_limit::write)
                 .get(room::room)
                 .post(room::join),
         )
+        .service(page!("/me", rate_limit::read).get(buy::mine))
+        .service(page!("/me/waitlist/{event}/leave", rate_limit::write).post(buy::leave_waitlist))
+        .service(page!("/me/bookings/{id}/cancel", rate_limit::write).post(buy::cancel))
+        .service(page!("/me/bookings/{id}/pay", rate_limit::write).post(buy::pay))
+        .service(page!("/me/bookings/{id}/release", rate_limit::write).post(buy::release))
         .service(
-            web::resource("/me")
-                .wrap(from_fn(rate_limit::read))
-                .get(buy::mine),
-        )
-        .service(
-            web::resource("/me/waitlist/{event}/leave")
-                .wrap(from_fn(rate_limit::write))
-                .post(buy::leave_waitlist),
-        )
-        .service(
-            web::resource("/me/bookings/{id}/cancel")
-                .wrap(from_fn(rate_limit::write))
-                .post(buy::cancel),
-        )
-        .service(
-            web::resource("/me/bookings/{id}/pay")
-                .wrap(from_fn(rate_limit::write))
-                .post(buy::pay),
-        )
-        .service(
-            web::resource("/me/bookings/{id}/release")
-                .wrap(from_fn(rate_limit::write))
-                .post(buy::release),
-        )
-        .service(
-            web::resource("/register")
-                .wrap(from_fn(rate_limit::write))
+            page!("/register", rate_limit::write)
                 .get(session::register_form)
                 .post(session::register_submit),
         )
+        .service(page!("/host", rate_limit::read).get(host::events))
         .service(
-            web::resource("/host")
-                .wrap(from_fn(rate_limit::read))
-                .get(host::events),
-        )
-        .service(
-            web::resource("/host/events/new")
-                .wrap(from_fn(rate_limit::write))
+            page!("/host/events/new", rate_limit::write)
                 .get(host::new_form)
                 .post(host::create),
         )
+        .service(page!("/host/events/{id}", rate_limit::read).get(host::dashboard))
         .service(
-            web::resource("/host/events/{id}")
-                .wrap(from_fn(rate_limit::read))
-                .get(host::dashboard),
-        )
-        .service(
-            web::resource("/host/events/{id}/edit")
-                .wrap(from_fn(rate_limit::write))
+            page!("/host/events/{id}/edit", rate_limit::write)
                 .get(host::edit_form)
                 .post(host::edit),
         )
         .service(
-            web::resource("/host/events/{id}/attendees.csv")
-                .wrap(from_fn(rate_limit::read))
-                .get(host::attendees_csv),
+            page!("/host/events/{id}/attendees.csv", rate_limit::read).get(host::attendees_csv),
         )
         .service(
-            web::resource("/host/events/{id}/cancel")
-                .wrap(from_fn(rate_limit::write))
+            page!("/host/events/{id}/cancel", rate_limit::write)
                 .get(host::cancel_form)
                 .post(host::cancel),
         )
+        .service(page!("/host/events/{id}/ticket-types", rate_limit::write).post(types::add))
         .service(
-            web::resource("/host/events/{id}/ticket-types")
-                .wrap(from_fn(rate_limit::write))
-                .post(types::add),
+            page!(
+                "/host/events/{id}/ticket-types/{type_id}",
+                rate_limit::write
+            )
+            .get(types::edit_form)
+            .post(types::edit),
         )
         .service(
-            web::resource("/host/events/{id}/ticket-types/{type_id}")
-                .wrap(from_fn(rate_limit::write))
-                .get(types::edit_form)
-                .post(types::edit),
+            page!(
+                "/host/events/{id}/ticket-types/{type_id}/visibility",
+                rate_limit::write
+            )
+            .post(types::visibility),
         )
-        .service(
-            web::resource("/host/events/{id}/ticket-types/{type_id}/visibility")
-                .wrap(from_fn(rate_limit::write))
-                .post(types::visibility),
-        )
-        .service(
-            web::resource("/host/bookings/{id}/mark-paid")
-                .wrap(from_fn(rate_limit::write))
-                .post(host::mark_paid),
-        )
-        .service(
-            web::resource("/admin")
-                .wrap(from_fn(rate_limit::read))
-                .get(admin::analytics),
-        )
-        .service(
-            web::resource("/admin/users")
-                .wrap(from_fn(rate_limit::read))
-                .get(admin::users),
-        )
-        .service(
-            web::resource("/admin/users/{id}/role")
-                .wrap(from_fn(rate_limit::write))
-                .post(admin::set_role),
-        )
-        .service(
-            web::resource("/admin/notifications")
-                .wrap(from_fn(rate_limit::read))
-                .get(admin::notifications),
-        )
-        .service(
-            web::resource("/admin/notifications/{id}/retry")
-                .wrap(from_fn(rate_limit::write))
-                .post(admin::retry),
-        )
+        .service(page!("/host/bookings/{id}/mark-paid", rate_limit::write).post(host::mark_paid))
+        .service(page!("/admin", rate_limit::read).get(admin::analytics))
+        .service(page!("/admin/users", rate_limit::read).get(admin::users))
+        .service(page!("/admin/users/{id}/role", rate_limit::write).post(admin::set_role))
+        .service(page!("/admin/notifications", rate_limit::read).get(admin::notifications))
+        .service(page!("/admin/notifications/{id}/retry", rate_limit::write).post(admin::retry));
 }

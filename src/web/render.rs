@@ -5,8 +5,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix_web::HttpResponse;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header;
+use actix_web::middleware::Next;
 use chrono::{DateTime, Utc};
 use minijinja::{Environment, Value};
 
@@ -136,6 +139,52 @@ pub fn message(status: StatusCode, title: &str, text: &str) -> HttpResponse {
             )
         }
     }
+}
+
+/// Middleware on every page: the refusals made before a page's handler runs — too many
+/// requests (the rate limiter's 429), a body too large (413), a method the page does not take
+/// (405) — come from the API's layers as JSON; a person gets them as a page in words, with the
+/// same status and headers (`Retry-After`). Paths under `/api/` keep the API's JSON.
+pub async fn html_errors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let api = req.path().starts_with("/api/");
+    let res = next.call(req).await?;
+    let status = res.status();
+    let key = match status {
+        StatusCode::TOO_MANY_REQUESTS => "too_many",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::METHOD_NOT_ALLOWED => "wrong_method",
+        _ => return Ok(res.map_into_left_body()),
+    };
+    // JSON from the API's layers, or actix's own bare answer (no body, no type).
+    let bare_or_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.starts_with("application/json"));
+    if api || !bare_or_json {
+        return Ok(res.map_into_left_body());
+    }
+    let pages = Pages::get();
+    let wait = res
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("a few")
+        .to_owned();
+    let text = pages
+        .text(&format!("refused.{key}"))
+        .replace("{seconds}", &wait);
+    let mut page = message(status, &pages.text("error_title"), &text);
+    for (name, value) in res.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            page.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    let (req, _) = res.into_parts();
+    Ok(ServiceResponse::new(req, page).map_into_right_body())
 }
 
 /// Rendered public pages by URL, kept a moment (per worker).

@@ -155,7 +155,9 @@ pub async fn resume(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let page_session = match req.cookie(PAGE_SESSION_COOKIE) {
-        Some(c) if req.cookie(ACCESS_COOKIE).is_none() => c.value().to_owned(),
+        Some(c) if req.cookie(ACCESS_COOKIE).is_none() && !req.path().starts_with("/api/") => {
+            c.value().to_owned()
+        }
         _ => return Ok(next.call(req).await?.map_into_left_body()),
     };
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {

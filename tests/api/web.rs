@@ -1417,3 +1417,70 @@ async fn my_bookings_show_my_place_in_line_and_let_me_leave_the_waitlist() {
     let again = b.post(&format!("/me/waitlist/{event}/leave"), &[]).await;
     assert_eq!(again.status, 404, "not on it any more: {}", again.body);
 }
+
+#[tokio::test]
+async fn refusals_before_a_page_runs_are_pages_in_words_and_the_api_keeps_json() {
+    let app = TestApp::builder()
+        .env("ATOMICSEATS__RATE_LIMIT__ENABLED", "true")
+        .env("ATOMICSEATS__RATE_LIMIT__READ", "2")
+        .env("ATOMICSEATS__RATE_LIMIT__WINDOW_SECS", "60")
+        .spawn()
+        .await;
+    let mut last = None;
+    for _ in 0..3 {
+        last = Some(app.client.get(app.url("/")).send().await.unwrap());
+    }
+    let limited = last.unwrap();
+    assert_eq!(limited.status(), 429);
+    assert!(limited.headers().contains_key("retry-after"));
+    assert!(
+        limited.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(limited.headers().contains_key("content-security-policy"));
+    let body = limited.text().await.unwrap();
+    assert!(
+        body.contains("Too many requests from you just now."),
+        "{body}"
+    );
+
+    // A method a page does not take: a page too; the API's own answers stay JSON.
+    let wrong = app.client.delete(app.url("/login")).send().await.unwrap();
+    assert_eq!(wrong.status(), 405);
+    assert!(
+        wrong
+            .text()
+            .await
+            .unwrap()
+            .contains("does not take that kind of request")
+    );
+    let api = app
+        .client
+        .delete(app.url("/api/events"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        api.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json"),
+        "{:?}",
+        api.headers()
+    );
+    let unknown = app
+        .client
+        .get(app.url("/api/nowhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert!(
+        unknown.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+}
