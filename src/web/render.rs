@@ -233,6 +233,8 @@ mod tests {
                 .render(
                     name,
                     minijinja::context! {
+                        // Every page is rendered with its viewer (`forms::render`).
+                        viewer => minijinja::context! { signedIn => true, role => "admin" },
                         title => "<b>x</b>", message => "m", e => minijinja::context! {},
                         outcome => minijinja::context! { status => "confirmed" },
                         pay => minijinja::context! { amount => 100, currency => "eur" },
