@@ -551,3 +551,38 @@ async fn a_buyer_queues_holds_pays_at_the_provider_sees_the_ticket_and_cancels_f
     assert_eq!(refunded[0]["amount"], json!(2 * 1200), "{refunded:?}");
     b.close().await;
 }
+
+/// The server writes times in UTC; with JavaScript on they read in the viewer's own time zone
+/// (the UTC time kept as the title).
+#[tokio::test]
+async fn times_read_in_the_viewers_time_zone() {
+    let app = TestApp::spawn().await;
+    let (concert, _) = catalogue(&app).await;
+    let b = Browser::start("time-zone").await;
+    b.time_zone("Asia/Tokyo").await;
+    b.goto(&app.url(&format!("/events/{concert}"))).await;
+    b.wait_for_text("GMT+9").await;
+    let shown = b
+        .run(
+            "var t = document.querySelector('time[datetime]'); \
+             return [t.getAttribute('datetime'), t.textContent, t.title];",
+            json!([]),
+        )
+        .await;
+    let at: chrono::DateTime<Utc> = shown[0].as_str().unwrap().parse().unwrap();
+    let tokyo = at + Duration::hours(9);
+    let text = shown[1].as_str().unwrap();
+    assert!(
+        text.contains(&tokyo.format("%H:%M").to_string()) && text.contains("GMT+9"),
+        "{text} for {at}"
+    );
+    assert!(
+        shown[2]
+            .as_str()
+            .unwrap()
+            .contains(&at.format("%H:%M UTC").to_string()),
+        "{shown}"
+    );
+    b.assert_accessible("event-in-tokyo").await;
+    b.close().await;
+}

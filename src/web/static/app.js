@@ -1,4 +1,22 @@
 // AtomicSeats pages: progressive enhancement only; every page works without this file.
+// Times: the server writes them in UTC; here they are shown in the viewer's own time zone (the
+// UTC time stays as the element's title).
+(function () {
+  "use strict";
+  if (!window.Intl || !Intl.DateTimeFormat) { return; }
+  var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  if (!zone || zone === "UTC" || zone === "Etc/UTC") { return; }
+  var format = new Intl.DateTimeFormat(document.documentElement.lang || undefined, {
+    weekday: "short", day: "numeric", month: "short", year: "numeric",
+    hour: "2-digit", minute: "2-digit", timeZoneName: "short"
+  });
+  document.querySelectorAll("time[datetime]").forEach(function (el) {
+    var at = Date.parse(el.getAttribute("datetime"));
+    if (isNaN(at)) { return; }
+    el.setAttribute("title", el.textContent);
+    el.textContent = format.format(at);
+  });
+})();
 // Countdowns: an element with data-countdown and a datetime attribute shows the time left.
 (function () {
   "use strict";

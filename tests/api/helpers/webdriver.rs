@@ -168,6 +168,19 @@ impl Browser {
         .await;
     }
 
+    /// Runs the browser as if it were in time zone `zone` (an IANA name), from the next page
+    /// on (Chrome's DevTools command through ChromeDriver).
+    pub async fn time_zone(&self, zone: &str) {
+        self.call(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            Some(
+                json!({ "cmd": "Emulation.setTimezoneOverride", "params": { "timezoneId": zone } }),
+            ),
+        )
+        .await;
+    }
+
     /// Runs `script` (its `return` value; a promise is awaited).
     pub async fn run(&self, script: &str, args: Value) -> Value {
         self.call(
