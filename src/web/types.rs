@@ -119,6 +119,20 @@ async fn managed_type(
         .ok_or_else(|| ApiError::NotFound(String::new()))
 }
 
+/// The event id and the type of a path `/host/events/{id}/ticket-types/{type}`, for a viewer
+/// who manages the event.
+async fn type_in_path(
+    state: &AppState,
+    user: &AuthUser,
+    path: &(String, String),
+) -> Result<(i64, TicketTypeRow), ApiError> {
+    let (event_id, type_id) = (id_in_path(&path.0)?, id_in_path(&path.1)?);
+    Ok((
+        event_id,
+        managed_type(state, user, event_id, type_id).await?,
+    ))
+}
+
 /// `POST /host/events/{id}/ticket-types`: adds a type, back to the dashboard; refused, the
 /// type's form again with each refused field named.
 pub async fn add(
@@ -188,15 +202,7 @@ pub async fn edit_form(
         Ok(u) => u,
         Err(resp) => return *resp,
     };
-    let found = async {
-        let (event_id, type_id) = (id_in_path(&path.0)?, id_in_path(&path.1)?);
-        Ok::<_, ApiError>((
-            event_id,
-            managed_type(&state, &user, event_id, type_id).await?,
-        ))
-    }
-    .await;
-    match found {
+    match type_in_path(&state, &user, &path).await {
         Ok((event_id, t)) => type_form(
             &req,
             &state,
@@ -224,15 +230,7 @@ pub async fn edit(
         Ok(p) => p,
         Err(resp) => return *resp,
     };
-    let current = async {
-        let (event_id, type_id) = (id_in_path(&path.0)?, id_in_path(&path.1)?);
-        Ok::<_, ApiError>((
-            event_id,
-            managed_type(&state, &user, event_id, type_id).await?,
-        ))
-    }
-    .await;
-    let (event_id, current) = match current {
+    let (event_id, current) = match type_in_path(&state, &user, &path).await {
         Ok(found) => found,
         Err(e) => return failure(&req, &state, &user, &e),
     };
