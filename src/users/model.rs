@@ -281,6 +281,11 @@ pub struct RefreshToken {
 }
 
 impl RefreshToken {
+    /// Neither rotated nor revoked, and not expired at `now`: it may still be used.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.rotated_at.is_none() && self.revoked_at.is_none() && self.expires_at > now
+    }
+
     /// Stores a new token.
     pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<()> {
         diesel::insert_into(refresh_tokens::table)

@@ -581,10 +581,9 @@ pub async fn refresh(
                 .filter(|t| t.id == claims.token_id && t.user_id == claims.user_id)
                 .ok_or_else(|| ApiError::Unauthorized("invalid or expired token".to_owned()))?;
             tracing::Span::current().record("user.id", stored.user_id);
-            let live = stored.rotated_at.is_none()
-                && stored.revoked_at.is_none()
-                && stored.expires_at > chrono::Utc::now();
-            if !live || !RefreshToken::mark_rotated(conn, stored.id).await? {
+            if !stored.is_live(chrono::Utc::now())
+                || !RefreshToken::mark_rotated(conn, stored.id).await?
+            {
                 if stored.rotated_at.is_some() || stored.revoked_at.is_none() {
                     // A rotated token came back: someone holds a copy. End that login everywhere.
                     let n = RefreshToken::revoke_family(conn, stored.family_id).await?;
@@ -676,11 +675,7 @@ pub async fn renew_page_session(state: &AppState, token: &str) -> ApiResult<Issu
     RefreshToken::find_by_hash(&mut conn, &sha256(token))
         .await?
         .filter(|t| {
-            t.id == claims.token_id
-                && t.user_id == claims.user_id
-                && t.rotated_at.is_none()
-                && t.revoked_at.is_none()
-                && t.expires_at > chrono::Utc::now()
+            t.id == claims.token_id && t.user_id == claims.user_id && t.is_live(chrono::Utc::now())
         })
         .ok_or_else(ended)?;
     let user = User::find(&mut conn, claims.user_id)

@@ -160,12 +160,15 @@ async fn with_places(
         .collect();
     events.sort_unstable();
     events.dedup();
-    let mut places = HashMap::new();
-    for event in events {
-        for p in crate::bookings::routes::waitlist_places(conn, event, user).await? {
-            places.insert(p.request_id.to_string(), p.position);
-        }
+    if events.is_empty() {
+        return Ok(());
     }
+    let places: HashMap<String, i64> =
+        crate::bookings::routes::waitlist_places(conn, user, &events)
+            .await?
+            .into_iter()
+            .map(|p| (p.request_id.to_string(), p.position))
+            .collect();
     for item in items.iter_mut().filter(|i| waiting(i)) {
         if let Some(position) = item["requestId"].as_str().and_then(|r| places.get(r)) {
             item["position"] = (*position).into();

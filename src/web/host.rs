@@ -572,6 +572,23 @@ fn fields_of(e: &Event) -> Form {
     Form::from_pairs(f)
 }
 
+/// Event `id`, for a viewer who manages it (its host or an admin; 403 for anyone else).
+pub(super) async fn managed_event(
+    conn: &mut diesel_async::AsyncPgConnection,
+    user: &AuthUser,
+    id: i64,
+) -> Result<Event, ApiError> {
+    let event = Event::find(conn, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(String::new()))?;
+    if !user.manages(conn, event.host_id).await? {
+        return Err(ApiError::Forbidden(
+            "only the event's host or an admin may change it".to_owned(),
+        ));
+    }
+    Ok(event)
+}
+
 /// `GET /host/events/{id}/edit`: the event's form, filled in.
 pub async fn edit_form(
     req: HttpRequest,
@@ -585,16 +602,7 @@ pub async fn edit_form(
     };
     let found = async {
         let id = id_in_path(&path)?;
-        let mut conn = state.db().get().await?;
-        let event = Event::find(&mut conn, id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(String::new()))?;
-        if !user.manages(&mut conn, event.host_id).await? {
-            return Err(ApiError::Forbidden(
-                "only the event's host or an admin may change it".to_owned(),
-            ));
-        }
-        Ok(event)
+        managed_event(&mut *state.db().get().await?, &user, id).await
     }
     .await;
     match found {

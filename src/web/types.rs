@@ -9,9 +9,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::forms::{Form, id_in_path, local_time, posted, render, see_other};
-use super::host::{failure, publisher, refused};
+use super::host::{failure, managed_event, publisher, refused};
 use crate::error::ApiError;
-use crate::events::model::Event;
 use crate::http::auth::AuthUser;
 use crate::state::AppState;
 use crate::tickets::model::{self as tickets, TicketTypeRow};
@@ -98,27 +97,6 @@ fn type_form(
     )
 }
 
-/// Type `type_id` of event `event_id`, for a viewer who manages the event.
-async fn managed_type(
-    state: &AppState,
-    user: &AuthUser,
-    event_id: i64,
-    type_id: i64,
-) -> Result<TicketTypeRow, ApiError> {
-    let mut conn = state.db().get().await?;
-    let event = Event::find(&mut conn, event_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(String::new()))?;
-    if !user.manages(&mut conn, event.host_id).await? {
-        return Err(ApiError::Forbidden(
-            "only the event's host or an admin may change its ticket types".to_owned(),
-        ));
-    }
-    tickets::find(&mut conn, event_id, type_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(String::new()))
-}
-
 /// The event id and the type of a path `/host/events/{id}/ticket-types/{type}`, for a viewer
 /// who manages the event.
 async fn type_in_path(
@@ -127,10 +105,12 @@ async fn type_in_path(
     path: &(String, String),
 ) -> Result<(i64, TicketTypeRow), ApiError> {
     let (event_id, type_id) = (id_in_path(&path.0)?, id_in_path(&path.1)?);
-    Ok((
-        event_id,
-        managed_type(state, user, event_id, type_id).await?,
-    ))
+    let mut conn = state.db().get().await?;
+    managed_event(&mut conn, user, event_id).await?;
+    let found = tickets::find(&mut conn, event_id, type_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(String::new()))?;
+    Ok((event_id, found))
 }
 
 /// `POST /host/events/{id}/ticket-types`: adds a type, back to the dashboard; refused, the

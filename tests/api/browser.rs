@@ -70,9 +70,7 @@ async fn a_buyer_finds_an_event_books_sees_the_ticket_and_cancels_in_a_real_brow
     b.click(&format!("a[href='/login?next=/events/{concert}']"))
         .await;
     b.wait_for_text("Email or username").await;
-    b.fill("#login", "ada").await;
-    b.fill("#password", "wrong password").await;
-    b.click("form.stack button[type=submit]").await;
+    b.log_in("ada", "wrong password").await;
     b.wait_for_text("do not match an account").await;
     b.assert_accessible("login-error").await;
     b.screenshots("03-login-error").await;
@@ -125,9 +123,7 @@ async fn browsing_logging_in_and_booking_work_with_javascript_off() {
     b.click(&format!("a[href='/events/{concert}']")).await;
     b.click(&format!("a[href='/login?next=/events/{concert}']"))
         .await;
-    b.fill("#login", "lin").await;
-    b.fill("#password", PASSWORD).await;
-    b.click("form.stack button[type=submit]").await;
+    b.log_in("lin", PASSWORD).await;
     b.wait_for_text("Log out").await;
     b.fill("#seats", "1").await;
     b.click("form.stack button[type=submit]").await;
@@ -178,9 +174,7 @@ async fn a_new_buyer_registers_holds_seats_pays_and_the_host_marks_them_paid() {
 
     b.goto(&app.url(&format!("/login?next=/events/{event}")))
         .await;
-    b.fill("#login", "bo.berg").await;
-    b.fill("#password", "a much longer passphrase 42").await;
-    b.click("form.stack button[type=submit]").await;
+    b.log_in("bo.berg", "a much longer passphrase 42").await;
     b.wait_for_text("held for 15 minutes").await;
     b.fill("#seats", "2").await;
     b.click("form.stack button[type=submit]").await;
@@ -223,9 +217,7 @@ async fn a_host_creates_an_event_with_two_ticket_types_and_watches_the_sale() {
     app.user_named("hosta", Role::Host).await;
     let b = Browser::start("host").await;
     b.goto(&app.url("/login?next=/host")).await;
-    b.fill("#login", "hosta").await;
-    b.fill("#password", PASSWORD).await;
-    b.click("form.stack button[type=submit]").await;
+    b.log_in("hosta", PASSWORD).await;
     b.wait_for_text("You have no events yet.").await;
     b.assert_accessible("host-events").await;
 
@@ -354,9 +346,7 @@ async fn an_admin_changes_a_role_and_retries_a_failed_notification() {
     }
     let b = Browser::start("admin").await;
     b.goto(&app.url("/login?next=/admin")).await;
-    b.fill("#login", "root").await;
-    b.fill("#password", PASSWORD).await;
-    b.click("form.stack button[type=submit]").await;
+    b.log_in("root", PASSWORD).await;
     b.wait_for_text("Most popular events").await;
     assert!(
         b.source().await.contains(">Opera Night<"),
@@ -418,9 +408,7 @@ async fn a_buyer_books_through_the_waiting_room_in_a_real_browser() {
     let b = Browser::start("waiting-room").await;
     b.goto(&app.url(&format!("/login?next=/events/{event}")))
         .await;
-    b.fill("#login", "rita").await;
-    b.fill("#password", PASSWORD).await;
-    b.click("form.stack button[type=submit]").await;
+    b.log_in("rita", PASSWORD).await;
     b.wait_for_text("sold through a waiting room").await;
     b.assert_accessible("event-with-room").await;
     b.click(&format!("form[action='/events/{event}/queue'] button"))
@@ -480,9 +468,7 @@ async fn a_buyer_queues_holds_pays_at_the_provider_sees_the_ticket_and_cancels_f
     b.wait_for_text("sold through a waiting room").await;
     b.click(&format!("a[href='/login?next=/events/{event}']"))
         .await;
-    b.fill("#login", "noor").await;
-    b.fill("#password", PASSWORD).await;
-    b.click("form.stack button[type=submit]").await;
+    b.log_in("noor", PASSWORD).await;
     b.wait_for_text("Log out").await;
 
     // Queues, is admitted, holds two seats.

@@ -168,6 +168,13 @@ impl Browser {
         .await;
     }
 
+    /// Fills the login form on the page with `login` and `password` and sends it.
+    pub async fn log_in(&self, login: &str, password: &str) {
+        self.fill("#login", login).await;
+        self.fill("#password", password).await;
+        self.click("form.stack button[type=submit]").await;
+    }
+
     /// Runs the browser as if it were in time zone `zone` (an IANA name), from the next page
     /// on (Chrome's DevTools command through ChromeDriver).
     pub async fn time_zone(&self, zone: &str) {
