@@ -770,7 +770,7 @@ fn operations() -> Vec<Op> {
             .ok(200, r("Session"))
             .errors(&[401]),
         Op::new("post", "/api/user/logout", "accounts")
-            .doc("Log out", "Revokes the presented refresh token and the access token used (at once, not at its expiry), or every session with `all=true`; clears the cookies.")
+            .doc("Log out", "Revokes the presented refresh token and the access token used (at once, not at its expiry), and the pages' session of the `asSession` cookie when sent; or every session with `all=true`. Clears the cookies.")
             .auth(Auth::User)
             .query("all", json!({ "type": "boolean" }), "End every session of the caller")
             .optional_body(refresh)
