@@ -72,7 +72,8 @@ pub struct ServedRow {
 }
 
 /// A notification, written in the decision's transaction (invariant 5): the one outbox value
-/// every writer of notifications uses.
+/// every writer of notifications uses. The writer stores a transaction's notifications as one
+/// `outbox_batches` row, which the relay expands ([`crate::notifications::outbox::expand`]).
 pub use crate::notifications::outbox::NewNotification as OutboxRow;
 
 /// An event moved forward by one decision.
@@ -210,9 +211,10 @@ const TYPES: &str = "UPDATE ticket_types t SET sold = t.sold + d.n \
     FROM UNNEST($1::int8[], $2::int4[]) AS d(id, n) WHERE t.id = d.id";
 const TRANSITION: &str = "SELECT engine_transition($1::int8[], $2::text[], $3::text[])";
 const PAYMENTS: &str = "SELECT engine_apply_payments($1::int8[], $2::text[])";
-const INSERT_OUTBOX: &str = "INSERT INTO outbox (kind, user_id, event_id, payload) \
-    SELECT k, u, e, p FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::jsonb[]) \
-    WITH ORDINALITY AS t(k, u, e, p, n) ORDER BY n";
+// The batch's notifications as one row (the relay expands it into `outbox` rows): one heap
+// row and one index entry per transaction instead of per notification.
+const INSERT_OUTBOX: &str = "INSERT INTO outbox_batches (kinds, user_ids, event_ids, payloads) \
+    VALUES ($1::text[], $2::int8[], $3::int8[], $4::jsonb[])";
 const ADVANCE: &str = "SELECT engine_advance($1::int8[], $2::int4[], $3::int8[])";
 const SERVE_REQUESTS: &str = "UPDATE booking_requests r SET \
     seats_confirmed = r.seats_confirmed + s.c, seats_waitlisted = r.seats_waitlisted - s.c, \

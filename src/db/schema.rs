@@ -85,6 +85,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    outbox_batches (id) {
+        id -> Int8,
+        created_at -> Timestamptz,
+        kinds -> Array<Nullable<Text>>,
+        user_ids -> Array<Nullable<Int8>>,
+        event_ids -> Array<Nullable<Int8>>,
+        payloads -> Array<Nullable<Jsonb>>,
+    }
+}
+
+diesel::table! {
     payment_sessions (id) {
         id -> Int8,
         booking_id -> Int8,
@@ -203,6 +214,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     bookings,
     events,
     outbox,
+    outbox_batches,
     payment_sessions,
     payment_webhooks,
     payments,

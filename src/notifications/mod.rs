@@ -1,8 +1,10 @@
 //! Notifications: an email for every decision that concerns a user, exactly once in effect.
 //!
-//! Decisions write outbox rows in their own transaction (invariant 5). The **relay** (running in
-//! every process that writes them) hands due rows to the notification queue — in-process, or the
-//! Kafka topic `notify-user` — right after commit ([`wake`]) and on a one-second tick;
+//! Decisions write outbox rows in their own transaction (invariant 5); the booking writer writes
+//! a transaction's notifications as one `outbox_batches` row. The **relay** (running in every
+//! process that writes them) expands those batches into outbox rows ([`outbox::expand`]) and
+//! hands due rows to the notification queue — in-process, or the Kafka topic `notify-user` —
+//! after commit ([`wake`], yielding to a busy writer) and on a one-second tick;
 //! reconciliation re-publishes rows whose message was lost. **`work-notify`** consumes the queue:
 //! claims the row, renders its template, sends it over SMTP and marks it sent. A redelivered id
 //! for a sent row is skipped. Transient SMTP failures retry with exponential backoff; after

@@ -1,5 +1,8 @@
 //! The outbox table as a delivery ledger: claim, mark sent, schedule a retry, dead-letter.
 //!
+//! The booking writer writes its notifications as one `outbox_batches` row per transaction;
+//! the relay [`expand`]s them into rows of this ledger before handing them over.
+//!
 //! A row is `pending` until the SMTP server accepted it (`sent`) or it failed for good
 //! (`failed`). Claiming sets `claimed_until`, so two deliveries of the same id (a Kafka replay, a
 //! re-publish) never send twice at the same time, and a sent row is never claimed again.
@@ -222,6 +225,63 @@ pub async fn take_due(
             .await?;
     }
     Ok(ids)
+}
+
+/// Most `outbox_batches` rows one [`expand`] takes.
+pub const EXPAND_BATCHES: i64 = 4;
+
+/// An outbox row written by [`expand`], published already: (id, recipient).
+#[derive(Debug, QueryableByName)]
+struct Expanded {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    user_id: Option<i64>,
+}
+
+/// Expands the oldest `outbox_batches` rows (the booking writer's notifications, one row per
+/// transaction) into `outbox` rows, in order, and deletes them. The rows are written published
+/// (the caller hands them over in the same round): one write each instead of an insert and an
+/// update. What `outbox`'s foreign keys would do is done here: a notification whose user was
+/// deleted is dropped, one whose event was deleted keeps no event. Returns how many batches
+/// were taken and the (id, recipient) of the rows written; call it in a transaction.
+pub async fn expand(
+    conn: &mut AsyncPgConnection,
+    published_at: DateTime<Utc>,
+) -> QueryResult<(usize, Vec<(i64, Option<i64>)>)> {
+    use crate::db::schema::outbox_batches;
+    use diesel::sql_types::{Array, BigInt, Timestamptz};
+    let batches: Vec<i64> = outbox_batches::table
+        .order(outbox_batches::id.asc())
+        .limit(EXPAND_BATCHES)
+        .select(outbox_batches::id)
+        .for_update()
+        .skip_locked()
+        .load(conn)
+        .await?;
+    if batches.is_empty() {
+        return Ok((0, Vec::new()));
+    }
+    let rows: Vec<Expanded> = diesel::sql_query(
+        "WITH b AS (DELETE FROM outbox_batches WHERE id = ANY($1) \
+             RETURNING id, created_at, kinds, user_ids, event_ids, payloads) \
+         INSERT INTO outbox (kind, user_id, event_id, payload, created_at, published_at) \
+         SELECT x.kind, x.user_id, e.id, x.payload, b.created_at, $2 \
+         FROM b CROSS JOIN LATERAL UNNEST(b.kinds, b.user_ids, b.event_ids, b.payloads) \
+             WITH ORDINALITY AS x(kind, user_id, event_id, payload, n) \
+         LEFT JOIN events e ON e.id = x.event_id \
+         WHERE x.user_id IS NULL OR EXISTS (SELECT 1 FROM users u WHERE u.id = x.user_id) \
+         ORDER BY b.id, x.n \
+         RETURNING id, user_id",
+    )
+    .bind::<Array<BigInt>, _>(&batches)
+    .bind::<Timestamptz, _>(published_at)
+    .load(conn)
+    .await?;
+    Ok((
+        batches.len(),
+        rows.into_iter().map(|r| (r.id, r.user_id)).collect(),
+    ))
 }
 
 /// Rows of a status, newest first, after `before` (keyset on id).

@@ -257,10 +257,11 @@ pub async fn publish_due_until(
     let mut total = 0;
     loop {
         let mut conn = state.db().get().await?;
-        let ids: Vec<(i64, Option<i64>)> = conn
+        // Due rows, then the writer's batches expanded into rows written published.
+        let (due, batches, ids) = conn
             .transaction(async |conn| {
                 let ids = outbox::take_due(conn, stale, 500).await?;
-                let owners: Vec<(i64, Option<i64>)> = crate::db::schema::outbox::table
+                let mut owners: Vec<(i64, Option<i64>)> = crate::db::schema::outbox::table
                     .filter(crate::db::schema::outbox::id.eq_any(&ids))
                     .select((
                         crate::db::schema::outbox::id,
@@ -268,11 +269,14 @@ pub async fn publish_due_until(
                     ))
                     .load(conn)
                     .await?;
-                Ok::<_, diesel::result::Error>(owners)
+                let (batches, expanded) = outbox::expand(conn, Utc::now()).await?;
+                owners.extend(expanded);
+                Ok::<_, diesel::result::Error>((ids.len(), batches, owners))
             })
             .await?;
         drop(conn);
-        if ids.is_empty() {
+        let more = due == 500 || batches > 0;
+        if ids.is_empty() && !more {
             return Ok(total);
         }
         // All of a batch in flight at once (the Kafka producer batches them; one
@@ -297,7 +301,7 @@ pub async fn publish_due_until(
             return Ok(total);
         }
         // Stop between batches when asked to: the rest stays due for the next relay.
-        if ids.len() < 500 || stop.is_some_and(CancellationToken::is_cancelled) {
+        if !more || stop.is_some_and(CancellationToken::is_cancelled) {
             return Ok(total);
         }
     }

@@ -178,7 +178,7 @@ async fn analytics_equal_independent_sql_after_a_mixed_workload() {
         ),
         (
             "served from the waitlist",
-            "SELECT count(*) FROM outbox WHERE kind = 'waitlist_confirmed'",
+            "SELECT count(*) FROM outbox_all WHERE kind = 'waitlist_confirmed'",
         ),
     ] {
         assert!(scalar(app, sql).await > 0, "workload has no {what} rows");

@@ -383,7 +383,7 @@ async fn leaving_the_waitlist_goes_through_the_event_row() {
     let row = db
         .query_one(
             "SELECT (SELECT count(*) FROM bookings WHERE user_id = $1), \
-                    (SELECT count(*) FROM outbox WHERE kind = 'waitlist_left' AND user_id = $1)",
+                    (SELECT count(*) FROM outbox_all WHERE kind = 'waitlist_left' AND user_id = $1)",
             &[&b.id],
         )
         .await

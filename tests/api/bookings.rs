@@ -240,7 +240,7 @@ async fn booking_answers_with_the_committed_outcome(transport: Transport) {
     assert_eq!(reserved, 2);
     let outbox: i64 = c
         .query_one(
-            "SELECT count(*) FROM outbox WHERE kind = 'booking_confirmed'",
+            "SELECT count(*) FROM outbox_all WHERE kind = 'booking_confirmed'",
             &[],
         )
         .await

@@ -443,7 +443,7 @@ async fn a_paid_hold_is_confirmed_and_an_unpaid_one_expires_to_the_waitlist(tran
         .db
         .client()
         .await
-        .query("SELECT kind FROM outbox ORDER BY id", &[])
+        .query("SELECT kind FROM outbox_all", &[])
         .await
         .unwrap()
         .iter()

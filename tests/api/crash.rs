@@ -105,7 +105,7 @@ async fn a_message_delivered_twice_by_kafka_books_once() {
     assert_eq!(
         count(
             &app.db,
-            "SELECT count(*) FROM outbox WHERE kind = 'booking_confirmed'"
+            "SELECT count(*) FROM outbox_all WHERE kind = 'booking_confirmed'"
         )
         .await,
         1

@@ -567,7 +567,7 @@ async fn deleting_an_event_with_bookings_cancels_it_and_notifies_holders() {
     );
     let notified: Vec<(String, i64)> = c
         .query(
-            "SELECT kind, user_id FROM outbox WHERE event_id = $1 ORDER BY user_id",
+            "SELECT kind, user_id FROM outbox_all WHERE event_id = $1 ORDER BY user_id",
             &[&id],
         )
         .await

@@ -32,6 +32,8 @@ async fn migrations_apply_revert_and_reapply() {
             "bookings",
             "events",
             "outbox",
+            "outbox_all",
+            "outbox_batches",
             "payment_sessions",
             "payment_webhooks",
             "payments",

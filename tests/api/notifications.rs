@@ -321,12 +321,13 @@ async fn smtp_down_then_back_delivers_exactly_one_copy() {
     )
     .await;
 
-    // It fails and is retried while the server is down...
+    // It fails and is retried while the server is down (its outbox row appears once the relay
+    // expanded the writer's batch)...
     let c = app.db.client().await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let attempts: i32 = c
-            .query_one("SELECT attempts FROM outbox", &[])
+            .query_one("SELECT coalesce(max(attempts), 0) FROM outbox", &[])
             .await
             .unwrap()
             .get(0);
@@ -479,6 +480,87 @@ async fn notifications_the_queue_refuses_stay_due_at_once() {
     );
 }
 
+/// The booking writer writes a transaction's notifications as one `outbox_batches` row; the
+/// relay expands it into outbox rows in order, written published, and applies what the
+/// outbox's foreign keys would: a deleted user's notification is dropped, a deleted event's
+/// keeps no event.
+#[tokio::test]
+async fn the_writers_notifications_are_one_batch_row_that_the_relay_expands() {
+    let app = TestApp::builder().without_relay().spawn().await;
+    let host = app.user_unlimited(Role::Host).await;
+    let kept = app.create_event(&host, &event_body("Kept", 10, 10)).await;
+    let gone = app.create_event(&host, &event_body("Gone", 10, 10)).await;
+    let (ada, bob, cy) = (
+        app.user(Role::Guest).await,
+        app.user(Role::Guest).await,
+        app.user(Role::Guest).await,
+    );
+    for (who, event) in [(&ada, kept), (&bob, kept), (&cy, gone)] {
+        json_with_status(
+            app.book(
+                &who.access,
+                &json!({ "eventId": event, "numberOfSeats": 1 }),
+                &WAIT,
+            )
+            .await,
+            201,
+        )
+        .await;
+    }
+    let db = app.db.client().await;
+    let count = |sql: &'static str| {
+        let db = &db;
+        async move { db.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM outbox WHERE kind = 'booking_confirmed'").await,
+        0,
+        "no outbox row per notification on the writer's path"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM outbox_batches").await,
+        3,
+        "one row per writer transaction"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM outbox_all WHERE kind = 'booking_confirmed'").await,
+        3,
+        "written with the decisions, visible before the relay ran"
+    );
+    // Bob leaves for good, and the second event is deleted outright, before the relay runs.
+    db.execute("DELETE FROM users WHERE id = $1", &[&bob.id])
+        .await
+        .unwrap();
+    db.execute("DELETE FROM booking_requests WHERE event_id = $1", &[&gone])
+        .await
+        .unwrap();
+    db.execute("DELETE FROM events WHERE id = $1", &[&gone])
+        .await
+        .unwrap();
+
+    atomicseats::notifications::worker::publish_due(&app.state)
+        .await
+        .unwrap();
+
+    assert_eq!(count("SELECT count(*) FROM outbox_batches").await, 0);
+    let rows: Vec<(i64, Option<i64>, bool)> = db
+        .query(
+            "SELECT user_id, event_id, published_at IS NOT NULL FROM outbox \
+              WHERE kind = 'booking_confirmed' ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        [(ada.id, Some(kept), true), (cy.id, None, true)],
+        "in order; bob's dropped; the deleted event's kept with no event; written published"
+    );
+}
+
 #[tokio::test]
 async fn a_permanent_failure_is_dead_lettered_and_an_admin_can_retry_it() {
     let sink = SmtpSink::start();
@@ -594,7 +676,7 @@ async fn in_process_transport_also_sends() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let status: String = c
-            .query_one("SELECT status FROM outbox", &[])
+            .query_one("SELECT coalesce(max(status), '') FROM outbox", &[])
             .await
             .unwrap()
             .get(0);

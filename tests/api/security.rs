@@ -415,7 +415,7 @@ async fn an_address_is_confirmed_before_its_owner_hosts_or_is_emailed() {
         .client()
         .await
         .query_one(
-            "SELECT count(*) FROM outbox WHERE payload::text LIKE '%token%'",
+            "SELECT count(*) FROM outbox_all WHERE payload::text LIKE '%token%'",
             &[],
         )
         .await
