@@ -228,3 +228,101 @@ async fn bookings_and_waitlist_entries_match_their_request() {
         .get(0);
     assert_eq!(left, 0, "deleting the event cascades through the request");
 }
+
+/// A request's user and event must exist (checked once per statement, for every row of it),
+/// never change, and deleting either deletes the request with its bookings and waitlist entries.
+#[tokio::test]
+async fn a_requests_user_and_event_must_exist_stay_fixed_and_take_it_with_them() {
+    let db = TestDatabase::migrated().await;
+    let c = db.client().await;
+    let host = user(&c, "host10", "host10@example.com").await;
+    let buyer = user(&c, "buyer10", "buyer10@example.com").await;
+    let ev = event(&c, host, 10).await;
+    let ev2 = event(&c, host, 10).await;
+    let insert = "INSERT INTO booking_requests (id, user_id, event_id, seats, status, seats_confirmed, requested_at) \
+                  SELECT id, u, e, 1, 'confirmed', 1, now() FROM UNNEST($1::uuid[], $2::int8[], $3::int8[]) AS t(id, u, e)";
+    let ids = |n: usize| (0..n).map(|_| uuid::Uuid::new_v4()).collect::<Vec<_>>();
+    // One missing parent among many rows fails the whole statement, as a foreign key would.
+    for (users, events) in [
+        (vec![buyer, buyer, 999_999], vec![ev, ev, ev]),
+        (vec![buyer, buyer, buyer], vec![ev, 999_999, ev]),
+    ] {
+        let err = c
+            .execute(insert, &[&ids(3), &users, &events])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION),
+            "{err:?}"
+        );
+    }
+    let none: i64 = c
+        .query_one("SELECT count(*) FROM booking_requests", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(none, 0, "nothing of a refused statement stays");
+
+    let mine = ids(2);
+    c.execute(insert, &[&mine, &vec![buyer, buyer], &vec![ev, ev2]])
+        .await
+        .unwrap();
+    c.execute(
+        "INSERT INTO waitlist (request_id, user_id, event_id, seats, price_quoted) VALUES ($1, $2, $3, 1, 100)",
+        &[&mine[0], &buyer, &ev],
+    )
+    .await
+    .unwrap();
+    for change in [
+        "UPDATE booking_requests SET event_id = $2 WHERE id = $1",
+        "UPDATE booking_requests SET user_id = $2 WHERE id = $1",
+    ] {
+        let other = if change.contains("event_id") {
+            ev2
+        } else {
+            host
+        };
+        let err = c.execute(change, &[&mine[0], &other]).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION),
+            "{change}: {err:?}"
+        );
+    }
+    // Other columns still change.
+    c.execute(
+        "UPDATE booking_requests SET status = 'waitlisted', seats_confirmed = 0, seats_waitlisted = 1 WHERE id = $1",
+        &[&mine[0]],
+    )
+    .await
+    .unwrap();
+
+    c.execute("DELETE FROM events WHERE id = $1", &[&ev])
+        .await
+        .unwrap();
+    let left: (i64, i64) = {
+        let r = c
+            .query_one(
+                "SELECT (SELECT count(*) FROM booking_requests), (SELECT count(*) FROM waitlist)",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(
+        left,
+        (1, 0),
+        "the event's request and its waitlist entry went"
+    );
+    c.execute("DELETE FROM users WHERE id = $1", &[&buyer])
+        .await
+        .unwrap();
+    let left: i64 = c
+        .query_one("SELECT count(*) FROM booking_requests", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "the user's request went");
+}
