@@ -17,15 +17,6 @@ use diesel_async::pooled_connection::deadpool::{self, Pool};
 
 use crate::config::DatabaseSettings;
 
-// A booking request's user and event are checked per statement by triggers (migration
-// 2026-11-30-000009), not by foreign keys, so `diesel print-schema` no longer declares these
-// joins; they hold all the same.
-mod joins {
-    use super::schema::{booking_requests, events, users};
-    diesel::joinable!(booking_requests -> events (event_id));
-    diesel::joinable!(booking_requests -> users (user_id));
-}
-
 diesel::define_sql_function! {
     /// SQL `lower(text)` (matches the `lower(...)` indexes).
     fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
