@@ -228,7 +228,7 @@ pub async fn take_due(
 }
 
 /// Most `outbox_batches` rows one [`expand`] takes.
-pub const EXPAND_BATCHES: i64 = 4;
+const EXPAND_BATCHES: i64 = 4;
 
 /// An outbox row written by [`expand`], published already: (id, recipient).
 #[derive(Debug, QueryableByName)]
@@ -245,12 +245,9 @@ struct Expanded {
 /// update. What `outbox`'s foreign keys would do is done here: a notification whose user was
 /// deleted is dropped, one whose event was deleted keeps no event. Returns how many batches
 /// were taken and the (id, recipient) of the rows written; call it in a transaction.
-pub async fn expand(
-    conn: &mut AsyncPgConnection,
-    published_at: DateTime<Utc>,
-) -> QueryResult<(usize, Vec<(i64, Option<i64>)>)> {
+pub async fn expand(conn: &mut AsyncPgConnection) -> QueryResult<(usize, Vec<(i64, Option<i64>)>)> {
     use crate::db::schema::outbox_batches;
-    use diesel::sql_types::{Array, BigInt, Timestamptz};
+    use diesel::sql_types::Array;
     let batches: Vec<i64> = outbox_batches::table
         .order(outbox_batches::id.asc())
         .limit(EXPAND_BATCHES)
@@ -274,8 +271,10 @@ pub async fn expand(
          ORDER BY b.id, x.n \
          RETURNING id, user_id",
     )
-    .bind::<Array<BigInt>, _>(&batches)
-    .bind::<Timestamptz, _>(published_at)
+    .bind::<Array<diesel::sql_types::BigInt>, _>(&batches)
+    // Published by the application's clock, as `take_due` marks rows (the relay's "stale"
+    // comparison reads that clock).
+    .bind::<diesel::sql_types::Timestamptz, _>(Utc::now())
     .load(conn)
     .await?;
     Ok((

@@ -237,6 +237,9 @@ pub async fn deliver_batch(state: &AppState, ids: &[i64]) -> anyhow::Result<Vec<
     Ok(outcomes)
 }
 
+/// Most due rows one round of the relay takes.
+const PUBLISH_PAGE: i64 = 500;
+
 /// Publishes due outbox rows to the notification queue; returns how many.
 pub async fn publish_due(state: &AppState) -> anyhow::Result<usize> {
     publish_due_until(state, None).await
@@ -260,7 +263,7 @@ pub async fn publish_due_until(
         // Due rows, then the writer's batches expanded into rows written published.
         let (due, batches, ids) = conn
             .transaction(async |conn| {
-                let ids = outbox::take_due(conn, stale, 500).await?;
+                let ids = outbox::take_due(conn, stale, PUBLISH_PAGE).await?;
                 let mut owners: Vec<(i64, Option<i64>)> = crate::db::schema::outbox::table
                     .filter(crate::db::schema::outbox::id.eq_any(&ids))
                     .select((
@@ -269,13 +272,13 @@ pub async fn publish_due_until(
                     ))
                     .load(conn)
                     .await?;
-                let (batches, expanded) = outbox::expand(conn, Utc::now()).await?;
+                let (batches, expanded) = outbox::expand(conn).await?;
                 owners.extend(expanded);
                 Ok::<_, diesel::result::Error>((ids.len(), batches, owners))
             })
             .await?;
         drop(conn);
-        let more = due == 500 || batches > 0;
+        let more = due == PUBLISH_PAGE as usize || batches > 0;
         if ids.is_empty() && !more {
             return Ok(total);
         }
