@@ -244,11 +244,17 @@ struct Expanded {
 /// (the caller hands them over in the same round): one write each instead of an insert and an
 /// update. What `outbox`'s foreign keys would do is done here: a notification whose user was
 /// deleted is dropped, one whose event was deleted keeps no event. Returns how many batches
-/// were taken and the (id, recipient) of the rows written; call it in a transaction.
-pub async fn expand(conn: &mut AsyncPgConnection) -> QueryResult<(usize, Vec<(i64, Option<i64>)>)> {
+/// were taken and the (id, recipient) of the rows written; call it in a transaction. Only
+/// batches up to `upto` ([`last_batch`] when a round began) are taken, so a round ends even
+/// while the writer keeps committing.
+pub async fn expand(
+    conn: &mut AsyncPgConnection,
+    upto: i64,
+) -> QueryResult<(usize, Vec<(i64, Option<i64>)>)> {
     use crate::db::schema::outbox_batches;
     use diesel::sql_types::Array;
     let batches: Vec<i64> = outbox_batches::table
+        .filter(outbox_batches::id.le(upto))
         .order(outbox_batches::id.asc())
         .limit(EXPAND_BATCHES)
         .select(outbox_batches::id)
@@ -281,6 +287,16 @@ pub async fn expand(conn: &mut AsyncPgConnection) -> QueryResult<(usize, Vec<(i6
         batches.len(),
         rows.into_iter().map(|r| (r.id, r.user_id)).collect(),
     ))
+}
+
+/// The newest batch the writer has committed (0: none waiting).
+pub async fn last_batch(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
+    use crate::db::schema::outbox_batches;
+    let last: Option<i64> = outbox_batches::table
+        .select(diesel::dsl::max(outbox_batches::id))
+        .first(conn)
+        .await?;
+    Ok(last.unwrap_or(0))
 }
 
 /// Rows of a status, newest first, after `before` (keyset on id).

@@ -242,23 +242,41 @@ const PUBLISH_PAGE: i64 = 500;
 
 /// Publishes due outbox rows to the notification queue; returns how many.
 pub async fn publish_due(state: &AppState) -> anyhow::Result<usize> {
-    publish_due_until(state, None).await
+    let mut pass = Pass::begin(state).await?;
+    while pass.round(state).await? {}
+    Ok(pass.handed)
 }
 
-/// [`publish_due`], returning between batches once `stop` is cancelled (the relay stopping:
-/// a backlog of a whole flash sale must not hold up the shutdown).
-pub async fn publish_due_until(
-    state: &AppState,
-    stop: Option<&CancellationToken>,
-) -> anyhow::Result<usize> {
-    let republish = chrono::Duration::seconds(
-        i64::try_from(state.settings().notify.republish_after_secs).unwrap_or(60),
-    );
-    // Fixed for the whole call: rows this call publishes are never due again within it, so the
-    // loop ends even when publishing takes longer than `republish_after`.
-    let stale = Utc::now() - republish;
-    let mut total = 0;
-    loop {
+/// One pass of the relay over what was due when it began, in rounds of at most
+/// [`PUBLISH_PAGE`] due rows and a few of the writer's batches. Bounded: rows a pass publishes
+/// are not due again within it, and the writer's batches committed after it began wait for
+/// the next pass, so a pass ends even while a sale goes on.
+struct Pass {
+    /// Rows published before this are due again (their hand-over was lost).
+    stale: chrono::DateTime<Utc>,
+    /// The newest writer batch when the pass began.
+    upto: i64,
+    /// Notifications handed over so far.
+    handed: usize,
+}
+
+impl Pass {
+    async fn begin(state: &AppState) -> anyhow::Result<Self> {
+        let republish = chrono::Duration::seconds(
+            i64::try_from(state.settings().notify.republish_after_secs).unwrap_or(60),
+        );
+        let upto = outbox::last_batch(&mut *state.db().get().await?).await?;
+        Ok(Self {
+            stale: Utc::now() - republish,
+            upto,
+            handed: 0,
+        })
+    }
+
+    /// Takes one round of due rows and expanded batches and hands them over; whether more of
+    /// the pass is left.
+    async fn round(&mut self, state: &AppState) -> anyhow::Result<bool> {
+        let (stale, upto) = (self.stale, self.upto);
         let mut conn = state.db().get().await?;
         // Due rows, then the writer's batches expanded into rows written published.
         let (due, batches, ids) = conn
@@ -272,19 +290,19 @@ pub async fn publish_due_until(
                     ))
                     .load(conn)
                     .await?;
-                let (batches, expanded) = outbox::expand(conn).await?;
+                let (batches, expanded) = outbox::expand(conn, upto).await?;
                 owners.extend(expanded);
                 Ok::<_, diesel::result::Error>((ids.len(), batches, owners))
             })
             .await?;
         drop(conn);
         let more = due == PUBLISH_PAGE as usize || batches > 0;
-        if ids.is_empty() && !more {
-            return Ok(total);
+        if ids.is_empty() {
+            return Ok(more);
         }
-        // All of a batch in flight at once (the Kafka producer batches them; one
+        // All of a round in flight at once (the Kafka producer batches them; one
         // acknowledgement round instead of 500). What the queue refuses (full, or its consumer
-        // stopped) is due again at once for the next relay; this one stops there.
+        // stopped) is due again at once for the next pass; this one stops there.
         let handed = state.notification_queue().publish_many(&ids).await;
         let refused: Vec<i64> = ids
             .iter()
@@ -292,7 +310,7 @@ pub async fn publish_due_until(
             .filter(|(_, ok)| !**ok)
             .map(|((id, _), _)| *id)
             .collect();
-        total += ids.len() - refused.len();
+        self.handed += ids.len() - refused.len();
         if !refused.is_empty() {
             metrics::counter!("notifications_refused_total").increment(refused.len() as u64);
             tracing::warn!(
@@ -301,19 +319,18 @@ pub async fn publish_due_until(
             );
             let mut conn = state.db().get().await?;
             outbox::unpublish(&mut conn, &refused).await?;
-            return Ok(total);
+            return Ok(false);
         }
-        // Stop between batches when asked to: the rest stays due for the next relay.
-        if !more || stop.is_some_and(CancellationToken::is_cancelled) {
-            return Ok(total);
-        }
+        Ok(more)
     }
 }
 
 /// The relay: publishes what commits wrote, and everything due (retries, lost hand-overs) on a
 /// one-second tick. It yields to a busy writer: after a commit it waits until commits pause for
-/// `notify.relay_quiet_ms`, at most `notify.relay_max_delay_ms` after the first one waiting, so
-/// during a flash sale its bookkeeping comes in a few large bursts instead of one per batch.
+/// `notify.relay_quiet_ms`, and goes back to waiting between two rounds of a pass when the
+/// writer commits again; once the oldest commit waiting is `notify.relay_max_delay_ms` old, it
+/// finishes a whole pass whatever the writer does. During a flash sale its bookkeeping thus
+/// comes in the sale's pauses and in a few bounded bursts, not beside every batch.
 pub async fn run_relay(state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
     let settings = &state.settings().notify;
     let quiet = Duration::from_millis(settings.relay_quiet_ms);
@@ -329,12 +346,22 @@ pub async fn run_relay(state: AppState, shutdown: CancellationToken) -> anyhow::
             None => last_run.is_none_or(|t| t.elapsed() >= tick),
         };
         if due {
-            if let Some(first) = waiting_since.take() {
-                metrics::histogram!("notification_relay_delay_seconds")
-                    .record(first.elapsed().as_secs_f64());
-            }
-            if let Err(e) = publish_due_until(&state, Some(&shutdown)).await {
-                tracing::warn!(error = %e, "publishing notifications failed; retrying");
+            let forced = waiting_since.is_some_and(|first| first.elapsed() >= max_delay);
+            match relay_pass(&state, &shutdown, forced).await {
+                Ok(true) => {
+                    if let Some(first) = waiting_since.take() {
+                        metrics::histogram!("notification_relay_delay_seconds")
+                            .record(first.elapsed().as_secs_f64());
+                    }
+                }
+                // The writer committed during the pass: wait for the next pause.
+                Ok(false) if !shutdown.is_cancelled() => {
+                    last_commit = Instant::now();
+                    waiting_since.get_or_insert(last_commit);
+                    metrics::counter!("notification_relay_yields_total").increment(1);
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "publishing notifications failed; retrying"),
             }
             last_run = Some(Instant::now());
         }
@@ -356,6 +383,28 @@ pub async fn run_relay(state: AppState, shutdown: CancellationToken) -> anyhow::
     // picked up by the next relay or reconciliation pass.
     let _ = tokio::time::timeout(Duration::from_secs(3), publish_due(&state)).await;
     Ok(())
+}
+
+/// One pass of the relay, round by round; `Ok(false)` when it stopped early because the writer
+/// committed meanwhile (unless `forced`) or the relay is stopping, the rest left for later.
+async fn relay_pass(
+    state: &AppState,
+    shutdown: &CancellationToken,
+    forced: bool,
+) -> anyhow::Result<bool> {
+    let mut pass = Pass::begin(state).await?;
+    loop {
+        // Registered before the round, so that a commit during it is seen after it.
+        let commit = state.outbox_signal().notified();
+        tokio::pin!(commit);
+        commit.as_mut().enable();
+        if !pass.round(state).await? {
+            return Ok(true);
+        }
+        if shutdown.is_cancelled() || (!forced && commit.now_or_never().is_some()) {
+            return Ok(false);
+        }
+    }
 }
 
 /// Most notifications one delivery round takes.

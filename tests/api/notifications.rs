@@ -561,6 +561,88 @@ async fn the_writers_notifications_are_one_batch_row_that_the_relay_expands() {
     );
 }
 
+/// The relay yields to a busy writer: a pass that began in a pause of a sale stops after its
+/// round once the writer commits again, instead of chasing every batch the sale writes until
+/// it ends; what it left is handed over in the next pause, nothing lost or written twice.
+#[tokio::test]
+async fn the_relay_yields_to_a_writer_that_commits_again_instead_of_chasing_it() {
+    let app = TestApp::builder()
+        .env("ATOMICSEATS__NOTIFY__RELAY_QUIET_MS", "1000")
+        .env("ATOMICSEATS__NOTIFY__RELAY_MAX_DELAY_MS", "120000")
+        .spawn()
+        .await;
+    let ada = app.user(Role::Guest).await;
+    let db = app.db.client().await;
+    // `n` writer transactions of 5 notifications each, committed and signalled as the writer does.
+    let commit = |n: i32| {
+        let (db, state) = (&db, &app.state);
+        async move {
+            db.execute(
+                "INSERT INTO outbox_batches (kinds, user_ids, event_ids, payloads) \
+                 SELECT array_fill('booking_confirmed'::text, ARRAY[5]), array_fill($1::int8, ARRAY[5]), \
+                        array_fill(NULL::int8, ARRAY[5]), array_fill('{}'::jsonb, ARRAY[5]) \
+                 FROM generate_series(1, $2)",
+                &[&ada.id, &n],
+            )
+            .await
+            .unwrap();
+            atomicseats::notifications::wake(state);
+        }
+    };
+    let count = |sql: &'static str| {
+        let db = &db;
+        async move { db.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    // A sale's first seconds (a backlog of 4,000 transactions), then a pause the relay starts
+    // a pass in (4 batches a round: a thousand rounds)...
+    commit(4000).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let at_busy = loop {
+        let left = count("SELECT count(*) FROM outbox_batches").await;
+        if left < 4000 {
+            break left;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relay began a pass in the pause"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // ...then the writer commits again, every 30 ms for 1.5 s (never quiet for relay_quiet_ms).
+    for _ in 0..50 {
+        commit(1).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let after_busy = count("SELECT count(*) FROM outbox_batches").await;
+    assert!(
+        at_busy > 0,
+        "the pass was not over when the writer committed again"
+    );
+    let expanded_while_busy = at_busy + 50 - after_busy;
+    assert!(
+        expanded_while_busy <= 8,
+        "the pass stopped after its round once the writer committed again \
+         ({expanded_while_busy} batches expanded while it was busy)"
+    );
+    assert!(
+        app.metrics()
+            .await
+            .lines()
+            .any(|l| l.starts_with("notification_relay_yields_total") && !l.ends_with(" 0")),
+        "the yield is counted"
+    );
+    // The writer pauses: everything is handed over, each notification once.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count("SELECT count(*) FROM outbox_batches").await > 0 {
+        assert!(Instant::now() < deadline, "the relay finished in the pause");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        count("SELECT count(*) FROM outbox WHERE kind = 'booking_confirmed'").await,
+        4050 * 5
+    );
+}
+
 #[tokio::test]
 async fn a_permanent_failure_is_dead_lettered_and_an_admin_can_retry_it() {
     let sink = SmtpSink::start();
