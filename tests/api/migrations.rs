@@ -43,6 +43,25 @@ async fn migrations_apply_revert_and_reapply() {
             "waitlist"
         ]
     );
+    // The writer's notification batches compress with lz4 where the server has it.
+    let row = db
+        .client()
+        .await
+        .query_one(
+            "SELECT (SELECT 'lz4' = ANY(enumvals) FROM pg_settings \
+                      WHERE name = 'default_toast_compression'), \
+                    (SELECT attcompression::text FROM pg_attribute \
+                      WHERE attrelid = 'outbox_batches'::regclass AND attname = 'payloads')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (has_lz4, method): (bool, String) = (row.get(0), row.get(1));
+    assert_eq!(
+        method,
+        if has_lz4 { "l" } else { "" },
+        "outbox_batches.payloads"
+    );
     assert!(migrate::pending(&db.url()).await.unwrap().is_empty());
     assert!(
         migrate::run_pending(&db.url()).await.unwrap().is_empty(),
