@@ -252,7 +252,7 @@ pub async fn expand(
     upto: i64,
 ) -> QueryResult<(usize, Vec<(i64, Option<i64>)>)> {
     use crate::db::schema::outbox_batches;
-    use diesel::sql_types::Array;
+    use diesel::sql_types::{Array, BigInt, Timestamptz};
     let batches: Vec<i64> = outbox_batches::table
         .filter(outbox_batches::id.le(upto))
         .order(outbox_batches::id.asc())
@@ -277,10 +277,10 @@ pub async fn expand(
          ORDER BY b.id, x.n \
          RETURNING id, user_id",
     )
-    .bind::<Array<diesel::sql_types::BigInt>, _>(&batches)
+    .bind::<Array<BigInt>, _>(&batches)
     // Published by the application's clock, as `take_due` marks rows (the relay's "stale"
     // comparison reads that clock).
-    .bind::<diesel::sql_types::Timestamptz, _>(Utc::now())
+    .bind::<Timestamptz, _>(Utc::now())
     .load(conn)
     .await?;
     Ok((

@@ -242,7 +242,7 @@ const PUBLISH_PAGE: i64 = 500;
 
 /// Publishes due outbox rows to the notification queue; returns how many.
 pub async fn publish_due(state: &AppState) -> anyhow::Result<usize> {
-    let mut pass = Pass::begin(state).await?;
+    let mut pass = Pass::begin(state);
     while pass.round(state).await? {}
     Ok(pass.handed)
 }
@@ -254,23 +254,22 @@ pub async fn publish_due(state: &AppState) -> anyhow::Result<usize> {
 struct Pass {
     /// Rows published before this are due again (their hand-over was lost).
     stale: chrono::DateTime<Utc>,
-    /// The newest writer batch when the pass began.
-    upto: i64,
+    /// The newest writer batch when the pass began (read by its first round).
+    upto: Option<i64>,
     /// Notifications handed over so far.
     handed: usize,
 }
 
 impl Pass {
-    async fn begin(state: &AppState) -> anyhow::Result<Self> {
+    fn begin(state: &AppState) -> Self {
         let republish = chrono::Duration::seconds(
             i64::try_from(state.settings().notify.republish_after_secs).unwrap_or(60),
         );
-        let upto = outbox::last_batch(&mut *state.db().get().await?).await?;
-        Ok(Self {
+        Self {
             stale: Utc::now() - republish,
-            upto,
+            upto: None,
             handed: 0,
-        })
+        }
     }
 
     /// Takes one round of due rows and expanded batches and hands them over; whether more of
@@ -279,8 +278,12 @@ impl Pass {
         let (stale, upto) = (self.stale, self.upto);
         let mut conn = state.db().get().await?;
         // Due rows, then the writer's batches expanded into rows written published.
-        let (due, batches, ids) = conn
+        let (upto, due, batches, ids) = conn
             .transaction(async |conn| {
+                let upto = match upto {
+                    Some(u) => u,
+                    None => outbox::last_batch(conn).await?,
+                };
                 let ids = outbox::take_due(conn, stale, PUBLISH_PAGE).await?;
                 let mut owners: Vec<(i64, Option<i64>)> = crate::db::schema::outbox::table
                     .filter(crate::db::schema::outbox::id.eq_any(&ids))
@@ -292,10 +295,11 @@ impl Pass {
                     .await?;
                 let (batches, expanded) = outbox::expand(conn, upto).await?;
                 owners.extend(expanded);
-                Ok::<_, diesel::result::Error>((ids.len(), batches, owners))
+                Ok::<_, diesel::result::Error>((upto, ids.len(), batches, owners))
             })
             .await?;
         drop(conn);
+        self.upto = Some(upto);
         let more = due == PUBLISH_PAGE as usize || batches > 0;
         if ids.is_empty() {
             return Ok(more);
@@ -392,7 +396,7 @@ async fn relay_pass(
     shutdown: &CancellationToken,
     forced: bool,
 ) -> anyhow::Result<bool> {
-    let mut pass = Pass::begin(state).await?;
+    let mut pass = Pass::begin(state);
     loop {
         // Registered before the round, so that a commit during it is seen after it.
         let commit = state.outbox_signal().notified();

@@ -189,6 +189,14 @@ impl TestApp {
         resp.text().await.expect("metrics body")
     }
 
+    /// Whether the metric `name` has a sample other than 0 in `GET /metrics`.
+    pub async fn counted(&self, name: &str) -> bool {
+        self.metrics()
+            .await
+            .lines()
+            .any(|l| l.starts_with(name) && !l.ends_with(" 0"))
+    }
+
     /// `address + path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
