@@ -47,7 +47,7 @@ mod common;
 
 use common::{
     SECRET, admin_url, db_url, free_port, one_row_commit, peak_rss_mib, percentile, pg,
-    read_response, start, wait_ready,
+    read_response, start, wait_partitions, wait_ready,
 };
 
 #[derive(Debug, Clone)]
@@ -263,8 +263,22 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
             format!(".bench{}{label}", std::process::id()),
         ));
     }
+    // Kafka: the worker's internal listener tells when it owns its partitions.
+    let internal = (a.transport == "kafka").then(free_port);
+    if let Some(p) = internal {
+        envs.push(("ATOMICSEATS__METRICS__LISTEN".into(), format!("127.0.0.1:{p}")));
+    }
     let server = start(bin, spec.config, &envs);
     wait_ready(port).await;
+    // The sale starts on a running system: the consumer-group join of a worker that has just
+    // started (seconds; the broker waits for more members) is not part of any sale.
+    if let Some(p) = internal {
+        let joined = wait_partitions(p).await;
+        println!(
+            "  {label}: consumer group joined {:.1} s after the API was ready (before the load; not counted)",
+            joined.as_secs_f64()
+        );
+    }
 
     // Requests: buyer i % users, each with its own token.
     let env_map: HashMap<String, String> =

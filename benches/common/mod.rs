@@ -100,6 +100,28 @@ pub async fn wait_ready(port: u16) {
     }
 }
 
+/// Waits until the process whose internal listener is on `port` reports owning booking
+/// partitions (`GET /ready` there lists `bookingPartitions`): a Kafka worker's consumer-group
+/// join, a one-time cost at start-up. Returns how long it took.
+pub async fn wait_partitions(port: u16) -> Duration {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(60);
+    loop {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)).await {
+            let _ = s
+                .write_all(b"GET /ready HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+                .await;
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf).await;
+            if String::from_utf8_lossy(&buf).contains("\"partition\"") {
+                return started.elapsed();
+            }
+        }
+        assert!(Instant::now() < deadline, "the worker owned no partition");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Reads one HTTP/1.1 response (status and body length from Content-Length) off a keep-alive
 /// connection; returns the status.
 pub async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<u16> {
