@@ -266,7 +266,10 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
     // Kafka: the worker's internal listener tells when it owns its partitions.
     let internal = (a.transport == "kafka").then(free_port);
     if let Some(p) = internal {
-        envs.push(("ATOMICSEATS__METRICS__LISTEN".into(), format!("127.0.0.1:{p}")));
+        envs.push((
+            "ATOMICSEATS__METRICS__LISTEN".into(),
+            format!("127.0.0.1:{p}"),
+        ));
     }
     let server = start(bin, spec.config, &envs);
     wait_ready(port).await;

@@ -22,6 +22,7 @@ pub fn build_state(settings: Settings, role: &str) -> anyhow::Result<AppState> {
             pool.clone(),
             shared.clone(),
             settings.redis.key_prefix.clone(),
+            std::time::Duration::from_millis(settings.redis.near_cache_ms),
         ),
         (_, _, QueueKind::Memory) => EventCache::memory(),
         (_, _, QueueKind::Kafka) => EventCache::none(),

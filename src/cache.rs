@@ -20,6 +20,13 @@
 //!   wrong answer or a 500. A failed write marks the cache dirty; the next reconciliation pass
 //!   (which also runs at start-up and on its schedule) rebuilds it in place.
 //!
+//! - With Redis, each process also keeps the snapshots it read or wrote for
+//!   `redis.near_cache_ms` ([`Near`]): the accept path reads its event on every request, so a
+//!   hot event would cost a Redis round trip per request. Entries only move forward in version;
+//!   this process's own writes and deletions replace them at once (a node reads its own
+//!   writes), another node's are seen at most `near_cache_ms` late — as if the request had
+//!   come that much earlier. The writer decides on the row, never on a snapshot.
+//!
 //! Redis keys (all under `redis.key_prefix`, see [`crate::redis::keys`]):
 //! `<p>:event:<id>` HASH `{ v: version, json: snapshot | "" (tombstone) }`;
 //! `<p>:events:by_start` ZSET id scored by `starts_at` in µs (active events only);
@@ -28,6 +35,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use deadpool_redis::redis;
@@ -79,6 +87,81 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 ";
 
+/// Inserts into the near cache that trigger a sweep of its expired entries.
+const NEAR_SWEEP_EVERY: u64 = 1024;
+
+/// Snapshots this process read from or wrote to Redis, reused for `ttl` (0: off). An entry is
+/// `(version, snapshot or None for gone, when kept)`.
+struct Near {
+    ttl: Duration,
+    map: std::sync::Mutex<NearMap>,
+}
+
+#[derive(Default)]
+struct NearMap {
+    entries: HashMap<i64, (i64, Option<Arc<Event>>, Instant)>,
+    inserts: u64,
+}
+
+impl Near {
+    fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            map: std::sync::Mutex::new(NearMap::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, NearMap> {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What this process holds for `id`, if kept less than `ttl` ago.
+    fn get(&self, id: i64) -> Option<Lookup> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let m = self.lock();
+        let (_, event, at) = m.entries.get(&id)?;
+        (at.elapsed() < self.ttl).then(|| match event {
+            Some(e) => Lookup::Hit(e.clone()),
+            None => Lookup::Gone,
+        })
+    }
+
+    /// Keeps `event` (None: gone) at `version`, unless a newer version was kept within `ttl`
+    /// (a slow read must not undo a write this process made meanwhile).
+    fn keep(&self, id: i64, version: i64, event: Option<Arc<Event>>) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut m = self.lock();
+        if let Some((v, _, at)) = m.entries.get(&id)
+            && *v > version
+            && at.elapsed() < self.ttl
+        {
+            return;
+        }
+        m.inserts += 1;
+        if m.inserts.is_multiple_of(NEAR_SWEEP_EVERY) {
+            let ttl = self.ttl;
+            m.entries.retain(|_, (_, _, at)| at.elapsed() < ttl);
+        }
+        m.entries.insert(id, (version, event, Instant::now()));
+    }
+
+    /// Drops what is kept for `id`: the next read asks Redis.
+    fn forget(&self, id: i64) {
+        self.lock().entries.remove(&id);
+    }
+
+    /// Drops everything (after a rebuild).
+    fn clear(&self) {
+        self.lock().entries.clear();
+    }
+}
+
 #[derive(Default)]
 struct Memory {
     entries: HashMap<i64, (i64, Option<Arc<Event>>)>,
@@ -95,6 +178,7 @@ enum Backend {
         prefix: String,
         upsert: redis::Script,
         tombstone: redis::Script,
+        near: Near,
     },
 }
 
@@ -156,11 +240,13 @@ impl EventCache {
         Self::with(Backend::Memory(RwLock::new(Memory::default())))
     }
 
-    /// Redis cache with keys under `prefix`.
+    /// Redis cache with keys under `prefix`; snapshots reused in this process for `near`
+    /// (zero: every read asks Redis).
     pub fn redis(
         pool: deadpool_redis::Pool,
         shared: deadpool_redis::redis::aio::ConnectionManager,
         prefix: String,
+        near: Duration,
     ) -> Self {
         Self::with(Backend::Redis {
             pool,
@@ -168,6 +254,7 @@ impl EventCache {
             prefix,
             upsert: redis::Script::new(UPSERT_LUA),
             tombstone: redis::Script::new(TOMBSTONE_LUA),
+            near: Near::new(near),
         })
     }
 
@@ -198,17 +285,24 @@ impl EventCache {
 
     /// Looks an event up.
     pub async fn get(&self, id: i64) -> Lookup {
-        let result = match &self.inner.backend {
-            Backend::None => return Lookup::Miss,
-            Backend::Memory(m) => {
-                return match m.read().await.entries.get(&id) {
-                    Some((_, Some(e))) => Lookup::Hit(e.clone()),
-                    Some((_, None)) => Lookup::Gone,
-                    None => Lookup::Miss,
-                };
-            }
-            Backend::Redis { shared, prefix, .. } => {
-                async {
+        match &self.inner.backend {
+            Backend::None => Lookup::Miss,
+            Backend::Memory(m) => match m.read().await.entries.get(&id) {
+                Some((_, Some(e))) => Lookup::Hit(e.clone()),
+                Some((_, None)) => Lookup::Gone,
+                None => Lookup::Miss,
+            },
+            Backend::Redis {
+                shared,
+                prefix,
+                near,
+                ..
+            } => {
+                if let Some(found) = near.get(id) {
+                    metrics::counter!("cache_lookups_total", "result" => "near").increment(1);
+                    return found;
+                }
+                let json = async {
                     // The hot read: on the shared multiplexed connection, not a pooled one.
                     let mut conn = shared.clone();
                     let json: Option<String> = redis::cmd("HGET")
@@ -218,10 +312,21 @@ impl EventCache {
                         .await?;
                     anyhow::Ok(json)
                 }
-                .await
+                .await;
+                let found = Self::parse(id, json);
+                match &found {
+                    Lookup::Hit(e) => near.keep(id, e.version, Some(e.clone())),
+                    Lookup::Gone => near.keep(id, i64::MAX, None),
+                    Lookup::Miss => {}
+                }
+                found
             }
-        };
-        match result {
+        }
+    }
+
+    /// A lookup from what the backend read (a snapshot's JSON, "" for a tombstone).
+    fn parse(id: i64, read: anyhow::Result<Option<String>>) -> Lookup {
+        match read {
             Ok(None) => {
                 metrics::counter!("cache_lookups_total", "result" => "miss").increment(1);
                 Lookup::Miss
@@ -287,8 +392,12 @@ impl EventCache {
                 pool,
                 prefix,
                 upsert,
+                near,
                 ..
             } => {
+                // Whatever Redis ends up holding, this process asks it next (a repair, a
+                // snapshot older than Redis's) or holds the snapshot it wrote.
+                near.forget(event.id);
                 let json = serde_json::to_string(event)?;
                 let mut conn = pool.get().await?;
                 let written: i64 = upsert
@@ -302,6 +411,9 @@ impl EventCache {
                     .arg(expected.map(|v| v.to_string()).unwrap_or_default())
                     .invoke_async(&mut *conn)
                     .await?;
+                if written == 1 && expected.is_none() {
+                    near.keep(event.id, event.version, Some(Arc::new(event.clone())));
+                }
                 Ok(written == 1)
             }
         }
@@ -324,8 +436,11 @@ impl EventCache {
                 pool,
                 prefix,
                 tombstone,
+                near,
                 ..
             } => {
+                // Gone for this process at once, whether or not Redis takes the tombstone.
+                near.keep(id, i64::MAX, None);
                 async {
                     let mut conn = pool.get().await?;
                     let _: i64 = tombstone
@@ -515,7 +630,11 @@ impl EventCache {
                 m.index = index;
                 m.ready = true;
             }
-            Backend::Redis { pool, prefix, .. } => {
+            Backend::Redis {
+                pool, prefix, near, ..
+            } => {
+                // What this process kept may be what the rebuild repairs.
+                near.clear();
                 let mut conn = pool.get().await?;
                 for e in events {
                     let (v, json): (Option<String>, Option<String>) = redis::cmd("HMGET")
@@ -615,5 +734,77 @@ impl crate::state::AppState {
     pub fn event_cache(&self) -> &EventCache {
         self.part()
             .unwrap_or_else(|| crate::state::missing_part("event cache"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: i64, version: i64) -> Arc<Event> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "id": id, "host_id": 1, "name": format!("v{version}"), "description": "",
+                "venue": "Hall", "starts_at": "2030-01-01T18:00:00Z",
+                "ends_at": "2030-01-01T21:00:00Z", "capacity": 10, "reserved_seats": 0,
+                "price": 0, "max_per_user": null, "waitlist_open": true, "status": "active",
+                "cancelled_at": null, "version": version, "created_at": "2029-01-01T00:00:00Z"
+            }))
+            .expect("an event"),
+        )
+    }
+
+    fn name(found: Option<Lookup>) -> Option<String> {
+        match found? {
+            Lookup::Hit(e) => Some(e.name.clone()),
+            Lookup::Gone => Some("gone".to_owned()),
+            Lookup::Miss => None,
+        }
+    }
+
+    #[test]
+    fn near_entries_only_move_forward_within_their_window() {
+        let near = Near::new(Duration::from_secs(60));
+        near.keep(1, 5, Some(event(1, 5)));
+        // A read that started before this process wrote version 5 comes back with 4.
+        near.keep(1, 4, Some(event(1, 4)));
+        assert_eq!(name(near.get(1)).as_deref(), Some("v5"));
+        near.keep(1, 6, Some(event(1, 6)));
+        assert_eq!(name(near.get(1)).as_deref(), Some("v6"));
+        // Gone outranks any snapshot.
+        near.keep(1, i64::MAX, None);
+        near.keep(1, 7, Some(event(1, 7)));
+        assert_eq!(name(near.get(1)).as_deref(), Some("gone"));
+        near.forget(1);
+        assert_eq!(name(near.get(1)), None);
+    }
+
+    #[test]
+    fn near_entries_expire_and_then_take_whatever_redis_holds() {
+        let near = Near::new(Duration::from_millis(20));
+        near.keep(1, i64::MAX, None);
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(name(near.get(1)), None, "expired: ask Redis");
+        // Redis's answer replaces an expired entry even at a lower version.
+        near.keep(1, 3, Some(event(1, 3)));
+        assert_eq!(name(near.get(1)).as_deref(), Some("v3"));
+    }
+
+    #[test]
+    fn a_zero_window_keeps_nothing() {
+        let near = Near::new(Duration::ZERO);
+        near.keep(1, 1, Some(event(1, 1)));
+        assert_eq!(name(near.get(1)), None);
+    }
+
+    #[test]
+    fn near_sweeps_expired_entries() {
+        let near = Near::new(Duration::from_millis(1));
+        for id in 0..NEAR_SWEEP_EVERY as i64 - 1 {
+            near.keep(id, 1, None);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        near.keep(-1, 1, None);
+        assert_eq!(near.lock().entries.len(), 1);
     }
 }

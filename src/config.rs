@@ -321,6 +321,9 @@ pub struct RedisSettings {
     pub timeout_ms: u64,
     /// Prefix of every key we write, so deployments (or test runs) can share one Redis.
     pub key_prefix: String,
+    /// How long a process reuses an event snapshot it read from or wrote to Redis (0: every
+    /// read asks Redis). Another node's changes are seen at most this late.
+    pub near_cache_ms: u64,
 }
 
 /// Which transport carries booking requests and notifications.

@@ -490,3 +490,124 @@ async fn reconciliation_runs_safely_while_events_change() {
         listing_from_sql(&app).await
     );
 }
+
+/// `GET /api/events/{id}`'s name.
+async fn name_of(app: &TestApp, id: i64) -> String {
+    let body = json_with_status(
+        app.client
+            .get(app.url(&format!("/api/events/{id}")))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    body["data"]["name"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_node_reuses_its_redis_snapshot_briefly_and_sees_its_own_writes_at_once() {
+    let redis = PrivateRedis::start();
+    let app = TestApp::builder()
+        .env("ATOMICSEATS__REDIS__URL", &redis.url())
+        .env("ATOMICSEATS__REDIS__NEAR_CACHE_MS", "2000")
+        .spawn()
+        .await;
+    let host = app.user_unlimited(Role::Host).await;
+    let id = app.create_event(&host, &event_body("Near", 3, 10)).await;
+    assert_eq!(name_of(&app, id).await, "Near");
+
+    // This node's own write is read back at once, not after the window.
+    json_with_status(
+        app.post_as(
+            "/api/events/update",
+            &host,
+            &json!({ "id": id, "name": "Renamed here" }),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(name_of(&app, id).await, "Renamed here");
+
+    // Another node's write (a newer snapshot stored in Redis, as its upsert does): this node
+    // keeps answering from the snapshot it holds, without asking Redis...
+    let key = format!("atomicseats:event:{id}");
+    let mut r = redis.conn().await;
+    let mut theirs: Value = serde_json::from_str(
+        &redis::cmd("HGET")
+            .arg(&key)
+            .arg("json")
+            .query_async::<String>(&mut r)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let version = theirs["version"].as_i64().unwrap() + 1;
+    theirs["version"] = json!(version);
+    theirs["name"] = json!("Renamed elsewhere");
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg("v")
+        .arg(version)
+        .arg("json")
+        .arg(theirs.to_string())
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    let written = Instant::now();
+    assert_eq!(name_of(&app, id).await, "Renamed here");
+    assert!(
+        written.elapsed() < Duration::from_millis(1500),
+        "the read above must fall inside the window to mean anything"
+    );
+    // ...and sees it once the window has passed.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(name_of(&app, id).await, "Renamed elsewhere");
+
+    // A deletion on this node is seen at once too.
+    app.post_as("/api/events/delete", &host, &json!({ "id": id }))
+        .await;
+    json_with_status(
+        app.client
+            .get(app.url(&format!("/api/events/{id}")))
+            .send()
+            .await
+            .unwrap(),
+        404,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn without_a_near_window_every_read_asks_redis() {
+    let redis = PrivateRedis::start();
+    let app = TestApp::builder()
+        .env("ATOMICSEATS__REDIS__URL", &redis.url())
+        .env("ATOMICSEATS__REDIS__NEAR_CACHE_MS", "0")
+        .spawn()
+        .await;
+    let host = app.user_unlimited(Role::Host).await;
+    let id = app.create_event(&host, &event_body("Direct", 3, 10)).await;
+    assert_eq!(name_of(&app, id).await, "Direct");
+    let key = format!("atomicseats:event:{id}");
+    let mut r = redis.conn().await;
+    let mut theirs: Value = serde_json::from_str(
+        &redis::cmd("HGET")
+            .arg(&key)
+            .arg("json")
+            .query_async::<String>(&mut r)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    theirs["name"] = json!("Changed in Redis");
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg("json")
+        .arg(theirs.to_string())
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert_eq!(name_of(&app, id).await, "Changed in Redis");
+}
