@@ -633,8 +633,6 @@ impl EventCache {
             Backend::Redis {
                 pool, prefix, near, ..
             } => {
-                // What this process kept may be what the rebuild repairs.
-                near.clear();
                 let mut conn = pool.get().await?;
                 for e in events {
                     let (v, json): (Option<String>, Option<String>) = redis::cmd("HMGET")
@@ -722,6 +720,9 @@ impl EventCache {
                     .arg(1)
                     .query_async(&mut *conn)
                     .await?;
+                // What this process kept (read before or during the rebuild) may be what it
+                // repaired.
+                near.clear();
             }
         }
         self.inner.dirty.store(false, Ordering::Relaxed);
