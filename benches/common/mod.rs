@@ -81,29 +81,14 @@ pub fn start_role(bin: &str, role: &str, config: &str, envs: &[(String, String)]
     Server(cmd.spawn().expect("start atomicseats"))
 }
 
-/// Waits until `GET /ready` answers 200.
-pub async fn wait_ready(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)).await {
-            let _ = s
-                .write_all(b"GET /ready HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
-                .await;
-            let mut buf = Vec::new();
-            let _ = s.read_to_end(&mut buf).await;
-            if buf.starts_with(b"HTTP/1.1 200") {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "server did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Waits until the process whose internal listener is on `port` reports owning booking
-/// partitions (`GET /ready` there lists `bookingPartitions`): a Kafka worker's consumer-group
-/// join, a one-time cost at start-up. Returns how long it took.
-pub async fn wait_partitions(port: u16) -> Duration {
+/// Polls `GET /ready` on `port` until `done` accepts the raw response (at most 60 s, then
+/// panics with `what`); returns how long it took.
+async fn poll_ready(
+    port: u16,
+    every: Duration,
+    what: &str,
+    done: impl Fn(&[u8]) -> bool,
+) -> Duration {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(60);
     loop {
@@ -113,13 +98,37 @@ pub async fn wait_partitions(port: u16) -> Duration {
                 .await;
             let mut buf = Vec::new();
             let _ = s.read_to_end(&mut buf).await;
-            if String::from_utf8_lossy(&buf).contains("\"partition\"") {
+            if done(&buf) {
                 return started.elapsed();
             }
         }
-        assert!(Instant::now() < deadline, "the worker owned no partition");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(every).await;
     }
+}
+
+/// Waits until `GET /ready` answers 200.
+pub async fn wait_ready(port: u16) {
+    poll_ready(
+        port,
+        Duration::from_millis(100),
+        "server did not become ready",
+        |r| r.starts_with(b"HTTP/1.1 200"),
+    )
+    .await;
+}
+
+/// Waits until the process whose internal listener is on `port` reports owning booking
+/// partitions (`GET /ready` there lists `bookingPartitions`): a Kafka worker's consumer-group
+/// join, a one-time cost at start-up. Returns how long it took.
+pub async fn wait_partitions(port: u16) -> Duration {
+    poll_ready(
+        port,
+        Duration::from_millis(50),
+        "the worker owned no partition",
+        |r| String::from_utf8_lossy(r).contains("\"partition\""),
+    )
+    .await
 }
 
 /// Reads one HTTP/1.1 response (status and body length from Content-Length) off a keep-alive

@@ -491,6 +491,32 @@ async fn reconciliation_runs_safely_while_events_change() {
     );
 }
 
+/// Rewrites event `id`'s snapshot in Redis behind the process's back (as another node, or
+/// tampering, would): `change` edits the JSON; the stored version follows the JSON's.
+async fn rewrite_snapshot(redis: &PrivateRedis, id: i64, change: impl FnOnce(&mut Value)) {
+    let key = format!("atomicseats:event:{id}");
+    let mut r = redis.conn().await;
+    let mut snapshot: Value = serde_json::from_str(
+        &redis::cmd("HGET")
+            .arg(&key)
+            .arg("json")
+            .query_async::<String>(&mut r)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    change(&mut snapshot);
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg("v")
+        .arg(snapshot["version"].as_i64().unwrap())
+        .arg("json")
+        .arg(snapshot.to_string())
+        .query_async(&mut r)
+        .await
+        .unwrap();
+}
+
 /// `GET /api/events/{id}`'s name.
 async fn name_of(app: &TestApp, id: i64) -> String {
     let body = json_with_status(
@@ -532,29 +558,11 @@ async fn a_node_reuses_its_redis_snapshot_briefly_and_sees_its_own_writes_at_onc
 
     // Another node's write (a newer snapshot stored in Redis, as its upsert does): this node
     // keeps answering from the snapshot it holds, without asking Redis...
-    let key = format!("atomicseats:event:{id}");
-    let mut r = redis.conn().await;
-    let mut theirs: Value = serde_json::from_str(
-        &redis::cmd("HGET")
-            .arg(&key)
-            .arg("json")
-            .query_async::<String>(&mut r)
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    let version = theirs["version"].as_i64().unwrap() + 1;
-    theirs["version"] = json!(version);
-    theirs["name"] = json!("Renamed elsewhere");
-    let _: () = redis::cmd("HSET")
-        .arg(&key)
-        .arg("v")
-        .arg(version)
-        .arg("json")
-        .arg(theirs.to_string())
-        .query_async(&mut r)
-        .await
-        .unwrap();
+    rewrite_snapshot(&redis, id, |e| {
+        e["version"] = json!(e["version"].as_i64().unwrap() + 1);
+        e["name"] = json!("Renamed elsewhere");
+    })
+    .await;
     let written = Instant::now();
     assert_eq!(name_of(&app, id).await, "Renamed here");
     assert!(
@@ -590,24 +598,6 @@ async fn without_a_near_window_every_read_asks_redis() {
     let host = app.user_unlimited(Role::Host).await;
     let id = app.create_event(&host, &event_body("Direct", 3, 10)).await;
     assert_eq!(name_of(&app, id).await, "Direct");
-    let key = format!("atomicseats:event:{id}");
-    let mut r = redis.conn().await;
-    let mut theirs: Value = serde_json::from_str(
-        &redis::cmd("HGET")
-            .arg(&key)
-            .arg("json")
-            .query_async::<String>(&mut r)
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    theirs["name"] = json!("Changed in Redis");
-    let _: () = redis::cmd("HSET")
-        .arg(&key)
-        .arg("json")
-        .arg(theirs.to_string())
-        .query_async(&mut r)
-        .await
-        .unwrap();
+    rewrite_snapshot(&redis, id, |e| e["name"] = json!("Changed in Redis")).await;
     assert_eq!(name_of(&app, id).await, "Changed in Redis");
 }
