@@ -263,8 +263,9 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
             format!(".bench{}{label}", std::process::id()),
         ));
     }
-    // Kafka: the worker's internal listener tells when it owns its partitions.
-    let internal = (a.transport == "kafka").then(free_port);
+    // Kafka: the worker's internal listener tells when it owns its partitions (a dry run
+    // decides nothing, so there is nothing to wait for).
+    let internal = (a.transport == "kafka" && !spec.dry_run).then(free_port);
     if let Some(p) = internal {
         envs.push((
             "ATOMICSEATS__METRICS__LISTEN".into(),
