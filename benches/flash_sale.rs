@@ -20,6 +20,9 @@
 //!   engine v2 built in a worktree), with its own migrations: old and new side by side;
 //! - `unbatched`: this build with `batch_max = 1` (one transaction per request).
 //!
+//! With `--transport kafka` the load starts once the worker owns its partitions (its consumer-group
+//! join at start-up, printed, is not part of the sale).
+//!
 //! It prints the box's one-row commit time first, then per run accepted/s, decided/s end-to-end
 //! (first request sent → last decision committed), p50/p99 accept latency, p99 decision latency,
 //! WAL bytes and PostgreSQL CPU per decision, checks the invariants in PostgreSQL, and finally
