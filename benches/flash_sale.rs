@@ -4,7 +4,7 @@
 //! cargo bench --bench flash_sale -- [--requests 100000] [--users 20000] [--capacity 50000]
 //!     [--seats 2] [--connections 256] [--events 1] [--transport memory|kafka]
 //!     [--runs ceiling,batched,hold,old,unbatched] [--old-bin PATH --old-config DIR] [--rate N]
-//!     [--retry-503]
+//!     [--retry-503] [--split]
 //! ```
 //!
 //! Each run: a fresh database, 20,000 buyers, `--events` events sharing `--capacity` seats; the
@@ -21,7 +21,8 @@
 //! - `unbatched`: this build with `batch_max = 1` (one transaction per request).
 //!
 //! With `--transport kafka` the load starts once the worker owns its partitions (its consumer-group
-//! join at start-up, printed, is not part of the sale).
+//! join at start-up, printed, is not part of the sale); `--split` runs `serve`, `work-bookings`
+//! and `work-notify` as three processes (the scale-out layout) instead of `all`.
 //!
 //! It prints the box's one-row commit time first, then per run accepted/s, decided/s end-to-end
 //! (first request sent → last decision committed), p50/p99 accept latency, p99 decision latency,
@@ -50,7 +51,7 @@ mod common;
 
 use common::{
     SECRET, admin_url, db_url, free_port, one_row_commit, peak_rss_mib, percentile, pg,
-    read_response, start, wait_partitions, wait_ready,
+    read_response, start, start_role, wait_partitions, wait_ready,
 };
 
 #[derive(Debug, Clone)]
@@ -68,6 +69,8 @@ struct Args {
     rate: Option<f64>,
     /// Honour 503 + Retry-After and resend (see `--retry-503`).
     retry_503: bool,
+    /// Kafka: `serve`, `work-bookings` and `work-notify` as three processes (see `--split`).
+    split: bool,
 }
 
 fn args() -> Args {
@@ -84,6 +87,7 @@ fn args() -> Args {
         old_config: None,
         rate: None,
         retry_503: false,
+        split: false,
     };
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -108,6 +112,12 @@ fn args() -> Args {
                 i += 1;
                 continue;
             }
+            // Kafka: the scale-out layout's roles as separate processes instead of `all`.
+            "--split" => {
+                a.split = true;
+                i += 1;
+                continue;
+            }
             // `cargo bench` passes --bench; ignore anything we do not know.
             _ => {
                 i += 1;
@@ -117,6 +127,30 @@ fn args() -> Args {
         i += 2;
     }
     a
+}
+
+/// A process's environment.
+type Env = Vec<(String, String)>;
+
+/// The split layout's environments: `serve` gets `envs` without the internal listener; each
+/// worker a port of its own, and the booking worker the internal listener on `internal`.
+fn envs_split(envs: &[(String, String)], internal: Option<u16>) -> (Env, Vec<(&'static str, Env)>) {
+    const LISTEN: &str = "ATOMICSEATS__METRICS__LISTEN";
+    let api: Env = envs.iter().filter(|(k, _)| k != LISTEN).cloned().collect();
+    let own_port = |mut env: Env| {
+        env.retain(|(k, _)| k != "PORT");
+        env.push(("PORT".into(), free_port().to_string()));
+        env
+    };
+    let mut bookings = own_port(api.clone());
+    if let Some(p) = internal {
+        bookings.push((LISTEN.into(), format!("127.0.0.1:{p}")));
+    }
+    let notify = own_port(api.clone());
+    (
+        api,
+        vec![("work-bookings", bookings), ("work-notify", notify)],
+    )
 }
 
 struct RunResult {
@@ -275,8 +309,20 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
             format!("127.0.0.1:{p}"),
         ));
     }
-    let server = start(bin, spec.config, &envs);
-    wait_ready(port).await;
+    let split = a.split && a.transport == "kafka";
+    let mut servers = Vec::new();
+    if split {
+        // The API first (it applies the migrations), then the workers, each on its own port.
+        let (api, workers) = envs_split(&envs, internal);
+        servers.push(start_role(bin, "serve", spec.config, &api));
+        wait_ready(port).await;
+        for (role, env) in workers {
+            servers.push(start_role(bin, role, spec.config, &env));
+        }
+    } else {
+        servers.push(start(bin, spec.config, &envs));
+        wait_ready(port).await;
+    }
     // The sale starts on a running system: the consumer-group join of a worker that has just
     // started (seconds; the broker waits for more members) is not part of any sale.
     if let Some(p) = internal {
@@ -400,7 +446,7 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
             p50 = percentile(&latencies, 0.50).as_secs_f64() * 1e3,
             p99 = percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         );
-        drop(server);
+        drop(servers);
         admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
             .await
@@ -487,14 +533,19 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
         row.get(5),
         row.get(6),
     );
-    let peak_mib = peak_rss_mib(&server);
-    drop(server);
+    let peak_mib: f64 = servers.iter().map(peak_rss_mib).sum();
+    drop(servers);
 
     let accepted_per_sec = accepted as f64 / send_elapsed.as_secs_f64();
     let decided_per_sec = stored as f64 / decided_at.as_secs_f64();
     println!(
-        "{label:>9} [{transport}, batch_max={batch_max}, {events} event(s)]: {n} requests, {conns} connections | accepted {accepted} ({accepted_per_sec:.0}/s) | decided {stored} in {dt:.2}s = {decided_per_sec:.0}/s | accept latency p50 {p50:.1} ms, p99 {p99:.1} ms | decision latency p99 {pd:.1} ms | WAL {wal_per_decision:.0} B/decision | PostgreSQL CPU {cpu_per_1000:.3} s per 1,000 decisions | statuses {statuses:?}",
+        "{label:>9} [{transport}{layout}, batch_max={batch_max}, {events} event(s)]: {n} requests, {conns} connections | accepted {accepted} ({accepted_per_sec:.0}/s) | decided {stored} in {dt:.2}s = {decided_per_sec:.0}/s | accept latency p50 {p50:.1} ms, p99 {p99:.1} ms | decision latency p99 {pd:.1} ms | WAL {wal_per_decision:.0} B/decision | PostgreSQL CPU {cpu_per_1000:.3} s per 1,000 decisions | statuses {statuses:?}",
         transport = a.transport,
+        layout = if split {
+            ", serve + work-bookings + work-notify"
+        } else {
+            ""
+        },
         events = event_ids.len(),
         n = a.requests,
         conns = a.connections,
@@ -507,7 +558,7 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
     let lost = accepted as i64 - stored;
     let duplicated = stored - distinct;
     println!(
-        "{label:>9} server peak memory {peak_mib:.0} MiB; notifications: {out}; WAL with the email bookkeeping {wal_with_mail:.0} B/decision",
+        "{label:>9} server peak memory {peak_mib:.0} MiB (summed over its processes); notifications: {out}; WAL with the email bookkeeping {wal_with_mail:.0} B/decision",
         out = if drained_at == Duration::MAX {
             "NOT all out 60 s after the last decision".to_owned()
         } else {
