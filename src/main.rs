@@ -89,7 +89,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
                     Role::new("reconcile", atomicseats::reconcile::run, &state, &token),
                     Role::new(
                         "outbox-relay",
-                        atomicseats::notifications::worker::run_relay,
+                        atomicseats::notifications::worker::run_relay_apart,
                         &state,
                         &token,
                     ),

@@ -246,15 +246,22 @@ struct Expanded {
 /// deleted is dropped, one whose event was deleted keeps no event. Returns how many batches
 /// were taken and the (id, recipient) of the rows written; call it in a transaction. Only
 /// batches up to `upto` ([`last_batch`] when a round began) are taken, so a round ends even
-/// while the writer keeps committing.
+/// while the writer keeps committing; with `committed_before`, only batches written before it
+/// (a relay with no writer beside it leaves the fresh ones to the writer's relay).
 pub async fn expand(
     conn: &mut AsyncPgConnection,
     upto: i64,
+    committed_before: Option<DateTime<Utc>>,
 ) -> QueryResult<(usize, Vec<(i64, Option<i64>)>)> {
     use crate::db::schema::outbox_batches;
     use diesel::sql_types::{Array, BigInt, Timestamptz};
+    // Without a bound: anything written before the year 10000.
+    let before = committed_before
+        .or_else(|| DateTime::from_timestamp(253_402_300_800, 0))
+        .unwrap_or_else(Utc::now);
     let batches: Vec<i64> = outbox_batches::table
         .filter(outbox_batches::id.le(upto))
+        .filter(outbox_batches::created_at.lt(before))
         .order(outbox_batches::id.asc())
         .limit(EXPAND_BATCHES)
         .select(outbox_batches::id)

@@ -242,7 +242,7 @@ const PUBLISH_PAGE: i64 = 500;
 
 /// Publishes due outbox rows to the notification queue; returns how many.
 pub async fn publish_due(state: &AppState) -> anyhow::Result<usize> {
-    let mut pass = Pass::begin(state);
+    let mut pass = Pass::begin(state, Beside::Writer);
     while pass.round(state).await? {}
     Ok(pass.handed)
 }
@@ -254,19 +254,37 @@ pub async fn publish_due(state: &AppState) -> anyhow::Result<usize> {
 struct Pass {
     /// Rows published before this are due again (their hand-over was lost).
     stale: chrono::DateTime<Utc>,
+    /// Only the writer's batches committed before this are expanded (`None`: all of them).
+    batches_before: Option<chrono::DateTime<Utc>>,
     /// The newest writer batch when the pass began (read by its first round).
     upto: Option<i64>,
     /// Notifications handed over so far.
     handed: usize,
 }
 
+/// Whether a relay runs in the process of a booking writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Beside {
+    /// `all`, `work-bookings`: it expands the writer's batches in the writer's pauses.
+    Writer,
+    /// `serve` in the scale-out layout: the writer is in another process, whose relay expands
+    /// its batches in its pauses; this one takes a batch only once it is `relay_max_delay_ms`
+    /// old (that relay is gone, or never got to it), so it never competes with a sale.
+    Nothing,
+}
+
 impl Pass {
-    fn begin(state: &AppState) -> Self {
-        let republish = chrono::Duration::seconds(
-            i64::try_from(state.settings().notify.republish_after_secs).unwrap_or(60),
+    fn begin(state: &AppState, beside: Beside) -> Self {
+        let notify = &state.settings().notify;
+        let republish =
+            chrono::Duration::seconds(i64::try_from(notify.republish_after_secs).unwrap_or(60));
+        let max_delay = chrono::Duration::milliseconds(
+            i64::try_from(notify.relay_max_delay_ms).unwrap_or(30_000),
         );
+        let now = Utc::now();
         Self {
-            stale: Utc::now() - republish,
+            stale: now - republish,
+            batches_before: (beside == Beside::Nothing).then(|| now - max_delay),
             upto: None,
             handed: 0,
         }
@@ -275,7 +293,7 @@ impl Pass {
     /// Takes one round of due rows and expanded batches and hands them over; whether more of
     /// the pass is left.
     async fn round(&mut self, state: &AppState) -> anyhow::Result<bool> {
-        let (stale, upto) = (self.stale, self.upto);
+        let (stale, upto, before) = (self.stale, self.upto, self.batches_before);
         let mut conn = state.db().get().await?;
         // Due rows, then the writer's batches expanded into rows written published.
         let (upto, due, batches, ids) = conn
@@ -293,7 +311,7 @@ impl Pass {
                     ))
                     .load(conn)
                     .await?;
-                let (batches, expanded) = outbox::expand(conn, upto).await?;
+                let (batches, expanded) = outbox::expand(conn, upto, before).await?;
                 owners.extend(expanded);
                 Ok::<_, diesel::result::Error>((upto, ids.len(), batches, owners))
             })
@@ -334,8 +352,20 @@ impl Pass {
 /// `notify.relay_quiet_ms`, and goes back to waiting between two rounds of a pass when the
 /// writer commits again; once the oldest commit waiting is `notify.relay_max_delay_ms` old, it
 /// finishes a whole pass whatever the writer does. During a flash sale its bookkeeping thus
-/// comes in the sale's pauses and in a few bounded bursts, not beside every batch.
+/// comes in the sale's pauses and in a few bounded bursts, not beside every batch. For a process
+/// with a booking writer (`all`, `work-bookings`).
 pub async fn run_relay(state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
+    relay(state, shutdown, Beside::Writer).await
+}
+
+/// The relay of a process without a booking writer (`serve` in the scale-out layout): it
+/// hands over what this process's handlers write, and the writer's batches only once they are
+/// `notify.relay_max_delay_ms` old — the relay beside the writer takes them in its pauses.
+pub async fn run_relay_apart(state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
+    relay(state, shutdown, Beside::Nothing).await
+}
+
+async fn relay(state: AppState, shutdown: CancellationToken, beside: Beside) -> anyhow::Result<()> {
     let settings = &state.settings().notify;
     let quiet = Duration::from_millis(settings.relay_quiet_ms);
     let max_delay = Duration::from_millis(settings.relay_max_delay_ms);
@@ -351,7 +381,7 @@ pub async fn run_relay(state: AppState, shutdown: CancellationToken) -> anyhow::
         };
         if due {
             let forced = waiting_since.is_some_and(|first| first.elapsed() >= max_delay);
-            match relay_pass(&state, &shutdown, forced).await {
+            match relay_pass(&state, &shutdown, forced, beside).await {
                 Ok(true) => {
                     if let Some(first) = waiting_since.take() {
                         metrics::histogram!("notification_relay_delay_seconds")
@@ -395,8 +425,9 @@ async fn relay_pass(
     state: &AppState,
     shutdown: &CancellationToken,
     forced: bool,
+    beside: Beside,
 ) -> anyhow::Result<bool> {
-    let mut pass = Pass::begin(state);
+    let mut pass = Pass::begin(state, beside);
     loop {
         // Registered before the round, so that a commit during it is seen after it.
         let commit = state.outbox_signal().notified();

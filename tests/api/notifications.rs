@@ -763,3 +763,61 @@ async fn in_process_transport_also_sends() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The relay of a process with no booking writer (`serve` beside `work-bookings` processes)
+/// expands only the writer's batches that have waited `relay_max_delay_ms`: the fresh ones are
+/// the writer-side relay's, taken in the writer's pauses, and expanding them during a sale is
+/// what that relay avoids. `outbox::expand` with a cut-off, on a database no relay runs on.
+#[tokio::test]
+async fn a_relay_with_no_writer_beside_it_expands_only_batches_that_waited() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection};
+    let db = crate::helpers::TestDatabase::migrated().await;
+    let c = db.client().await;
+    let user: i64 = c
+        .query_one(
+            "INSERT INTO users (username, name, email, password_hash, role) \
+             VALUES ('waiter', 'Waiter', 'waiter@example.com', 'x', 'guest') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // One batch written a minute ago (its writer's relay never got to it), one just now.
+    for age in ["1 minute", "0 seconds"] {
+        c.execute(
+            &format!(
+                "INSERT INTO outbox_batches (created_at, kinds, user_ids, event_ids, payloads) \
+                 VALUES (now() - interval '{age}', ARRAY['booking_confirmed'], ARRAY[$1::int8], \
+                         ARRAY[NULL::int8], ARRAY['{{}}'::jsonb])"
+            ),
+            &[&user],
+        )
+        .await
+        .unwrap();
+    }
+    let left = || async {
+        c.query_one("SELECT count(*) FROM outbox_batches", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let mut conn = AsyncPgConnection::establish(&db.url()).await.unwrap();
+    let upto = atomicseats::notifications::outbox::last_batch(&mut conn)
+        .await
+        .unwrap();
+    let cut_off = chrono::Utc::now() - chrono::Duration::seconds(30);
+    let (taken, rows) = atomicseats::notifications::outbox::expand(&mut conn, upto, Some(cut_off))
+        .await
+        .unwrap();
+    assert_eq!((taken, rows.len()), (1, 1), "only the batch that waited");
+    assert_eq!(
+        left().await,
+        1,
+        "the fresh batch is left to the writer's relay"
+    );
+    let (taken, _) = atomicseats::notifications::outbox::expand(&mut conn, upto, None)
+        .await
+        .unwrap();
+    assert_eq!(taken, 1, "beside a writer, every batch up to the snapshot");
+    assert_eq!(left().await, 0);
+}
