@@ -531,17 +531,24 @@ async fn name_of(app: &TestApp, id: i64) -> String {
     body["data"]["name"].as_str().unwrap().to_owned()
 }
 
-#[tokio::test]
-async fn a_node_reuses_its_redis_snapshot_briefly_and_sees_its_own_writes_at_once() {
+/// A node on a private Redis with `redis.near_cache_ms` = `near_ms`, a host's token and an
+/// event named `name` it has read once.
+async fn node_with_near_window(near_ms: &str, name: &str) -> (PrivateRedis, TestApp, String, i64) {
     let redis = PrivateRedis::start();
     let app = TestApp::builder()
         .env("ATOMICSEATS__REDIS__URL", &redis.url())
-        .env("ATOMICSEATS__REDIS__NEAR_CACHE_MS", "2000")
+        .env("ATOMICSEATS__REDIS__NEAR_CACHE_MS", near_ms)
         .spawn()
         .await;
     let host = app.user_unlimited(Role::Host).await;
-    let id = app.create_event(&host, &event_body("Near", 3, 10)).await;
-    assert_eq!(name_of(&app, id).await, "Near");
+    let id = app.create_event(&host, &event_body(name, 3, 10)).await;
+    assert_eq!(name_of(&app, id).await, name);
+    (redis, app, host, id)
+}
+
+#[tokio::test]
+async fn a_node_reuses_its_redis_snapshot_briefly_and_sees_its_own_writes_at_once() {
+    let (redis, app, host, id) = node_with_near_window("2000", "Near").await;
 
     // This node's own write is read back at once, not after the window.
     json_with_status(
@@ -589,15 +596,7 @@ async fn a_node_reuses_its_redis_snapshot_briefly_and_sees_its_own_writes_at_onc
 
 #[tokio::test]
 async fn without_a_near_window_every_read_asks_redis() {
-    let redis = PrivateRedis::start();
-    let app = TestApp::builder()
-        .env("ATOMICSEATS__REDIS__URL", &redis.url())
-        .env("ATOMICSEATS__REDIS__NEAR_CACHE_MS", "0")
-        .spawn()
-        .await;
-    let host = app.user_unlimited(Role::Host).await;
-    let id = app.create_event(&host, &event_body("Direct", 3, 10)).await;
-    assert_eq!(name_of(&app, id).await, "Direct");
+    let (redis, app, _, id) = node_with_near_window("0", "Direct").await;
     rewrite_snapshot(&redis, id, |e| e["name"] = json!("Changed in Redis")).await;
     assert_eq!(name_of(&app, id).await, "Changed in Redis");
 }
