@@ -558,7 +558,12 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
     let lost = accepted as i64 - stored;
     let duplicated = stored - distinct;
     println!(
-        "{label:>9} server peak memory {peak_mib:.0} MiB (summed over its processes); notifications: {out}; WAL with the email bookkeeping {wal_with_mail:.0} B/decision",
+        "{label:>9} server peak memory {peak_mib:.0} MiB{processes}; notifications: {out}; WAL with the email bookkeeping {wal_with_mail:.0} B/decision",
+        processes = if split {
+            " (summed over its 3 processes)"
+        } else {
+            ""
+        },
         out = if drained_at == Duration::MAX {
             "NOT all out 60 s after the last decision".to_owned()
         } else {
