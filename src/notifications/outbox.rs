@@ -246,22 +246,15 @@ struct Expanded {
 /// deleted is dropped, one whose event was deleted keeps no event. Returns how many batches
 /// were taken and the (id, recipient) of the rows written; call it in a transaction. Only
 /// batches up to `upto` ([`last_batch`] when a round began) are taken, so a round ends even
-/// while the writer keeps committing; with `committed_before`, only batches written before it
-/// (a relay with no writer beside it leaves the fresh ones to the writer's relay).
+/// while the writer keeps committing.
 pub async fn expand(
     conn: &mut AsyncPgConnection,
     upto: i64,
-    committed_before: Option<DateTime<Utc>>,
 ) -> QueryResult<(usize, Vec<(i64, Option<i64>)>)> {
     use crate::db::schema::outbox_batches;
     use diesel::sql_types::{Array, BigInt, Timestamptz};
-    // Without a bound: anything written before the year 10000.
-    let before = committed_before
-        .or_else(|| DateTime::from_timestamp(253_402_300_800, 0))
-        .unwrap_or_else(Utc::now);
     let batches: Vec<i64> = outbox_batches::table
         .filter(outbox_batches::id.le(upto))
-        .filter(outbox_batches::created_at.lt(before))
         .order(outbox_batches::id.asc())
         .limit(EXPAND_BATCHES)
         .select(outbox_batches::id)
@@ -300,6 +293,21 @@ pub async fn expand(
 pub async fn last_batch(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
     use crate::db::schema::outbox_batches;
     let last: Option<i64> = outbox_batches::table
+        .select(diesel::dsl::max(outbox_batches::id))
+        .first(conn)
+        .await?;
+    Ok(last.unwrap_or(0))
+}
+
+/// The newest batch the writer committed before `before` (0: none): the snapshot of a relay
+/// with no writer beside it, which leaves the fresher ones to the writer's relay.
+pub async fn last_batch_before(
+    conn: &mut AsyncPgConnection,
+    before: DateTime<Utc>,
+) -> QueryResult<i64> {
+    use crate::db::schema::outbox_batches;
+    let last: Option<i64> = outbox_batches::table
+        .filter(outbox_batches::created_at.lt(before))
         .select(diesel::dsl::max(outbox_batches::id))
         .first(conn)
         .await?;

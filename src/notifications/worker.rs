@@ -254,9 +254,10 @@ pub async fn publish_due(state: &AppState) -> anyhow::Result<usize> {
 struct Pass {
     /// Rows published before this are due again (their hand-over was lost).
     stale: chrono::DateTime<Utc>,
-    /// Only the writer's batches committed before this are expanded (`None`: all of them).
+    /// The pass's snapshot is the newest batch committed before this (`None`: the newest).
     batches_before: Option<chrono::DateTime<Utc>>,
-    /// The newest writer batch when the pass began (read by its first round).
+    /// The newest writer batch when the pass began (read by its first round), or the newest
+    /// older than `batches_before`.
     upto: Option<i64>,
     /// Notifications handed over so far.
     handed: usize,
@@ -298,9 +299,10 @@ impl Pass {
         // Due rows, then the writer's batches expanded into rows written published.
         let (upto, due, batches, ids) = conn
             .transaction(async |conn| {
-                let upto = match upto {
-                    Some(u) => u,
-                    None => outbox::last_batch(conn).await?,
+                let upto = match (upto, before) {
+                    (Some(u), _) => u,
+                    (None, Some(t)) => outbox::last_batch_before(conn, t).await?,
+                    (None, None) => outbox::last_batch(conn).await?,
                 };
                 let ids = outbox::take_due(conn, stale, PUBLISH_PAGE).await?;
                 let mut owners: Vec<(i64, Option<i64>)> = crate::db::schema::outbox::table
@@ -311,7 +313,7 @@ impl Pass {
                     ))
                     .load(conn)
                     .await?;
-                let (batches, expanded) = outbox::expand(conn, upto, before).await?;
+                let (batches, expanded) = outbox::expand(conn, upto).await?;
                 owners.extend(expanded);
                 Ok::<_, diesel::result::Error>((upto, ids.len(), batches, owners))
             })

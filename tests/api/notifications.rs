@@ -767,7 +767,7 @@ async fn in_process_transport_also_sends() {
 /// The relay of a process with no booking writer (`serve` beside `work-bookings` processes)
 /// expands only the writer's batches that have waited `relay_max_delay_ms`: the fresh ones are
 /// the writer-side relay's, taken in the writer's pauses, and expanding them during a sale is
-/// what that relay avoids. `outbox::expand` with a cut-off, on a database no relay runs on.
+/// what that relay avoids. Its snapshot (`outbox::last_batch_before`), on a database no relay runs on.
 #[tokio::test]
 async fn a_relay_with_no_writer_beside_it_expands_only_batches_that_waited() {
     use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -802,11 +802,11 @@ async fn a_relay_with_no_writer_beside_it_expands_only_batches_that_waited() {
             .get::<_, i64>(0)
     };
     let mut conn = AsyncPgConnection::establish(&db.url()).await.unwrap();
-    let upto = atomicseats::notifications::outbox::last_batch(&mut conn)
+    let cut_off = chrono::Utc::now() - chrono::Duration::seconds(30);
+    let apart = atomicseats::notifications::outbox::last_batch_before(&mut conn, cut_off)
         .await
         .unwrap();
-    let cut_off = chrono::Utc::now() - chrono::Duration::seconds(30);
-    let (taken, rows) = atomicseats::notifications::outbox::expand(&mut conn, upto, Some(cut_off))
+    let (taken, rows) = atomicseats::notifications::outbox::expand(&mut conn, apart)
         .await
         .unwrap();
     assert_eq!((taken, rows.len()), (1, 1), "only the batch that waited");
@@ -815,7 +815,10 @@ async fn a_relay_with_no_writer_beside_it_expands_only_batches_that_waited() {
         1,
         "the fresh batch is left to the writer's relay"
     );
-    let (taken, _) = atomicseats::notifications::outbox::expand(&mut conn, upto, None)
+    let upto = atomicseats::notifications::outbox::last_batch(&mut conn)
+        .await
+        .unwrap();
+    let (taken, _) = atomicseats::notifications::outbox::expand(&mut conn, upto)
         .await
         .unwrap();
     assert_eq!(taken, 1, "beside a writer, every batch up to the snapshot");
