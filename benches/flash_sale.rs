@@ -50,8 +50,8 @@ use tokio::net::TcpStream;
 mod common;
 
 use common::{
-    SECRET, admin_url, db_url, free_port, one_row_commit, peak_rss_mib, percentile, pg,
-    read_response, start, start_role, wait_partitions, wait_ready,
+    CpuSplit, SECRET, Server, admin_url, db_url, free_port, one_row_commit, peak_rss_mib,
+    percentile, pg, read_response, start, start_role, wait_partitions, wait_ready,
 };
 
 #[derive(Debug, Clone)]
@@ -169,29 +169,6 @@ struct RunSpec<'a> {
     dry_run: bool,
     /// The events sell in `hold` checkout.
     hold: bool,
-}
-
-/// CPU seconds used so far by the PostgreSQL processes of this box (utime + stime).
-fn postgres_cpu_secs() -> f64 {
-    let tick = 100.0; // USER_HZ on Linux
-    let mut total = 0u64;
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        if !stat[..close].contains("(postgres") {
-            continue;
-        }
-        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-        // After ") ": state(0) … utime(11) stime(12).
-        let ut: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
-        let st: u64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-        total += ut + st;
-    }
-    total as f64 / tick
 }
 
 async fn wal_bytes(c: &tokio_postgres::Client) -> f64 {
@@ -364,7 +341,8 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
 
     let next = Arc::new(AtomicUsize::new(0));
     let wal_before = wal_bytes(&c).await;
-    let cpu_before = postgres_cpu_secs();
+    let pids: Vec<u32> = servers.iter().map(|s: &Server| s.0.id()).collect();
+    let cpu_before = CpuSplit::read(&pids);
     let started = Instant::now();
     // Open loop: request i is due at i / rate seconds, whatever the answers do.
     let interval = a.rate.map(|r| Duration::from_secs_f64(1.0 / r));
@@ -437,6 +415,7 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
         statuses.get(&202).copied().unwrap_or(0) + statuses.get(&201).copied().unwrap_or(0);
 
     if spec.dry_run {
+        let cpu_after = CpuSplit::read(&pids);
         latencies.sort();
         let accepted_per_sec = accepted as f64 / send_elapsed.as_secs_f64();
         println!(
@@ -445,6 +424,10 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
             conns = a.connections,
             p50 = percentile(&latencies, 0.50).as_secs_f64() * 1e3,
             p99 = percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        );
+        println!(
+            "{label:>9} {}",
+            cpu_before.describe(&cpu_after, accepted, "accepted request")
         );
         drop(servers);
         admin
@@ -473,7 +456,8 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let wal_per_decision = (wal_bytes(&c).await - wal_before) / accepted.max(1) as f64;
-    let cpu_per_1000 = (postgres_cpu_secs() - cpu_before) / accepted.max(1) as f64 * 1000.0;
+    let cpu_after = CpuSplit::read(&pids);
+    let cpu_per_1000 = (cpu_after.postgres - cpu_before.postgres) / accepted.max(1) as f64 * 1000.0;
     // Notifications are deferred while the writer is busy (notify.relay_*): report when the
     // last one went out, so the deferred work stays visible.
     // Batches the relay has not expanded yet count as pending (`outbox_all`; the code before
@@ -557,6 +541,10 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
     let oversold = i64::from((reserved - capacity).max(0)) + bad_events;
     let lost = accepted as i64 - stored;
     let duplicated = stored - distinct;
+    println!(
+        "{label:>9} {}",
+        cpu_before.describe(&cpu_after, accepted, "decision")
+    );
     println!(
         "{label:>9} server peak memory {peak_mib:.0} MiB{processes}; notifications: {out}; WAL with the email bookkeeping {wal_with_mail:.0} B/decision",
         processes = if split {

@@ -219,6 +219,87 @@ pub fn cpu_secs(pid: u32) -> f64 {
     (ut + st) as f64 / 100.0
 }
 
+/// Where the box's CPU time went, read at one instant: the whole box (`/proc/stat`: busy,
+/// of which stolen by the hypervisor, and all), the given server processes, this process
+/// (the load generator) and PostgreSQL's processes. Two readings give a window's split.
+#[derive(Clone, Copy, Default)]
+pub struct CpuSplit {
+    pub busy: f64,
+    pub steal: f64,
+    pub total: f64,
+    pub servers: f64,
+    pub load: f64,
+    pub postgres: f64,
+}
+
+impl CpuSplit {
+    pub fn read(servers: &[u32]) -> Self {
+        let tick = 100.0; // USER_HZ
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        // cpu  user nice system idle iowait irq softirq steal …
+        let f: Vec<f64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .map(|v| v.parse().unwrap_or(0.0))
+            .collect();
+        let get = |i: usize| f.get(i).copied().unwrap_or(0.0) / tick;
+        let total: f64 = (0..8).map(get).sum();
+        Self {
+            busy: total - get(3) - get(4),
+            steal: get(7),
+            total,
+            servers: servers.iter().map(|p| cpu_secs(*p)).sum(),
+            load: cpu_secs(std::process::id()),
+            postgres: processes_named_cpu_secs("(postgres"),
+        }
+    }
+
+    /// `later − self`, per unit of work, in microseconds of CPU, as one line; and how busy the
+    /// box's cores were over the window.
+    pub fn describe(&self, later: &Self, units: usize, what: &str) -> String {
+        let per = |a: f64, b: f64| (b - a) / units.max(1) as f64 * 1e6;
+        let (busy, servers, load, pg) = (
+            per(self.busy, later.busy),
+            per(self.servers, later.servers),
+            per(self.load, later.load),
+            per(self.postgres, later.postgres),
+        );
+        let total = later.total - self.total;
+        format!(
+            "CPU per {what}: {busy:.1} µs busy on the box = server {servers:.1} + load generator {load:.1} + PostgreSQL {pg:.1} + other {other:.1} µs | the box's cores busy {util:.0}% (stolen {steal:.1}%)",
+            other = busy - servers - load - pg,
+            util = (later.busy - self.busy) / total.max(1e-9) * 100.0,
+            steal = (later.steal - self.steal) / total.max(1e-9) * 100.0,
+        )
+    }
+}
+
+/// CPU seconds used so far by every process whose `/proc/<pid>/stat` name starts with `prefix`
+/// (e.g. `"(postgres"`).
+pub fn processes_named_cpu_secs(prefix: &str) -> f64 {
+    let mut total = 0.0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        if !stat[..close].contains(prefix) {
+            continue;
+        }
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse().ok()) else {
+            continue;
+        };
+        total += cpu_secs(pid);
+    }
+    total
+}
+
 /// Resident memory of process `pid` now (VmRSS), in MiB.
 pub fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
