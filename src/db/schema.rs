@@ -194,8 +194,6 @@ diesel::table! {
     }
 }
 
-diesel::joinable!(booking_requests -> events (event_id));
-diesel::joinable!(booking_requests -> users (user_id));
 diesel::joinable!(bookings -> ticket_types (ticket_type_id));
 diesel::joinable!(events -> users (host_id));
 diesel::joinable!(outbox -> events (event_id));

@@ -228,3 +228,170 @@ async fn bookings_and_waitlist_entries_match_their_request() {
         .get(0);
     assert_eq!(left, 0, "deleting the event cascades through the request");
 }
+
+const INSERT_REQUEST: &str = "INSERT INTO booking_requests (id, user_id, event_id, seats, status, seats_confirmed, requested_at) \
+     VALUES ($1, $2, $3, 2, 'confirmed', 2, now())";
+
+/// A request's user and event are checked once per statement (a trigger, not a foreign key per
+/// row: issue #12), with the foreign keys' errors and rules: a missing user or event fails the
+/// whole statement, a request keeps its user and event, deleting either deletes the request and
+/// what hangs off it, and TRUNCATE is refused while requests exist.
+#[tokio::test]
+async fn a_request_needs_its_user_and_event_and_goes_with_them() {
+    let db = TestDatabase::migrated().await;
+    let c = db.client().await;
+    let host = user(&c, "host10", "host10@example.com").await;
+    let buyer = user(&c, "buyer10", "buyer10@example.com").await;
+    let ev = event(&c, host, 10).await;
+    for (u, e, constraint) in [
+        (buyer + 1_000, ev, "booking_requests_user_id_fkey"),
+        (buyer, ev + 1_000, "booking_requests_event_id_fkey"),
+    ] {
+        let err = c
+            .execute(INSERT_REQUEST, &[&uuid::Uuid::new_v4(), &u, &e])
+            .await
+            .unwrap_err();
+        assert_eq!(constraint_of(&err), constraint, "{err}");
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION)
+        );
+    }
+    // One bad row fails the whole multi-row statement (the writer's batch insert).
+    let err = c
+        .execute(
+            "INSERT INTO booking_requests (id, user_id, event_id, seats, status, seats_confirmed, requested_at) \
+             SELECT gen_random_uuid(), u, $2, 1, 'confirmed', 1, now() FROM unnest(ARRAY[$1::int8, $1::int8 + 1000, $1::int8]) AS u",
+            &[&buyer, &ev],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        constraint_of(&err),
+        "booking_requests_user_id_fkey",
+        "{err}"
+    );
+    let request = uuid::Uuid::new_v4();
+    c.execute(INSERT_REQUEST, &[&request, &buyer, &ev])
+        .await
+        .unwrap();
+    c.execute(
+        "INSERT INTO bookings (request_id, user_id, event_id, seats, cost) VALUES ($1, $2, $3, 2, 200)",
+        &[&request, &buyer, &ev],
+    )
+    .await
+    .unwrap();
+    let count = |sql: &'static str| {
+        let c = &c;
+        async move { c.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    assert_eq!(count("SELECT count(*) FROM booking_requests").await, 1);
+
+    // Keys stay put; TRUNCATE would orphan the request.
+    for sql in [
+        "UPDATE booking_requests SET user_id = user_id + 1",
+        "UPDATE booking_requests SET event_id = event_id + 1",
+        "UPDATE booking_requests SET id = gen_random_uuid()",
+        "UPDATE bookings SET user_id = user_id + 1",
+        "TRUNCATE users CASCADE",
+        "TRUNCATE events CASCADE",
+        "TRUNCATE booking_requests",
+    ] {
+        let err = c.execute(sql, &[]).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION),
+            "{sql}: {err}"
+        );
+    }
+    assert_eq!(count("SELECT count(*) FROM bookings").await, 1);
+
+    c.execute("DELETE FROM users WHERE id = $1", &[&buyer])
+        .await
+        .unwrap();
+    assert_eq!(count("SELECT count(*) FROM booking_requests").await, 0);
+    assert_eq!(
+        count("SELECT count(*) FROM bookings").await,
+        0,
+        "through the request"
+    );
+}
+
+/// The per-statement check locks the user it found (FOR KEY SHARE, as the foreign key did): a
+/// delete of that user waits for the inserting transaction and then takes its request with
+/// it; a request for a user whose delete committed first is refused. No orphan either way.
+#[tokio::test]
+async fn a_user_deleted_while_their_request_is_written_leaves_no_orphan() {
+    let db = TestDatabase::migrated().await;
+    let (mut writer, deleter) = (db.client().await, db.client().await);
+    let host = user(&writer, "host11", "host11@example.com").await;
+    let ev = event(&writer, host, 10).await;
+    let count_for = |u: i64| {
+        let c = &deleter;
+        async move {
+            c.query_one(
+                "SELECT count(*) FROM booking_requests WHERE user_id = $1",
+                &[&u],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+        }
+    };
+
+    // The insert first: the delete waits for its commit, then cascades.
+    let first = user(&writer, "buyer11", "buyer11@example.com").await;
+    let tx = writer.transaction().await.unwrap();
+    tx.execute(INSERT_REQUEST, &[&uuid::Uuid::new_v4(), &first, &ev])
+        .await
+        .unwrap();
+    let url = db.url();
+    let delete = tokio::spawn(async move {
+        let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        c.execute("DELETE FROM users WHERE id = $1", &[&first])
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !delete.is_finished(),
+        "the delete waits for the writer's lock"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(delete.await.unwrap(), 1);
+    assert_eq!(
+        count_for(first).await,
+        0,
+        "the committed request went with its user"
+    );
+
+    // The delete first: the insert waits, then fails.
+    let second = user(&writer, "buyer12", "buyer12@example.com").await;
+    let mut deleter2 = db.client().await;
+    let dtx = deleter2.transaction().await.unwrap();
+    dtx.execute("DELETE FROM users WHERE id = $1", &[&second])
+        .await
+        .unwrap();
+    let url = db.url();
+    let insert = tokio::spawn(async move {
+        let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        c.execute(INSERT_REQUEST, &[&uuid::Uuid::new_v4(), &second, &ev])
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!insert.is_finished(), "the insert waits for the delete");
+    dtx.commit().await.unwrap();
+    let err = insert.await.unwrap().unwrap_err();
+    assert_eq!(
+        constraint_of(&err),
+        "booking_requests_user_id_fkey",
+        "{err}"
+    );
+    assert_eq!(count_for(second).await, 0);
+}
