@@ -345,13 +345,10 @@ async fn a_user_deleted_while_their_request_is_written_leaves_no_orphan() {
     tx.execute(INSERT_REQUEST, &[&uuid::Uuid::new_v4(), &first, &ev])
         .await
         .unwrap();
-    let url = db.url();
+    let other = db.client().await;
     let delete = tokio::spawn(async move {
-        let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        c.execute("DELETE FROM users WHERE id = $1", &[&first])
+        other
+            .execute("DELETE FROM users WHERE id = $1", &[&first])
             .await
             .unwrap()
     });
@@ -375,13 +372,10 @@ async fn a_user_deleted_while_their_request_is_written_leaves_no_orphan() {
     dtx.execute("DELETE FROM users WHERE id = $1", &[&second])
         .await
         .unwrap();
-    let url = db.url();
+    let other = db.client().await;
     let insert = tokio::spawn(async move {
-        let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        c.execute(INSERT_REQUEST, &[&uuid::Uuid::new_v4(), &second, &ev])
+        other
+            .execute(INSERT_REQUEST, &[&uuid::Uuid::new_v4(), &second, &ev])
             .await
     });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
