@@ -25,6 +25,8 @@ DROP FUNCTION booking_requests_check_references();
 ALTER TABLE booking_requests
     ADD CONSTRAINT booking_requests_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE,
     ADD CONSTRAINT booking_requests_event_id_fkey FOREIGN KEY (event_id) REFERENCES events (id) ON DELETE CASCADE;
+ALTER TABLE booking_requests
+    ADD CONSTRAINT booking_requests_id_user_event_key UNIQUE (id, user_id, event_id);
 ALTER TABLE bookings ADD CONSTRAINT bookings_request_fkey FOREIGN KEY (request_id, user_id, event_id)
     REFERENCES booking_requests (id, user_id, event_id) ON DELETE CASCADE;
 ALTER TABLE waitlist ADD CONSTRAINT waitlist_request_fkey FOREIGN KEY (request_id, user_id, event_id)

@@ -16,13 +16,13 @@
 --   concurrent delete waits for this transaction, then cascades to its rows; a delete that
 --   committed first makes the insert fail). The error is the foreign key's: SQLSTATE 23503,
 --   constraint `booking_requests_user_id_fkey` / `booking_requests_event_id_fkey`;
--- * a request keeps its user and event (stricter than NO ACTION: they never change);
 -- * a booking's or waitlist entry's request exists with the same user and event (the
---   composite key of the lean write set), checked and locked the same way per statement; the
---   error names `bookings_request_fkey` / `waitlist_request_fkey`;
+--   composite key of the lean write set, and its unique index, go), checked and locked the
+--   same way per statement; the error names `bookings_request_fkey` / `waitlist_request_fkey`;
 -- * deleting a user or an event deletes their requests, and deleting a request its booking
 --   and waitlist entries (ON DELETE CASCADE);
--- * a request keeps its id, and a booking or waitlist entry its request, user and event;
+-- * a request keeps its id, user and event, and a booking or waitlist entry its request, user
+--   and event (stricter than the keys' NO ACTION, which let them move to another parent);
 -- * a user's or an event's id does not change, and TRUNCATE of `users` or `events` is refused
 --   while requests exist, of `booking_requests` while bookings or waitlist entries exist (as
 --   the foreign keys refused it).
@@ -34,6 +34,9 @@ ALTER TABLE booking_requests
     DROP CONSTRAINT booking_requests_event_id_fkey;
 ALTER TABLE bookings DROP CONSTRAINT bookings_request_fkey;
 ALTER TABLE waitlist DROP CONSTRAINT waitlist_request_fkey;
+-- The unique key the composite foreign keys pointed at: the check below probes the primary key
+-- and compares the user and event on the row, one index entry fewer per request.
+ALTER TABLE booking_requests DROP CONSTRAINT booking_requests_id_user_event_key;
 
 CREATE FUNCTION booking_requests_check_references() RETURNS trigger
 LANGUAGE plpgsql AS $$
