@@ -212,9 +212,10 @@ const TYPES: &str = "UPDATE ticket_types t SET sold = t.sold + d.n \
 const TRANSITION: &str = "SELECT engine_transition($1::int8[], $2::text[], $3::text[])";
 const PAYMENTS: &str = "SELECT engine_apply_payments($1::int8[], $2::text[])";
 // The batch's notifications as one row (the relay expands it into `outbox` rows): one heap
-// row and one index entry per transaction instead of per notification.
+// row and one index entry per transaction instead of per notification. The payloads go in as
+// `json` (checked, not rebuilt); the relay makes them jsonb when it expands the batch.
 const INSERT_OUTBOX: &str = "INSERT INTO outbox_batches (kinds, user_ids, event_ids, payloads) \
-    VALUES ($1::text[], $2::int8[], $3::int8[], $4::jsonb[])";
+    VALUES ($1::text[], $2::int8[], $3::int8[], $4::json[])";
 const ADVANCE: &str = "SELECT engine_advance($1::int8[], $2::int4[], $3::int8[])";
 const SERVE_REQUESTS: &str = "UPDATE booking_requests r SET \
     seats_confirmed = r.seats_confirmed + s.c, seats_waitlisted = r.seats_waitlisted - s.c, \

@@ -91,7 +91,7 @@ diesel::table! {
         kinds -> Array<Nullable<Text>>,
         user_ids -> Array<Nullable<Int8>>,
         event_ids -> Array<Nullable<Int8>>,
-        payloads -> Array<Nullable<Jsonb>>,
+        payloads -> Array<Nullable<Json>>,
     }
 }
 

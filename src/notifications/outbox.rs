@@ -269,7 +269,7 @@ pub async fn expand(
         "WITH b AS (DELETE FROM outbox_batches WHERE id = ANY($1) \
              RETURNING id, created_at, kinds, user_ids, event_ids, payloads) \
          INSERT INTO outbox (kind, user_id, event_id, payload, created_at, published_at) \
-         SELECT x.kind, x.user_id, e.id, x.payload, b.created_at, $2 \
+         SELECT x.kind, x.user_id, e.id, x.payload::jsonb, b.created_at, $2 \
          FROM b CROSS JOIN LATERAL UNNEST(b.kinds, b.user_ids, b.event_ids, b.payloads) \
              WITH ORDINALITY AS x(kind, user_id, event_id, payload, n) \
          LEFT JOIN events e ON e.id = x.event_id \
