@@ -1,27 +1,22 @@
 DROP TRIGGER events_refuse_truncate ON events;
 DROP TRIGGER users_refuse_truncate ON users;
-DROP FUNCTION refuse_truncate_under_requests();
-DROP TRIGGER events_keep_id ON events;
-DROP TRIGGER users_keep_id ON users;
-DROP FUNCTION keep_id_of_referenced_row();
 DROP TRIGGER events_delete_requests ON events;
-DROP FUNCTION events_delete_requests();
 DROP TRIGGER users_delete_requests ON users;
-DROP FUNCTION users_delete_requests();
 DROP TRIGGER booking_requests_refuse_truncate ON booking_requests;
-DROP FUNCTION booking_requests_refuse_truncate();
+DROP FUNCTION refuse_truncate_while_referenced();
 DROP TRIGGER booking_requests_delete_rows ON booking_requests;
-DROP FUNCTION booking_requests_delete_rows();
-DROP TRIGGER waitlist_keep_request ON waitlist;
-DROP TRIGGER bookings_keep_request ON bookings;
-DROP FUNCTION keep_request_of_row();
+DROP FUNCTION delete_referencing_rows();
 DROP TRIGGER waitlist_check_request ON waitlist;
 DROP TRIGGER bookings_check_request ON bookings;
 DROP FUNCTION check_request_of_new_rows();
-DROP TRIGGER booking_requests_keep_references ON booking_requests;
-DROP FUNCTION booking_requests_keep_references();
 DROP TRIGGER booking_requests_check_references ON booking_requests;
 DROP FUNCTION booking_requests_check_references();
+DROP TRIGGER events_keep_key ON events;
+DROP TRIGGER users_keep_key ON users;
+DROP TRIGGER waitlist_keep_key ON waitlist;
+DROP TRIGGER bookings_keep_key ON bookings;
+DROP TRIGGER booking_requests_keep_key ON booking_requests;
+DROP FUNCTION keep_key_columns();
 ALTER TABLE booking_requests
     ADD CONSTRAINT booking_requests_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE,
     ADD CONSTRAINT booking_requests_event_id_fkey FOREIGN KEY (event_id) REFERENCES events (id) ON DELETE CASCADE;

@@ -38,6 +38,34 @@ ALTER TABLE waitlist DROP CONSTRAINT waitlist_request_fkey;
 -- and compares the user and event on the row, one index entry fewer per request.
 ALTER TABLE booking_requests DROP CONSTRAINT booking_requests_id_user_event_key;
 
+-- Keys that never change: the columns named as the trigger's arguments keep their values (a
+-- request its id, user and event; a booking or waitlist entry its request, user and event; a
+-- user or an event its id). Fires only on an UPDATE that sets one of them.
+CREATE FUNCTION keep_key_columns() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    col TEXT;
+BEGIN
+    FOREACH col IN ARRAY TG_ARGV LOOP
+        IF to_jsonb(NEW) -> col IS DISTINCT FROM to_jsonb(OLD) -> col THEN
+            RAISE EXCEPTION 'a row of "%" keeps its %: other rows reference it by them', TG_TABLE_NAME, array_to_string(TG_ARGV, ', ')
+                USING ERRCODE = 'foreign_key_violation', TABLE = TG_TABLE_NAME;
+        END IF;
+    END LOOP;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER booking_requests_keep_key BEFORE UPDATE OF id, user_id, event_id ON booking_requests
+    FOR EACH ROW EXECUTE FUNCTION keep_key_columns('id', 'user_id', 'event_id');
+CREATE TRIGGER bookings_keep_key BEFORE UPDATE OF request_id, user_id, event_id ON bookings
+    FOR EACH ROW EXECUTE FUNCTION keep_key_columns('request_id', 'user_id', 'event_id');
+CREATE TRIGGER waitlist_keep_key BEFORE UPDATE OF request_id, user_id, event_id ON waitlist
+    FOR EACH ROW EXECUTE FUNCTION keep_key_columns('request_id', 'user_id', 'event_id');
+CREATE TRIGGER users_keep_key BEFORE UPDATE OF id ON users
+    FOR EACH ROW EXECUTE FUNCTION keep_key_columns('id');
+CREATE TRIGGER events_keep_key BEFORE UPDATE OF id ON events
+    FOR EACH ROW EXECUTE FUNCTION keep_key_columns('id');
+
 CREATE FUNCTION booking_requests_check_references() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -66,21 +94,6 @@ CREATE TRIGGER booking_requests_check_references
     AFTER INSERT ON booking_requests
     REFERENCING NEW TABLE AS new_requests
     FOR EACH STATEMENT EXECUTE FUNCTION booking_requests_check_references();
-
-CREATE FUNCTION booking_requests_keep_references() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.id IS DISTINCT FROM OLD.id OR NEW.user_id IS DISTINCT FROM OLD.user_id
-       OR NEW.event_id IS DISTINCT FROM OLD.event_id THEN
-        RAISE EXCEPTION 'a booking request keeps its id, user and event'
-            USING ERRCODE = 'foreign_key_violation', TABLE = 'booking_requests';
-    END IF;
-    RETURN NEW;
-END $$;
-
-CREATE TRIGGER booking_requests_keep_references
-    BEFORE UPDATE OF id, user_id, event_id ON booking_requests
-    FOR EACH ROW EXECUTE FUNCTION booking_requests_keep_references();
 
 -- Bookings and waitlist entries: each (request, user, event) of the new rows is a request.
 CREATE FUNCTION check_request_of_new_rows() RETURNS trigger
@@ -114,101 +127,51 @@ CREATE TRIGGER waitlist_check_request
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION check_request_of_new_rows();
 
-CREATE FUNCTION keep_request_of_row() RETURNS trigger
+-- ON DELETE CASCADE: deleting rows deletes the rows that reference them, given as the
+-- trigger's arguments in pairs (table, column holding the deleted row's id).
+CREATE FUNCTION delete_referencing_rows() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.request_id IS DISTINCT FROM OLD.request_id OR NEW.user_id IS DISTINCT FROM OLD.user_id
-       OR NEW.event_id IS DISTINCT FROM OLD.event_id THEN
-        RAISE EXCEPTION 'a row of "%" keeps its request, user and event', TG_TABLE_NAME
-            USING ERRCODE = 'foreign_key_violation', TABLE = TG_TABLE_NAME;
-    END IF;
-    RETURN NEW;
-END $$;
-
-CREATE TRIGGER bookings_keep_request BEFORE UPDATE OF request_id, user_id, event_id ON bookings
-    FOR EACH ROW EXECUTE FUNCTION keep_request_of_row();
-CREATE TRIGGER waitlist_keep_request BEFORE UPDATE OF request_id, user_id, event_id ON waitlist
-    FOR EACH ROW EXECUTE FUNCTION keep_request_of_row();
-
-CREATE FUNCTION booking_requests_delete_rows() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    DELETE FROM bookings WHERE request_id IN (SELECT id FROM gone);
-    DELETE FROM waitlist WHERE request_id IN (SELECT id FROM gone);
+    FOR i IN 0 .. TG_NARGS - 1 BY 2 LOOP
+        EXECUTE format('DELETE FROM %I WHERE %I IN (SELECT id FROM gone)', TG_ARGV[i], TG_ARGV[i + 1]);
+    END LOOP;
     RETURN NULL;
 END $$;
 
 CREATE TRIGGER booking_requests_delete_rows
     AFTER DELETE ON booking_requests
     REFERENCING OLD TABLE AS gone
-    FOR EACH STATEMENT EXECUTE FUNCTION booking_requests_delete_rows();
-
-CREATE FUNCTION booking_requests_refuse_truncate() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM bookings) OR EXISTS (SELECT 1 FROM waitlist) THEN
-        RAISE EXCEPTION 'cannot truncate "booking_requests": bookings or waitlist entries reference it'
-            USING ERRCODE = 'foreign_key_violation', TABLE = 'booking_requests';
-    END IF;
-    RETURN NULL;
-END $$;
-
-CREATE TRIGGER booking_requests_refuse_truncate BEFORE TRUNCATE ON booking_requests
-    FOR EACH STATEMENT EXECUTE FUNCTION booking_requests_refuse_truncate();
-
--- ON DELETE CASCADE, from each side.
-CREATE FUNCTION users_delete_requests() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    DELETE FROM booking_requests WHERE user_id IN (SELECT id FROM gone);
-    RETURN NULL;
-END $$;
-
+    FOR EACH STATEMENT EXECUTE FUNCTION delete_referencing_rows('bookings', 'request_id', 'waitlist', 'request_id');
 CREATE TRIGGER users_delete_requests
     AFTER DELETE ON users
     REFERENCING OLD TABLE AS gone
-    FOR EACH STATEMENT EXECUTE FUNCTION users_delete_requests();
-
-CREATE FUNCTION events_delete_requests() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    DELETE FROM booking_requests WHERE event_id IN (SELECT id FROM gone);
-    RETURN NULL;
-END $$;
-
+    FOR EACH STATEMENT EXECUTE FUNCTION delete_referencing_rows('booking_requests', 'user_id');
 CREATE TRIGGER events_delete_requests
     AFTER DELETE ON events
     REFERENCING OLD TABLE AS gone
-    FOR EACH STATEMENT EXECUTE FUNCTION events_delete_requests();
+    FOR EACH STATEMENT EXECUTE FUNCTION delete_referencing_rows('booking_requests', 'event_id');
 
--- The referenced keys stay put (a changed id would orphan requests; the foreign key refused
--- it while requests existed), and TRUNCATE is refused while requests exist.
-CREATE FUNCTION keep_id_of_referenced_row() RETURNS trigger
+-- TRUNCATE is refused while the tables named as the trigger's arguments have rows that
+-- reference the truncated one (as the foreign keys refused it).
+CREATE FUNCTION refuse_truncate_while_referenced() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    referencing TEXT;
+    found       BOOLEAN;
 BEGIN
-    IF NEW.id IS DISTINCT FROM OLD.id THEN
-        RAISE EXCEPTION 'the id of a row of "%" does not change: booking requests reference it', TG_TABLE_NAME
-            USING ERRCODE = 'foreign_key_violation', TABLE = TG_TABLE_NAME;
-    END IF;
-    RETURN NEW;
-END $$;
-
-CREATE TRIGGER users_keep_id BEFORE UPDATE OF id ON users
-    FOR EACH ROW EXECUTE FUNCTION keep_id_of_referenced_row();
-CREATE TRIGGER events_keep_id BEFORE UPDATE OF id ON events
-    FOR EACH ROW EXECUTE FUNCTION keep_id_of_referenced_row();
-
-CREATE FUNCTION refuse_truncate_under_requests() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM booking_requests) THEN
-        RAISE EXCEPTION 'cannot truncate "%": booking requests reference it', TG_TABLE_NAME
-            USING ERRCODE = 'foreign_key_violation', TABLE = TG_TABLE_NAME;
-    END IF;
+    FOREACH referencing IN ARRAY TG_ARGV LOOP
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I)', referencing) INTO found;
+        IF found THEN
+            RAISE EXCEPTION 'cannot truncate "%": rows of "%" reference it', TG_TABLE_NAME, referencing
+                USING ERRCODE = 'foreign_key_violation', TABLE = TG_TABLE_NAME;
+        END IF;
+    END LOOP;
     RETURN NULL;
 END $$;
 
 CREATE TRIGGER users_refuse_truncate BEFORE TRUNCATE ON users
-    FOR EACH STATEMENT EXECUTE FUNCTION refuse_truncate_under_requests();
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_truncate_while_referenced('booking_requests');
 CREATE TRIGGER events_refuse_truncate BEFORE TRUNCATE ON events
-    FOR EACH STATEMENT EXECUTE FUNCTION refuse_truncate_under_requests();
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_truncate_while_referenced('booking_requests');
+CREATE TRIGGER booking_requests_refuse_truncate BEFORE TRUNCATE ON booking_requests
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_truncate_while_referenced('bookings', 'waitlist');
