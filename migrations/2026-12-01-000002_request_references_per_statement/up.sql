@@ -102,14 +102,13 @@ DECLARE
     wanted BIGINT;
     found  BIGINT;
 BEGIN
-    SELECT count(*) INTO wanted
-      FROM (SELECT DISTINCT request_id, user_id, event_id FROM new_rows) n;
-    -- One index probe and row lock per request, in one statement (no RI query per row).
-    SELECT count(*) INTO found
-      FROM (SELECT DISTINCT request_id, user_id, event_id FROM new_rows) n,
-           LATERAL (SELECT 1 FROM booking_requests r
-                     WHERE r.id = n.request_id AND r.user_id = n.user_id AND r.event_id = n.event_id
-                       FOR KEY SHARE) l;
+    -- One pass over the distinct keys: one index probe and row lock per request, in one
+    -- statement (no RI query per row); a key with no request counts in `wanted` only.
+    SELECT count(*), count(l.found) INTO wanted, found
+      FROM (SELECT DISTINCT request_id, user_id, event_id FROM new_rows) n
+      LEFT JOIN LATERAL (SELECT true AS found FROM booking_requests r
+                          WHERE r.id = n.request_id AND r.user_id = n.user_id AND r.event_id = n.event_id
+                            FOR KEY SHARE) l ON true;
     IF found <> wanted THEN
         RAISE EXCEPTION 'insert on table "%" violates foreign key constraint "%_request_fkey"', TG_TABLE_NAME, TG_TABLE_NAME
             USING ERRCODE = 'foreign_key_violation', CONSTRAINT = TG_TABLE_NAME || '_request_fkey',

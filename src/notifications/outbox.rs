@@ -289,28 +289,21 @@ pub async fn expand(
     ))
 }
 
-/// The newest batch the writer has committed (0: none waiting).
-pub async fn last_batch(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
-    use crate::db::schema::outbox_batches;
-    let last: Option<i64> = outbox_batches::table
-        .select(diesel::dsl::max(outbox_batches::id))
-        .first(conn)
-        .await?;
-    Ok(last.unwrap_or(0))
-}
-
-/// The newest batch the writer committed before `before` (0: none): the snapshot of a relay
-/// with no writer beside it, which leaves the fresher ones to the writer's relay.
-pub async fn last_batch_before(
+/// The newest batch the writer has committed (0: none waiting) — with `before`, the newest
+/// committed before it: the snapshot of a relay with no writer beside it, which leaves the
+/// fresher ones to the writer's relay.
+pub async fn last_batch(
     conn: &mut AsyncPgConnection,
-    before: DateTime<Utc>,
+    before: Option<DateTime<Utc>>,
 ) -> QueryResult<i64> {
     use crate::db::schema::outbox_batches;
-    let last: Option<i64> = outbox_batches::table
-        .filter(outbox_batches::created_at.lt(before))
+    let mut query = outbox_batches::table
         .select(diesel::dsl::max(outbox_batches::id))
-        .first(conn)
-        .await?;
+        .into_boxed();
+    if let Some(before) = before {
+        query = query.filter(outbox_batches::created_at.lt(before));
+    }
+    let last: Option<i64> = query.first(conn).await?;
     Ok(last.unwrap_or(0))
 }
 

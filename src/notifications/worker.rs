@@ -299,10 +299,9 @@ impl Pass {
         // Due rows, then the writer's batches expanded into rows written published.
         let (upto, due, batches, ids) = conn
             .transaction(async |conn| {
-                let upto = match (upto, before) {
-                    (Some(u), _) => u,
-                    (None, Some(t)) => outbox::last_batch_before(conn, t).await?,
-                    (None, None) => outbox::last_batch(conn).await?,
+                let upto = match upto {
+                    Some(u) => u,
+                    None => outbox::last_batch(conn, before).await?,
                 };
                 let ids = outbox::take_due(conn, stale, PUBLISH_PAGE).await?;
                 let mut owners: Vec<(i64, Option<i64>)> = crate::db::schema::outbox::table

@@ -767,7 +767,8 @@ async fn in_process_transport_also_sends() {
 /// The relay of a process with no booking writer (`serve` beside `work-bookings` processes)
 /// expands only the writer's batches that have waited `relay_max_delay_ms`: the fresh ones are
 /// the writer-side relay's, taken in the writer's pauses, and expanding them during a sale is
-/// what that relay avoids. Its snapshot (`outbox::last_batch_before`), on a database no relay runs on.
+/// what that relay avoids. Its snapshot (`outbox::last_batch` with a cut-off), on a database no
+/// relay runs on.
 #[tokio::test]
 async fn a_relay_with_no_writer_beside_it_expands_only_batches_that_waited() {
     use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -803,7 +804,7 @@ async fn a_relay_with_no_writer_beside_it_expands_only_batches_that_waited() {
     };
     let mut conn = AsyncPgConnection::establish(&db.url()).await.unwrap();
     let cut_off = chrono::Utc::now() - chrono::Duration::seconds(30);
-    let apart = atomicseats::notifications::outbox::last_batch_before(&mut conn, cut_off)
+    let apart = atomicseats::notifications::outbox::last_batch(&mut conn, Some(cut_off))
         .await
         .unwrap();
     let (taken, rows) = atomicseats::notifications::outbox::expand(&mut conn, apart)
@@ -815,7 +816,7 @@ async fn a_relay_with_no_writer_beside_it_expands_only_batches_that_waited() {
         1,
         "the fresh batch is left to the writer's relay"
     );
-    let upto = atomicseats::notifications::outbox::last_batch(&mut conn)
+    let upto = atomicseats::notifications::outbox::last_batch(&mut conn, None)
         .await
         .unwrap();
     let (taken, _) = atomicseats::notifications::outbox::expand(&mut conn, upto)
