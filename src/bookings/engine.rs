@@ -14,7 +14,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::bookings::domain::{self, EventSeats, Holdings, Outcome, Reason, Status, WaitEntry};
-use crate::db::schema::{booking_requests, bookings, events, outbox, ticket_types, waitlist};
+use crate::db::schema::{booking_requests, bookings, events, outbox, ticket_types};
+use crate::db::views::waitlist;
 use crate::events::model::Event;
 
 /// A waitlist row as the allocator sees it.
@@ -232,6 +233,50 @@ pub async fn waitlist_position(
     Ok(Some(ahead))
 }
 
+/// A waitlist entry taken off its queue: the request, its buyer and the seats it was waiting for.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct LeftEntry {
+    /// The request that stopped waiting.
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub request_id: Uuid,
+    /// Its buyer.
+    #[diesel(sql_type = BigInt)]
+    pub user_id: i64,
+    /// The seats it was still waiting for.
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub seats: i32,
+}
+
+/// Takes the waitlist entries of event `event_id` — only `user`'s, or everyone's — off the
+/// queue: each request row stops waiting (the row is the entry). A request left with confirmed
+/// seats gets status `kept_status`; one with none is `rejected` for `reason`. The caller holds
+/// the event's row lock (every writer of an event's waitlist takes it first) and bumps its
+/// version. Leaving the waitlist and cancelling an event both come here.
+pub async fn take_off_waitlist(
+    conn: &mut AsyncPgConnection,
+    event_id: i64,
+    user: Option<i64>,
+    kept_status: Status,
+    reason: Reason,
+) -> QueryResult<Vec<LeftEntry>> {
+    diesel::sql_query(
+        "UPDATE booking_requests r SET seats_waitlisted = 0, \
+                status = CASE WHEN r.seats_confirmed > 0 THEN $3 ELSE 'rejected' END, \
+                reject_reason = CASE WHEN r.seats_confirmed > 0 THEN NULL ELSE $4 END \
+           FROM (SELECT id, seats_waitlisted FROM booking_requests \
+                  WHERE event_id = $1 AND seats_waitlisted > 0 AND ($2::int8 IS NULL OR user_id = $2) \
+                  ORDER BY waitlist_seq FOR UPDATE) w \
+          WHERE r.id = w.id \
+      RETURNING r.id AS request_id, r.user_id, w.seats_waitlisted AS seats",
+    )
+    .bind::<BigInt, _>(event_id)
+    .bind::<diesel::sql_types::Nullable<BigInt>, _>(user)
+    .bind::<diesel::sql_types::Text, _>(kept_status.as_str())
+    .bind::<diesel::sql_types::Text, _>(reason.as_str())
+    .load(conn)
+    .await
+}
+
 /// Serves an event's waitlist from its free seats in one transaction (after a write outside
 /// the writer freed seats; the reconciliation sweep). The writer notices the version bump.
 pub async fn serve_waitlist(
@@ -304,15 +349,7 @@ pub async fn serve_waitlist_locked(
     let mut notes = Vec::with_capacity(plan.served.len());
     for s in &plan.served {
         let remaining = s.entry.seats - s.confirmed;
-        let entry = waitlist::table.filter(waitlist::request_id.eq(s.entry.request_id));
-        if remaining == 0 {
-            diesel::delete(entry).execute(conn).await?;
-        } else {
-            diesel::update(entry)
-                .set(waitlist::seats.eq(remaining))
-                .execute(conn)
-                .await?;
-        }
+        // The request row is the entry: at 0 seats waiting it leaves the waitlist.
         let row: StoredRequest = diesel::update(booking_requests::table.find(s.entry.request_id))
             .set((
                 booking_requests::seats_confirmed

@@ -26,8 +26,9 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::db::schema::{booking_requests, bookings, events, waitlist};
+use crate::db::schema::{booking_requests, bookings, events};
 use crate::db::sql::{Bind, DynSql};
+use crate::db::views::waitlist;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::http::auth::AuthUser;
 use crate::http::cursor;

@@ -19,7 +19,7 @@ use crate::bookings::Submitted;
 use crate::bookings::domain::{BookingRequest, Outcome, Reason, SEATS_RANGE, Status};
 use crate::bookings::engine::{self, StoredRequest};
 use crate::bookings::idempotency::{self, Claim};
-use crate::db::schema::{booking_requests, bookings, events, waitlist};
+use crate::db::schema::{booking_requests, bookings, events};
 use crate::error::{ApiError, ApiResult, FieldError, error_response};
 use crate::events::model::{Closed, Event};
 use crate::http::auth::AuthUser;
@@ -859,33 +859,19 @@ pub async fn leave(state: &AppState, user: i64, event_id: i64) -> ApiResult<usiz
             let Some(event) = Event::lock(conn, event_id).await? else {
                 return Ok::<_, ApiError>(None);
             };
-            let removed: Vec<(Uuid, i32)> = diesel::delete(
-                waitlist::table
-                    .filter(waitlist::event_id.eq(event_id))
-                    .filter(waitlist::user_id.eq(user)),
+            let removed = engine::take_off_waitlist(
+                conn,
+                event_id,
+                Some(user),
+                Status::Partial,
+                Reason::Withdrawn,
             )
-            .returning((waitlist::request_id, waitlist::seats))
-            .get_results(conn)
             .await?;
             if removed.is_empty() {
                 return Ok(None);
             }
-            let ids: Vec<Uuid> = removed.iter().map(|r| r.0).collect();
-            diesel::update(booking_requests::table.filter(booking_requests::id.eq_any(&ids)))
-                .set((
-                    booking_requests::seats_waitlisted.eq(0),
-                    booking_requests::status.eq(diesel::dsl::sql::<diesel::sql_types::Text>(
-                        "CASE WHEN seats_confirmed > 0 THEN 'partial' ELSE 'rejected' END",
-                    )),
-                    booking_requests::reject_reason.eq(diesel::dsl::sql::<
-                        diesel::sql_types::Nullable<diesel::sql_types::Text>,
-                    >(
-                        "CASE WHEN seats_confirmed > 0 THEN NULL ELSE 'withdrawn' END",
-                    )),
-                ))
-                .execute(conn)
-                .await?;
-            let seats: i32 = removed.iter().map(|r| r.1).sum();
+            let ids: Vec<Uuid> = removed.iter().map(|r| r.request_id).collect();
+            let seats: i32 = removed.iter().map(|r| r.seats).sum();
             outbox::enqueue(
                 conn,
                 &[NewNotification::new(

@@ -31,6 +31,9 @@ pub struct RequestRow {
     pub cost: i64,
     pub requested_at: DateTime<Utc>,
     pub ticket_type_id: Option<i64>,
+    /// The price per seat a waiting request was quoted (`Some` when `seats_waitlisted > 0`:
+    /// the row is then also a waitlist entry, placed at the end of its event's queue).
+    pub price_quoted: Option<i64>,
 }
 
 /// A new `bookings` row (its id taken from the sequence beforehand).
@@ -49,25 +52,12 @@ pub struct BookingRow {
     pub ticket_type_id: Option<i64>,
 }
 
-/// A new `waitlist` row.
-#[derive(Debug, Clone)]
-pub struct WaitRow {
-    pub request_id: Uuid,
-    pub user_id: i64,
-    pub event_id: i64,
-    pub seats: i32,
-    pub allow_partial: bool,
-    pub price_quoted: i64,
-    pub ticket_type_id: Option<i64>,
-}
-
-/// A waitlist entry that got seats.
+/// A waitlist entry that got seats (its request row's seats move from waiting to confirmed;
+/// at 0 waiting it is off the waitlist).
 #[derive(Debug, Clone)]
 pub struct ServedRow {
     pub request_id: Uuid,
     pub confirmed: i32,
-    /// Seats it still waits for (0: the entry leaves the waitlist).
-    pub remaining: i32,
     pub cost: i64,
 }
 
@@ -100,7 +90,6 @@ pub struct Transition {
 pub struct Writes {
     pub requests: Vec<RequestRow>,
     pub bookings: Vec<BookingRow>,
-    pub waits: Vec<WaitRow>,
     pub served: Vec<ServedRow>,
     pub outbox: Vec<OutboxRow>,
     pub advance: Vec<Advance>,
@@ -175,12 +164,9 @@ impl CommitError {
 struct Statements {
     requests: Statement,
     bookings: Statement,
-    waits: Statement,
     outbox: Statement,
     advance: Statement,
     serve_requests: Statement,
-    serve_waitlist_done: Statement,
-    serve_waitlist_part: Statement,
     types: Statement,
     transition: Statement,
     payments: Statement,
@@ -192,20 +178,22 @@ pub struct Conn {
     stmts: Statements,
 }
 
+// A waiting request (`seats_waitlisted > 0`) is its event's waitlist entry: it takes the next
+// place of the queue. WITH ORDINALITY … ORDER BY keeps arrival order in the places (a volatile
+// function in the select list runs after the sort).
 const INSERT_REQUESTS: &str = "INSERT INTO booking_requests (id, user_id, event_id, seats, \
     allow_partial, join_waitlist, idempotency_key, status, seats_confirmed, seats_waitlisted, \
-    reject_reason, cost, requested_at, ticket_type_id) \
-    SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::int4[], $5::bool[], $6::bool[], \
+    reject_reason, cost, requested_at, ticket_type_id, price_quoted, waitlist_seq) \
+    SELECT i, u, e, s, p, j, k, st, c, w, rr, co, ra, t, q, \
+           CASE WHEN w > 0 THEN nextval('booking_requests_waitlist_seq') END \
+    FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::int4[], $5::bool[], $6::bool[], \
     $7::text[], $8::text[], $9::int4[], $10::int4[], $11::text[], $12::int8[], $13::timestamptz[], \
-    $14::int8[])";
+    $14::int8[], $15::int8[]) WITH ORDINALITY AS x(i, u, e, s, p, j, k, st, c, w, rr, co, ra, t, q, n) \
+    ORDER BY n";
 const INSERT_BOOKINGS: &str = "INSERT INTO bookings (id, request_id, user_id, event_id, seats, cost, \
     status, expires_at, ticket_type_id) OVERRIDING SYSTEM VALUE \
     SELECT * FROM UNNEST($1::int8[], $2::uuid[], $3::int8[], $4::int8[], $5::int4[], $6::int8[], \
     $7::text[], $8::timestamptz[], $9::int8[])";
-// WITH ORDINALITY keeps arrival order in the identity ids (the FIFO order).
-const INSERT_WAITS: &str = "INSERT INTO waitlist (request_id, user_id, event_id, seats, allow_partial, price_quoted, ticket_type_id) \
-    SELECT r, u, e, s, p, q, t FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::int4[], $5::bool[], $6::int8[], $7::int8[]) \
-    WITH ORDINALITY AS t(r, u, e, s, p, q, t, n) ORDER BY n";
 // After engine_advance (the event rows first: every writer's lock order).
 const TYPES: &str = "UPDATE ticket_types t SET sold = t.sold + d.n \
     FROM UNNEST($1::int8[], $2::int4[]) AS d(id, n) WHERE t.id = d.id";
@@ -222,9 +210,6 @@ const SERVE_REQUESTS: &str = "UPDATE booking_requests r SET \
     cost = r.cost + s.cost, \
     status = CASE WHEN r.seats_confirmed + s.c >= r.seats THEN 'confirmed' ELSE 'partial' END \
     FROM UNNEST($1::uuid[], $2::int4[], $3::int8[]) AS s(id, c, cost) WHERE r.id = s.id";
-const SERVE_WAITLIST_DONE: &str = "DELETE FROM waitlist WHERE request_id = ANY($1::uuid[])";
-const SERVE_WAITLIST_PART: &str = "UPDATE waitlist w SET seats = s.rest \
-    FROM UNNEST($1::uuid[], $2::int4[]) AS s(id, rest) WHERE w.request_id = s.id";
 
 impl Conn {
     /// Opens a connection (the `connection_url` of the role) and prepares every statement.
@@ -238,12 +223,9 @@ impl Conn {
         let stmts = Statements {
             requests: client.prepare(INSERT_REQUESTS).await?,
             bookings: client.prepare(INSERT_BOOKINGS).await?,
-            waits: client.prepare(INSERT_WAITS).await?,
             outbox: client.prepare(INSERT_OUTBOX).await?,
             advance: client.prepare(ADVANCE).await?,
             serve_requests: client.prepare(SERVE_REQUESTS).await?,
-            serve_waitlist_done: client.prepare(SERVE_WAITLIST_DONE).await?,
-            serve_waitlist_part: client.prepare(SERVE_WAITLIST_PART).await?,
             types: client.prepare(TYPES).await?,
             transition: client.prepare(TRANSITION).await?,
             payments: client.prepare(PAYMENTS).await?,
@@ -285,16 +267,6 @@ impl Conn {
             b.iter().map(|r| r.expires_at).collect::<Vec<_>>(),
             b.iter().map(|r| r.ticket_type_id).collect::<Vec<_>>(),
         );
-        let wt = &w.waits;
-        let wa = (
-            wt.iter().map(|r| r.request_id).collect::<Vec<_>>(),
-            wt.iter().map(|r| r.user_id).collect::<Vec<_>>(),
-            wt.iter().map(|r| r.event_id).collect::<Vec<_>>(),
-            wt.iter().map(|r| r.seats).collect::<Vec<_>>(),
-            wt.iter().map(|r| r.allow_partial).collect::<Vec<_>>(),
-            wt.iter().map(|r| r.price_quoted).collect::<Vec<_>>(),
-            wt.iter().map(|r| r.ticket_type_id).collect::<Vec<_>>(),
-        );
         let o = &w.outbox;
         let ob = (
             o.iter().map(|r| r.kind).collect::<Vec<_>>(),
@@ -325,17 +297,10 @@ impl Conn {
             w.payments.iter().map(|p| p.1).collect::<Vec<_>>(),
         );
         let sv = &w.served;
-        let part = || sv.iter().filter(|r| r.remaining > 0);
         let se = (
             sv.iter().map(|r| r.request_id).collect::<Vec<_>>(),
             sv.iter().map(|r| r.confirmed).collect::<Vec<_>>(),
             sv.iter().map(|r| r.cost).collect::<Vec<_>>(),
-            sv.iter()
-                .filter(|r| r.remaining == 0)
-                .map(|r| r.request_id)
-                .collect::<Vec<_>>(),
-            part().map(|r| r.request_id).collect::<Vec<_>>(),
-            part().map(|r| r.remaining).collect::<Vec<_>>(),
         );
         let p_requests: Params<'_> = vec![
             &rq.id,
@@ -352,19 +317,17 @@ impl Conn {
             &rq.cost,
             &rq.requested_at,
             &rq.ticket_type_id,
+            &rq.price_quoted,
         ];
         let p_bookings: Params<'_> = vec![
             &bk.0, &bk.1, &bk.2, &bk.3, &bk.4, &bk.5, &bk.6, &bk.7, &bk.8,
         ];
-        let p_waits: Params<'_> = vec![&wa.0, &wa.1, &wa.2, &wa.3, &wa.4, &wa.5, &wa.6];
         let p_types: Params<'_> = vec![&ty.0, &ty.1];
         let p_transition: Params<'_> = vec![&tr.0, &tr.1, &tr.2];
         let p_payments: Params<'_> = vec![&pa.0, &pa.1];
         let p_outbox: Params<'_> = vec![&ob.0, &ob.1, &ob.2, &ob.3];
         let p_advance: Params<'_> = vec![&ad.0, &ad.1, &ad.2];
         let p_serve: Params<'_> = vec![&se.0, &se.1, &se.2];
-        let p_serve_done: Params<'_> = vec![&se.3];
-        let p_serve_part: Params<'_> = vec![&se.4, &se.5];
 
         // Queued in this order; sent in this order when first polled (join_all polls in order).
         let mut steps: Vec<BoxFuture<'_, Result<(), tokio_postgres::Error>>> =
@@ -379,9 +342,6 @@ impl Conn {
         }
         if !b.is_empty() {
             run!(&s.bookings, &p_bookings);
-        }
-        if !wt.is_empty() {
-            run!(&s.waits, &p_waits);
         }
         if !o.is_empty() {
             run!(&s.outbox, &p_outbox);
@@ -403,8 +363,8 @@ impl Conn {
                     })
                     .boxed(),
             );
-            // Then the types, the bookings and payments it moves, the waitlist rows: the lock
-            // order of every writer (event row first).
+            // Then the types, the bookings and payments it moves, the waiting requests: the
+            // lock order of every writer (event row first).
             if !w.types.is_empty() {
                 steps.push(c.execute(&s.types, &p_types).map(|r| r.map(drop)).boxed());
             }
@@ -425,16 +385,6 @@ impl Conn {
             if !sv.is_empty() {
                 steps.push(
                     c.execute(&s.serve_requests, &p_serve)
-                        .map(|r| r.map(drop))
-                        .boxed(),
-                );
-                steps.push(
-                    c.execute(&s.serve_waitlist_done, &p_serve_done)
-                        .map(|r| r.map(drop))
-                        .boxed(),
-                );
-                steps.push(
-                    c.execute(&s.serve_waitlist_part, &p_serve_part)
                         .map(|r| r.map(drop))
                         .boxed(),
                 );
@@ -473,6 +423,7 @@ struct RequestArrays<'a> {
     cost: Vec<i64>,
     requested_at: Vec<DateTime<Utc>>,
     ticket_type_id: Vec<Option<i64>>,
+    price_quoted: Vec<Option<i64>>,
 }
 
 impl<'a> RequestArrays<'a> {
@@ -492,6 +443,7 @@ impl<'a> RequestArrays<'a> {
             cost: rows.iter().map(|r| r.cost).collect(),
             requested_at: rows.iter().map(|r| r.requested_at).collect(),
             ticket_type_id: rows.iter().map(|r| r.ticket_type_id).collect(),
+            price_quoted: rows.iter().map(|r| r.price_quoted).collect(),
         }
     }
 }

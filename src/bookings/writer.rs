@@ -912,7 +912,6 @@ fn record(
         w.served.push(store::ServedRow {
             request_id: s.entry.request_id,
             confirmed: s.confirmed,
-            remaining,
             cost: s.cost,
         });
         if let Some(id) = booking_id {
@@ -981,15 +980,6 @@ fn record(
             });
         }
         if d.waitlisted > 0 {
-            w.waits.push(store::WaitRow {
-                request_id: r.request_id,
-                user_id: r.user_id,
-                event_id,
-                seats: d.waitlisted,
-                allow_partial: r.allow_partial,
-                price_quoted: d.unit_price,
-                ticket_type_id: d.ticket_type_id,
-            });
             st.waitlist.push(WaitEntry {
                 request_id: r.request_id,
                 user_id: r.user_id,
@@ -1021,6 +1011,8 @@ fn record(
             cost: d.cost,
             requested_at: r.requested_at,
             ticket_type_id: d.ticket_type_id,
+            // Waiting: the request row is the waitlist entry.
+            price_quoted: (d.waitlisted > 0).then_some(d.unit_price),
         });
         // Held seats answer `held` (the request row keeps the seat counts; the status is the
         // booking's, derived when read).

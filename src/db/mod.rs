@@ -1,4 +1,5 @@
-//! PostgreSQL access: the connection pool, the generated schema and embedded migrations.
+//! PostgreSQL access: the connection pool, the generated schema (and the views, by hand) and
+//! embedded migrations.
 //!
 //! Reads `[database]`: `url`, `pool_size`, `connect_timeout_ms`, `wait_timeout_ms`,
 //! `statement_timeout_ms`. Every connection is tagged with `application_name =
@@ -8,6 +9,7 @@
 pub mod migrate;
 pub mod schema;
 pub mod sql;
+pub mod views;
 
 use std::time::Duration;
 

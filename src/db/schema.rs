@@ -18,6 +18,8 @@ diesel::table! {
         decided_at -> Timestamptz,
         updated_at -> Timestamptz,
         ticket_type_id -> Nullable<Int8>,
+        waitlist_seq -> Nullable<Int8>,
+        price_quoted -> Nullable<Int8>,
     }
 }
 
@@ -180,20 +182,6 @@ diesel::table! {
     }
 }
 
-diesel::table! {
-    waitlist (id) {
-        id -> Int8,
-        request_id -> Uuid,
-        user_id -> Int8,
-        event_id -> Int8,
-        seats -> Int4,
-        allow_partial -> Bool,
-        created_at -> Timestamptz,
-        price_quoted -> Int8,
-        ticket_type_id -> Nullable<Int8>,
-    }
-}
-
 diesel::joinable!(bookings -> ticket_types (ticket_type_id));
 diesel::joinable!(events -> users (host_id));
 diesel::joinable!(outbox -> events (event_id));
@@ -219,5 +207,4 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     ticket_types,
     users,
-    waitlist,
 );

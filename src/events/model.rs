@@ -5,7 +5,8 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 
-use crate::db::schema::{events, waitlist};
+use crate::db::schema::events;
+use crate::db::views::waitlist;
 
 /// An `events` row. It is also what the cache stores (it holds nothing secret).
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Serialize, Deserialize)]

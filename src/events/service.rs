@@ -8,7 +8,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::json;
 
 use crate::cache::Lookup;
-use crate::db::schema::{booking_requests, bookings, events, ticket_types, users, waitlist};
+use crate::db::schema::{bookings, events, ticket_types, users};
 use crate::error::{ApiError, ApiResult};
 use crate::events::domain::{self, Limits, UpdateEventBody};
 use crate::events::model::{Event, NewEvent};
@@ -264,28 +264,16 @@ async fn cancel_inner(conn: &mut AsyncPgConnection, event: &Event) -> ApiResult<
         .set(ticket_types::sold.eq(0))
         .execute(conn)
         .await?;
-    let waiting: Vec<(uuid::Uuid, i64, i32)> =
-        diesel::delete(waitlist::table.filter(waitlist::event_id.eq(event.id)))
-            .returning((waitlist::request_id, waitlist::user_id, waitlist::seats))
-            .get_results(conn)
-            .await?;
-    let waiting_requests: Vec<uuid::Uuid> = waiting.iter().map(|(r, _, _)| *r).collect();
     // Requests that were only waiting are closed as rejected; partly confirmed ones keep their
     // (now cancelled) confirmation.
-    diesel::update(booking_requests::table.filter(booking_requests::id.eq_any(&waiting_requests)))
-        .set((
-            booking_requests::seats_waitlisted.eq(0),
-            booking_requests::status.eq(diesel::dsl::sql::<diesel::sql_types::Text>(
-                "CASE WHEN seats_confirmed > 0 THEN 'confirmed' ELSE 'rejected' END",
-            )),
-            booking_requests::reject_reason.eq(diesel::dsl::sql::<
-                diesel::sql_types::Nullable<diesel::sql_types::Text>,
-            >(
-                "CASE WHEN seats_confirmed > 0 THEN NULL ELSE 'event_closed' END",
-            )),
-        ))
-        .execute(conn)
-        .await?;
+    let waiting = crate::bookings::engine::take_off_waitlist(
+        conn,
+        event.id,
+        None,
+        crate::bookings::domain::Status::Confirmed,
+        crate::bookings::domain::Reason::EventClosed,
+    )
+    .await?;
     let updated: Event = diesel::update(events::table.find(event.id))
         .set((
             events::status.eq("cancelled"),
@@ -315,13 +303,13 @@ async fn cancel_inner(conn: &mut AsyncPgConnection, event: &Event) -> ApiResult<
             payload,
         ));
     }
-    for (request_id, user_id, seats) in &waiting {
+    for w in &waiting {
         let mut payload = event_facts.clone();
-        payload["requestId"] = json!(request_id);
-        payload["seatsWaited"] = json!(seats);
+        payload["requestId"] = json!(w.request_id);
+        payload["seatsWaited"] = json!(w.seats);
         rows.push(NewNotification::new(
             "event_cancelled_waitlist",
-            *user_id,
+            w.user_id,
             Some(event.id),
             payload,
         ));

@@ -506,14 +506,9 @@ async fn deleting_an_event_with_bookings_cancels_it_and_notifies_holders() {
     let wreq = uuid::Uuid::new_v4();
     let wuser = user_id(&app, &waiting);
     c.execute(
-        "INSERT INTO booking_requests (id, user_id, event_id, seats, status, seats_waitlisted, requested_at) \
-         VALUES ($1, $2, $3, 2, 'waitlisted', 2, now())",
-        &[&wreq, &wuser, &id],
-    )
-    .await
-    .unwrap();
-    c.execute(
-        "INSERT INTO waitlist (request_id, user_id, event_id, seats, price_quoted) VALUES ($1, $2, $3, 2, 0)",
+        "INSERT INTO booking_requests (id, user_id, event_id, seats, status, seats_waitlisted, requested_at, \
+                                       waitlist_seq, price_quoted) \
+         VALUES ($1, $2, $3, 2, 'waitlisted', 2, now(), nextval('booking_requests_waitlist_seq'), 0)",
         &[&wreq, &wuser, &id],
     )
     .await

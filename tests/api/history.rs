@@ -22,23 +22,24 @@ async fn seed_history(app: &TestApp, user: i64, events: &[i64]) {
                   {base} + (g % 3) * interval '1 microsecond' AS at
              FROM generate_series(1, 1040) g;
          INSERT INTO booking_requests (id, user_id, event_id, seats, status, seats_confirmed,
-                                       seats_waitlisted, reject_reason, requested_at, cost)
+                                       seats_waitlisted, reject_reason, requested_at, cost,
+                                       decided_at, waitlist_seq, price_quoted)
            SELECT rid, {user}, event_id, seats,
                   CASE WHEN g <= 1000 THEN 'confirmed' WHEN g <= 1020 THEN 'waitlisted' ELSE 'rejected' END,
                   CASE WHEN g <= 1000 THEN seats ELSE 0 END,
                   CASE WHEN g BETWEEN 1001 AND 1020 THEN seats ELSE 0 END,
                   CASE WHEN g > 1020 THEN 'sold_out' END,
-                  at, CASE WHEN g <= 1000 THEN seats * 1200 ELSE 0 END
-             FROM plan;
+                  at, CASE WHEN g <= 1000 THEN seats * 1200 ELSE 0 END,
+                  -- waiting requests are the waitlist entries: placed in random order
+                  at, CASE WHEN g BETWEEN 1001 AND 1020 THEN nextval('booking_requests_waitlist_seq') END,
+                  CASE WHEN g BETWEEN 1001 AND 1020 THEN 1200 END
+             FROM plan ORDER BY random();
          INSERT INTO bookings (request_id, user_id, event_id, seats, cost, status, created_at, cancelled_at)
            SELECT rid, {user}, event_id, seats, seats * 1200,
                   CASE WHEN g % 5 = 0 THEN 'cancelled' ELSE 'confirmed' END, at,
                   CASE WHEN g % 5 = 0 THEN at + interval '1 hour' END
              FROM plan WHERE g <= 1000 ORDER BY random();
-         INSERT INTO waitlist (request_id, user_id, event_id, seats, created_at, price_quoted)
-           SELECT rid, {user}, event_id, seats, at, 1200 FROM plan WHERE g BETWEEN 1001 AND 1020
-            ORDER BY random();
-         ANALYZE bookings; ANALYZE waitlist; ANALYZE booking_requests;",
+         ANALYZE bookings; ANALYZE booking_requests;",
         events = events
             .iter()
             .map(i64::to_string)

@@ -176,10 +176,10 @@ async fn timestamps_are_timestamptz_everywhere() {
     assert_eq!(naive, 0);
 }
 
-/// Bookings and waitlist entries belong to their request: same user, same event (one composite
-/// foreign key each), and they go when the request goes.
+/// Bookings belong to their request: same user, same event (checked per statement), and they
+/// go when the request goes.
 #[tokio::test]
-async fn bookings_and_waitlist_entries_match_their_request() {
+async fn bookings_match_their_request() {
     let db = TestDatabase::migrated().await;
     let c = db.client().await;
     let host = user(&c, "host9", "host9@example.com").await;
@@ -203,14 +203,6 @@ async fn bookings_and_waitlist_entries_match_their_request() {
             .await
             .unwrap_err();
         assert_eq!(constraint_of(&err), "bookings_request_fkey");
-        let err = c
-            .execute(
-                "INSERT INTO waitlist (request_id, user_id, event_id, seats, price_quoted) VALUES ($1, $2, $3, 2, 100)",
-                &[&request, &u, &e],
-            )
-            .await
-            .unwrap_err();
-        assert_eq!(constraint_of(&err), "waitlist_request_fkey");
     }
     c.execute(
         "INSERT INTO bookings (request_id, user_id, event_id, seats, cost) VALUES ($1, $2, $3, 2, 200)",
@@ -227,6 +219,159 @@ async fn bookings_and_waitlist_entries_match_their_request() {
         .unwrap()
         .get(0);
     assert_eq!(left, 0, "deleting the event cascades through the request");
+}
+
+const INSERT_WAITING: &str = "INSERT INTO booking_requests (id, user_id, event_id, seats, status, \
+     seats_waitlisted, requested_at, waitlist_seq, price_quoted) VALUES ($1, $2, $3, 3, 'waitlisted', $4, now(), $5, $6)";
+
+/// A waitlist entry is its request row (issue #12: one row per request): a waiting request has a
+/// place in its event's queue and a quoted price, a place is taken once per event, the
+/// `waitlist` view shows exactly the requests still waiting (with the seats they wait for), a
+/// write to the view is refused (it would otherwise delete the request), and the entry goes
+/// with its event.
+#[tokio::test]
+async fn a_waitlist_entry_is_its_request_row() {
+    let db = TestDatabase::migrated().await;
+    let c = db.client().await;
+    let host = user(&c, "host12", "host12@example.com").await;
+    let buyer = user(&c, "buyer12", "buyer12@example.com").await;
+    let ev = event(&c, host, 10).await;
+    let ev2 = event(&c, host, 10).await;
+    let (seats, none): (i32, Option<i64>) = (2, None);
+    for (place, price, constraint) in [
+        (none, Some(100_i64), "booking_requests_waiting_check"),
+        (Some(1_i64), none, "booking_requests_waiting_check"),
+        (Some(1), Some(-1), "booking_requests_price_quoted_check"),
+    ] {
+        let err = c
+            .execute(
+                INSERT_WAITING,
+                &[&uuid::Uuid::new_v4(), &buyer, &ev, &seats, &place, &price],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(constraint_of(&err), constraint, "{err}");
+    }
+    let (first, second, elsewhere) = (
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+    );
+    let price = Some(100_i64);
+    c.execute(
+        INSERT_WAITING,
+        &[&first, &buyer, &ev, &seats, &Some(7_i64), &price],
+    )
+    .await
+    .unwrap();
+    let err = c
+        .execute(
+            INSERT_WAITING,
+            &[&second, &host, &ev, &seats, &Some(7_i64), &price],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(constraint_of(&err), "booking_requests_waitlist_fifo_idx");
+    // The same place in another event's queue is another place.
+    c.execute(
+        INSERT_WAITING,
+        &[&elsewhere, &buyer, &ev2, &seats, &Some(7_i64), &price],
+    )
+    .await
+    .unwrap();
+    c.execute(
+        INSERT_WAITING,
+        &[&second, &host, &ev, &seats, &Some(8_i64), &price],
+    )
+    .await
+    .unwrap();
+
+    let queue = |event: i64| {
+        let c = &c;
+        async move {
+            c.query(
+                "SELECT id, request_id, user_id, seats, price_quoted FROM waitlist WHERE event_id = $1 ORDER BY id",
+                &[&event],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, i64>(0),
+                    r.get::<_, uuid::Uuid>(1),
+                    r.get::<_, i64>(2),
+                    r.get::<_, i32>(3),
+                    r.get::<_, i64>(4),
+                )
+            })
+            .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        queue(ev).await,
+        vec![(7, first, buyer, 2, 100), (8, second, host, 2, 100)]
+    );
+    // One seat of the first served: it waits for one more, in its place.
+    c.execute(
+        "UPDATE booking_requests SET seats_confirmed = 1, seats_waitlisted = 1, status = 'partial' WHERE id = $1",
+        &[&first],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        queue(ev).await,
+        vec![(7, first, buyer, 1, 100), (8, second, host, 2, 100)]
+    );
+    // Its last seat served: off the waitlist.
+    c.execute(
+        "UPDATE booking_requests SET seats_confirmed = 2, seats_waitlisted = 0, status = 'confirmed' WHERE id = $1",
+        &[&first],
+    )
+    .await
+    .unwrap();
+    assert_eq!(queue(ev).await, vec![(8, second, host, 2, 100)]);
+
+    for write in [
+        "DELETE FROM waitlist WHERE request_id = $1",
+        "UPDATE waitlist SET seats = 1 WHERE request_id = $1",
+    ] {
+        let err = c.execute(write, &[&second]).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE),
+            "{write}: {err}"
+        );
+    }
+    let err = c
+        .execute(
+            "INSERT INTO waitlist (request_id, user_id, event_id, seats, price_quoted) VALUES ($1, $2, $3, 2, 100)",
+            &[&uuid::Uuid::new_v4(), &buyer, &ev],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE)
+    );
+    let requests: i64 = c
+        .query_one("SELECT count(*) FROM booking_requests", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        requests, 3,
+        "a refused write to the view leaves the requests"
+    );
+
+    c.execute("DELETE FROM events WHERE id = $1", &[&ev])
+        .await
+        .unwrap();
+    assert!(
+        queue(ev).await.is_empty(),
+        "the entries go with their event"
+    );
+    assert_eq!(queue(ev2).await.len(), 1);
 }
 
 const INSERT_REQUEST: &str = "INSERT INTO booking_requests (id, user_id, event_id, seats, status, seats_confirmed, requested_at) \
