@@ -312,25 +312,25 @@ async fn a_waitlist_entry_is_its_request_row() {
         queue(ev).await,
         vec![(7, first, buyer, 2, 100), (8, second, host, 2, 100)]
     );
-    // One seat of the first served: it waits for one more, in its place.
-    c.execute(
-        "UPDATE booking_requests SET seats_confirmed = 1, seats_waitlisted = 1, status = 'partial' WHERE id = $1",
-        &[&first],
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        queue(ev).await,
-        vec![(7, first, buyer, 1, 100), (8, second, host, 2, 100)]
-    );
-    // Its last seat served: off the waitlist.
-    c.execute(
-        "UPDATE booking_requests SET seats_confirmed = 2, seats_waitlisted = 0, status = 'confirmed' WHERE id = $1",
-        &[&first],
-    )
-    .await
-    .unwrap();
-    assert_eq!(queue(ev).await, vec![(8, second, host, 2, 100)]);
+    // The first one's seats served one at a time: it keeps its place while it waits for more,
+    // and leaves the queue with its last seat.
+    for (confirmed, waiting, status, expected) in [
+        (
+            1_i32,
+            1_i32,
+            "partial",
+            vec![(7, first, buyer, 1, 100), (8, second, host, 2, 100)],
+        ),
+        (2, 0, "confirmed", vec![(8, second, host, 2, 100)]),
+    ] {
+        c.execute(
+            "UPDATE booking_requests SET seats_confirmed = $2, seats_waitlisted = $3, status = $4 WHERE id = $1",
+            &[&first, &confirmed, &waiting, &status],
+        )
+        .await
+        .unwrap();
+        assert_eq!(queue(ev).await, expected, "{status}");
+    }
 
     for write in [
         "DELETE FROM waitlist WHERE request_id = $1",
