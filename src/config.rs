@@ -428,6 +428,13 @@ pub struct BookingSettings {
     /// Transactions one writer keeps in flight (each on its own connection): batch N+1 is
     /// decided and written while batch N commits. 1 = one at a time.
     pub pipeline_depth: usize,
+    /// Requests an in-process batch gathers before it starts while another transaction is in
+    /// flight (it starts at once when none is): a batch of a few would hold a pipeline slot
+    /// for a whole commit. 1 = start with what is queued.
+    pub overlap_min: usize,
+    /// Longest such a batch waits for `overlap_min` requests, in microseconds (it also starts
+    /// when the transaction before it commits).
+    pub overlap_wait_us: u64,
     /// Benchmarking only: the in-process worker answers every request `pending` at once and
     /// writes nothing, so a run measures the accept path's ceiling (HTTP, token, JSON, cache,
     /// channel). Refused in production.

@@ -3,7 +3,8 @@
 //! earlier batches commit; the shard settles transactions as they finish. On shutdown it stops
 //! taking requests, decides what is queued and waits for every commit.
 //!
-//! Reads `[booking]`: `batch_max`, `linger_ms`, `shards`, `queue_capacity`, `pipeline_depth`.
+//! Reads `[booking]`: `batch_max`, `linger_ms`, `shards`, `queue_capacity`, `pipeline_depth`,
+//! `overlap_min`, `overlap_wait_us`.
 
 use std::time::Duration;
 
@@ -86,6 +87,11 @@ async fn run_shard(
             tokio::time::sleep(Duration::from_millis(settings.linger_ms)).await;
             fill(&mut rx, &mut batch, batch_max);
         }
+        if writer.in_flight() && batch.len() < settings.overlap_min.min(batch_max) {
+            let wait = Duration::from_micros(settings.overlap_wait_us);
+            let sizes = (settings.overlap_min, batch_max);
+            gather(&mut writer, &mut rx, &mut batch, sizes, wait).await;
+        }
         metrics::histogram!("booking_batch_size").record(batch.len() as f64);
         writer.submit(batch, ()).await;
     }
@@ -103,6 +109,36 @@ async fn run_shard(
         writer.submit(rest, ()).await;
     }
     writer.drain().await;
+}
+
+/// Adds requests to `batch` (at most `max`) until it holds `min`, `wait` has passed or no transaction is in
+/// flight any more (settling the one that commits meanwhile). In a sale, the answers of the
+/// transaction that committed last bring their clients' next requests back a moment later: a
+/// batch started at once would hold them back for a whole commit with only the first few.
+async fn gather(
+    writer: &mut Writer<()>,
+    rx: &mut mpsc::Receiver<Envelope>,
+    batch: &mut Vec<Envelope>,
+    (min, max): (usize, usize),
+    wait: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + wait;
+    while batch.len() < min && writer.in_flight() {
+        tokio::select! {
+            biased;
+            () = writer.wait_front() => {
+                writer.settle().await;
+            }
+            env = rx.recv() => match env {
+                Some(env) => {
+                    batch.push(env);
+                    fill(rx, batch, max);
+                }
+                None => return,
+            },
+            () = tokio::time::sleep_until(deadline) => return,
+        }
+    }
 }
 
 fn fill(rx: &mut mpsc::Receiver<Envelope>, batch: &mut Vec<Envelope>, max: usize) {

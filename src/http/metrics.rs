@@ -25,6 +25,12 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// `booking_batch_size` buckets, in requests (the latency buckets would put every batch in
+/// `+Inf` or `le="1"`).
+const BATCH_SIZE_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
+];
+
 /// Counters documented in the README, registered at 0 when the recorder is installed so that
 /// alerts and dashboards see them from start-up, not after first use.
 pub const COUNTERS: &[&str] = &[
@@ -101,6 +107,11 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets(LATENCY_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full("booking_batch_size".to_owned()),
+                    BATCH_SIZE_BUCKETS,
+                )
                 .ok()?
                 .build_recorder();
             let handle = recorder.handle();
@@ -225,4 +236,27 @@ pub async fn track(
     metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
         .record(start.elapsed().as_secs_f64());
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn batch_sizes_are_counted_in_requests_and_latencies_in_seconds() {
+        let handle = super::handle().expect("the recorder");
+        metrics::histogram!("booking_batch_size").record(37.0);
+        metrics::histogram!("booking_decision_latency_seconds").record(0.003);
+        let text = handle.render();
+        assert!(
+            text.contains("booking_batch_size_bucket{le=\"20\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("booking_batch_size_bucket{le=\"50\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("booking_decision_latency_seconds_bucket{le=\"0.005\"} 1"),
+            "{text}"
+        );
+    }
 }
