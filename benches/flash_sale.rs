@@ -129,6 +129,12 @@ fn args() -> Args {
     a
 }
 
+/// A number of its own for every run of this invocation.
+fn run_seq() -> usize {
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    SEQ.fetch_add(1, Ordering::Relaxed)
+}
+
 /// A process's environment.
 type Env = Vec<(String, String)>;
 
@@ -254,6 +260,14 @@ async fn run(a: &Args, spec: &RunSpec<'_>) -> RunResult {
         ("ATOMICSEATS__DATABASE__POOL_SIZE".into(), "16".into()),
         ("ATOMICSEATS__LOG__LEVEL".into(), "warn".into()),
         ("ATOMICSEATS__MAIL__TRANSPORT".into(), "log".into()),
+        // Each run its own Redis keys (when Redis is configured): every run's database is new
+        // and its event 1 starts at version 0, so the previous run's cached event 1 (sold out,
+        // a higher version) would be read as newer than the database until a reconciliation
+        // pass repaired it.
+        (
+            "ATOMICSEATS__REDIS__KEY_PREFIX".into(),
+            format!("bench{}-{}", std::process::id(), run_seq()),
+        ),
     ];
     // Experiments: extra server settings for every run, `ATOMICSEATS_BENCH_ENV="K=V K=V"`.
     if let Ok(extra) = std::env::var("ATOMICSEATS_BENCH_ENV") {
