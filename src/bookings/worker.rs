@@ -87,9 +87,10 @@ async fn run_shard(
             tokio::time::sleep(Duration::from_millis(settings.linger_ms)).await;
             fill(&mut rx, &mut batch, batch_max);
         }
-        if writer.in_flight() && batch.len() < settings.overlap_min.min(batch_max) {
+        // (min, max): a batch never holds more than batch_max, so it waits for no more.
+        let sizes = (settings.overlap_min.min(batch_max), batch_max);
+        if writer.in_flight() && batch.len() < sizes.0 {
             let wait = Duration::from_micros(settings.overlap_wait_us);
-            let sizes = (settings.overlap_min, batch_max);
             gather(&mut writer, &mut rx, &mut batch, sizes, wait).await;
         }
         metrics::histogram!("booking_batch_size").record(batch.len() as f64);
@@ -111,10 +112,11 @@ async fn run_shard(
     writer.drain().await;
 }
 
-/// Adds requests to `batch` (at most `max`) until it holds `min`, `wait` has passed or no transaction is in
-/// flight any more (settling the one that commits meanwhile). In a sale, the answers of the
-/// transaction that committed last bring their clients' next requests back a moment later: a
-/// batch started at once would hold them back for a whole commit with only the first few.
+/// Adds requests to `batch` (at most `max`; `min` ≤ `max`) until it holds `min`, `wait` has
+/// passed or no transaction is in flight any more (settling the one that commits meanwhile).
+/// In a sale, the answers of the transaction that committed last bring their clients' next
+/// requests back a moment later: a batch started at once would hold them back for a whole
+/// commit with only the first few.
 async fn gather(
     writer: &mut Writer<()>,
     rx: &mut mpsc::Receiver<Envelope>,
