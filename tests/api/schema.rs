@@ -534,3 +534,92 @@ async fn a_user_deleted_while_their_request_is_written_leaves_no_orphan() {
     );
     assert_eq!(count_for(second).await, 0);
 }
+
+/// One `engine_advance` call, on one event.
+const ADVANCE: &str = "SELECT engine_advance(ARRAY[$1::int8], ARRAY[$2::int4], ARRAY[$3::int8])";
+
+/// An event's reserved seats and version.
+async fn state(c: &tokio_postgres::Client, ev: i64) -> (i32, i64) {
+    let row = c
+        .query_one(
+            "SELECT reserved_seats, version FROM events WHERE id = $1",
+            &[&ev],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// An advance in its own transaction on its own connection, left to wait in a task.
+async fn chained(
+    db: &TestDatabase,
+    ev: i64,
+    version: i64,
+    seats: i32,
+) -> tokio::task::JoinHandle<Result<(), tokio_postgres::Error>> {
+    let mut c = db.client().await;
+    tokio::spawn(async move {
+        let tx = c.transaction().await?;
+        tx.execute(ADVANCE, &[&ev, &seats, &version]).await?;
+        tx.commit().await
+    })
+}
+
+/// A database error's SQLSTATE.
+fn code(e: &tokio_postgres::Error) -> Option<String> {
+    e.code().map(|c| c.code().to_owned())
+}
+
+/// `engine_advance` for one event (one `UPDATE … RETURNING`): it waits for the transaction
+/// before it and chains on the version that one committed; a stale version is refused with
+/// 40001 — not judged by the no-oversell CHECK — and moves nothing; when the transaction before
+/// it rolls back, the one chained on it is refused too.
+#[tokio::test]
+async fn engine_advance_chains_on_the_version_and_refuses_a_stale_one() {
+    let db = TestDatabase::migrated().await;
+    let mut first = db.client().await;
+    let host = user(&first, "host21", "host21@example.com").await;
+    let ev = event(&first, host, 10).await;
+
+    // Version 0 → 1 in a transaction held open; the next one (expecting 1) waits, then moves.
+    let tx = first.transaction().await.unwrap();
+    tx.execute(ADVANCE, &[&ev, &2_i32, &0_i64]).await.unwrap();
+    let second = chained(&db, ev, 1, 3).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !second.is_finished(),
+        "it waits for the transaction before it"
+    );
+    tx.commit().await.unwrap();
+    second.await.unwrap().unwrap();
+    let checker = db.client().await;
+    assert_eq!(state(&checker, ev).await, (5, 2));
+
+    // A stale version is refused with 40001 even when its seats would overfill the event.
+    for seats in [1, 100] {
+        let err = checker
+            .execute(ADVANCE, &[&ev, &seats, &0_i64])
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err).as_deref(), Some("40001"), "{err}");
+    }
+    assert_eq!(state(&checker, ev).await, (5, 2), "nothing moved");
+
+    // The transaction before it rolls back: the one chained on it (expecting 3) is refused.
+    let tx = first.transaction().await.unwrap();
+    tx.execute(ADVANCE, &[&ev, &1_i32, &2_i64]).await.unwrap();
+    let after = chained(&db, ev, 3, 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!after.is_finished());
+    tx.rollback().await.unwrap();
+    let err = after.await.unwrap().unwrap_err();
+    assert_eq!(code(&err).as_deref(), Some("40001"), "{err}");
+    assert_eq!(state(&checker, ev).await, (5, 2));
+
+    // Within capacity the CHECK still guards the count itself.
+    let err = checker
+        .execute(ADVANCE, &[&ev, &6_i32, &2_i64])
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err).as_deref(), Some("23514"), "{err}");
+}
