@@ -180,25 +180,57 @@ fn rejected_code(reason: Reason) -> &'static str {
     reason.as_str()
 }
 
+/// A booking request's answer (`data`), serialized straight into the body: the keys are
+/// declared in the order a `json!` map wrote them (alphabetical), so the bytes are the same,
+/// without building a map per answer (`BTreeMap` inserts were ~3% of the accept path's samples).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutcomeBody<'a> {
+    booking_id: Option<i64>,
+    cost: i64,
+    event_id: i64,
+    expires_at: Option<chrono::DateTime<Utc>>,
+    message_id: Uuid,
+    position: Option<i64>,
+    reason: Option<Reason>,
+    request_id: Uuid,
+    seats: i32,
+    seats_requested: i32,
+    seats_waitlisted: i32,
+    status: Status,
+    status_url: &'a str,
+    ticket_type_id: Option<i64>,
+}
+
+/// The answer of a request not decided yet (`data`), keys in the same order.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PendingBody<'a> {
+    message_id: Uuid,
+    request_id: Uuid,
+    status: Status,
+    status_url: &'a str,
+}
+
 /// The answer for a known outcome.
 fn outcome_response(o: &Outcome, waited: bool) -> HttpResponse {
     let status_url = format!("/api/bookings/requests/{}", o.request_id);
-    let data = json!({
-        "requestId": o.request_id,
-        "messageId": o.request_id,
-        "status": o.status,
-        "statusUrl": status_url,
-        "eventId": o.event_id,
-        "seatsRequested": o.seats_requested,
-        "seats": o.seats_confirmed,
-        "seatsWaitlisted": o.seats_waitlisted,
-        "bookingId": o.booking_id,
-        "cost": o.cost,
-        "position": o.position,
-        "reason": o.reason,
-        "ticketTypeId": o.ticket_type_id,
-        "expiresAt": o.expires_at,
-    });
+    let data = OutcomeBody {
+        booking_id: o.booking_id,
+        cost: o.cost,
+        event_id: o.event_id,
+        expires_at: o.expires_at,
+        message_id: o.request_id,
+        position: o.position,
+        reason: o.reason,
+        request_id: o.request_id,
+        seats: o.seats_confirmed,
+        seats_requested: o.seats_requested,
+        seats_waitlisted: o.seats_waitlisted,
+        status: o.status,
+        status_url: &status_url,
+        ticket_type_id: o.ticket_type_id,
+    };
     // A rejection is a 409 whether or not the client asked to wait (the old fast path
     // answered sold-out and closed events so; now the writer decides and stores them).
     if !waited && o.status != Status::Rejected {
@@ -390,12 +422,12 @@ pub async fn place(
 fn pending_response(request: &BookingRequest, message: &str) -> HttpResponse {
     response::respond(
         StatusCode::ACCEPTED,
-        json!({
-            "requestId": request.request_id,
-            "messageId": request.request_id,
-            "status": Status::Pending,
-            "statusUrl": format!("/api/bookings/requests/{}", request.request_id),
-        }),
+        PendingBody {
+            message_id: request.request_id,
+            request_id: request.request_id,
+            status: Status::Pending,
+            status_url: &format!("/api/bookings/requests/{}", request.request_id),
+        },
         message,
     )
 }
