@@ -623,3 +623,70 @@ async fn engine_advance_chains_on_the_version_and_refuses_a_stale_one() {
         .unwrap_err();
     assert_eq!(code(&err).as_deref(), Some("23514"), "{err}");
 }
+
+/// Sequential scans of `booking_requests` this backend counted and has not flushed to the
+/// statistics views yet.
+async fn seq_scans(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Scans {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel::sql_query("SELECT pg_stat_get_xact_numscans('booking_requests'::regclass) AS n")
+        .get_result::<Scans>(conn)
+        .await
+        .unwrap()
+        .n
+}
+
+/// The writer's lookup of requests that may be stored (every batch in Kafka mode) stays an
+/// index lookup as `booking_requests` grows. As a cached prepared statement it kept the generic
+/// plan made after its fifth run — on a table of a few pages, a sequential scan — and scanned
+/// the whole table on every batch once it had grown (150–270 ms per batch in a Kafka sale).
+#[tokio::test]
+async fn the_stored_request_lookup_does_not_scan_the_grown_table() {
+    use diesel::prelude::*;
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    let db = TestDatabase::migrated().await;
+    let c = db.client().await;
+    let host = user(&c, "host31", "host31@example.com").await;
+    let ev = event(&c, host, 10).await;
+    let grow = |n: i32| {
+        let c = &c;
+        async move {
+            c.execute(
+                "INSERT INTO booking_requests (id, user_id, event_id, seats, status, \
+                 seats_confirmed, requested_at) \
+                 SELECT gen_random_uuid(), $1, $2, 1, 'confirmed', 1, now() \
+                 FROM generate_series(1, $3)",
+                &[&host, &ev, &n],
+            )
+            .await
+            .unwrap();
+        }
+    };
+    let probe: Vec<uuid::Uuid> = (0..10).map(|_| uuid::Uuid::new_v4()).collect();
+    let mut conn = AsyncPgConnection::establish(&db.url()).await.unwrap();
+    // A small table while the lookup runs often enough for a cached statement to go generic.
+    grow(500).await;
+    for _ in 0..8 {
+        atomicseats::bookings::engine::stored_outcomes(&mut conn, &probe)
+            .await
+            .unwrap();
+    }
+    grow(20_000).await;
+    // The lookup's own sequential scans: the count before and after it, in one transaction.
+    diesel::sql_query("BEGIN").execute(&mut conn).await.unwrap();
+    let before = seq_scans(&mut conn).await;
+    let found = atomicseats::bookings::engine::stored_outcomes(&mut conn, &probe)
+        .await
+        .unwrap();
+    let after = seq_scans(&mut conn).await;
+    diesel::sql_query("ROLLBACK")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert!(found.is_empty());
+    assert_eq!(after - before, 0, "the lookup scanned the whole table");
+}
