@@ -646,7 +646,6 @@ async fn seq_scans(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
 /// the whole table on every batch once it had grown (150–270 ms per batch in a Kafka sale).
 #[tokio::test]
 async fn the_stored_request_lookup_does_not_scan_the_grown_table() {
-    use diesel::prelude::*;
     use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
     let db = TestDatabase::migrated().await;
     let c = db.client().await;
