@@ -195,8 +195,9 @@ const STORED_REQUESTS: &str = "SELECT id, user_id, event_id, seats, allow_partia
 /// of a sale on. A cached prepared statement would keep the generic plan PostgreSQL made after
 /// its fifth run: made while `booking_requests` held a few pages, that plan was a sequential
 /// scan comparing every row with every id, and it stayed one as the table grew — 150–270 ms
-/// per batch at ~50,000 rows (`auto_explain` in a slow Kafka sale: 4,836–5,573/s, decision p99
-/// 10–11 s, in 1 of 3 runs). Sent uncached, it is planned for the ids and the table as they are.
+/// per batch (`auto_explain` in a slow Kafka sale; such sales ran at 4,761–5,573/s, decision p99
+/// 10–11 s, in 4 of 8 split-process runs). Sent uncached, it is planned for the ids and the table
+/// as they are.
 pub async fn stored_outcomes(
     conn: &mut AsyncPgConnection,
     ids: &[Uuid],
