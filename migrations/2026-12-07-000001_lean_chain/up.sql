@@ -6,9 +6,8 @@
 --    `WHERE id = …` still holds; a version predicate there would be judged on the statement's
 --    snapshot instead), moves the seats only from the expected version, and the version it
 --    moved from is checked after it — a mismatch raises 40001 and rolls the transaction back,
---    as before. One row lock and one WAL record
---    fewer per batch, on the part of the transaction that holds the event row until commit:
---    0.150 → 0.134 ms per call. Several events keep the ordered `FOR NO KEY UPDATE` (the lock
+--    as before. One row lock and one WAL record fewer per batch, on the part of the
+--    transaction that holds the event row until commit: 0.150 → 0.134 ms per call. Several events keep the ordered `FOR NO KEY UPDATE` (the lock
 --    order every writer follows).
 -- 2. The other arrays of `outbox_batches` (kinds, user ids, event ids) compress with lz4 as the
 --    payloads do since 2026-12-01-000001: a batch row is over the TOAST threshold, so PostgreSQL

@@ -70,7 +70,7 @@ struct UserSeats {
 }
 
 /// A stored request row.
-#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = booking_requests)]
 pub struct StoredRequest {
     /// Request id.
@@ -184,11 +184,6 @@ pub async fn stored_outcome(
     Ok(outcome)
 }
 
-/// [`stored_outcomes`]' lookup, as a statement diesel does not cache.
-const STORED_REQUESTS: &str = "SELECT id, user_id, event_id, seats, allow_partial, join_waitlist, \
-    status, seats_confirmed, seats_waitlisted, reject_reason, cost, ticket_type_id \
-    FROM booking_requests WHERE id = ANY($1)";
-
 /// The stored outcomes of those of `ids` that are stored (retries, redeliveries).
 ///
 /// In Kafka mode every batch asks this (any message may be a redelivery), from the first batch
@@ -196,14 +191,21 @@ const STORED_REQUESTS: &str = "SELECT id, user_id, event_id, seats, allow_partia
 /// its fifth run: made while `booking_requests` held a few pages, that plan was a sequential
 /// scan comparing every row with every id, and it stayed one as the table grew — 150–270 ms
 /// per batch (`auto_explain` in a slow Kafka sale; such sales ran at 4,761–5,573/s, decision p99
-/// 10–11 s, in 4 of 8 split-process runs). Sent uncached, it is planned for the ids and the table
-/// as they are.
+/// 10–11 s, in 4 of 8 split-process runs). The id filter is therefore SQL text, as the history's
+/// and the outbox's literal predicates are: diesel caches no statement holding a literal, so
+/// PostgreSQL plans this one for the ids and the table as they are.
 pub async fn stored_outcomes(
     conn: &mut AsyncPgConnection,
     ids: &[Uuid],
 ) -> QueryResult<Vec<Outcome>> {
-    let rows: Vec<StoredRequest> = diesel::sql_query(STORED_REQUESTS)
-        .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
+    use diesel::sql_types::{Array, Bool};
+    let rows: Vec<StoredRequest> = booking_requests::table
+        .filter(
+            diesel::dsl::sql::<Bool>("booking_requests.id = ANY(")
+                .bind::<Array<diesel::sql_types::Uuid>, _>(ids)
+                .sql(")"),
+        )
+        .select(StoredRequest::as_select())
         .load(conn)
         .await?;
     let mut out = Vec::with_capacity(rows.len());
