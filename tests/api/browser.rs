@@ -443,7 +443,7 @@ async fn a_buyer_queues_holds_pays_at_the_provider_sees_the_ticket_and_cancels_f
     let stripe = crate::helpers::stripe::LocalStripe::start().await;
     let port = crate::helpers::free_port().to_string();
     let public = format!("http://127.0.0.1:{port}");
-    let app = crate::checkout::with_stripe(TestApp::builder(), &stripe)
+    let app = crate::helpers::checkout::with_stripe(TestApp::builder(), &stripe)
         .env("ATOMICSEATS__HTTP__PORT", &port)
         .env("ATOMICSEATS__HTTP__PUBLIC_URL", &public)
         .spawn()

@@ -8,10 +8,12 @@ use std::time::Duration;
 use atomicseats::users::domain::Role;
 use serde_json::{Value, json};
 
-use crate::bookings::{
-    Transport, WAIT, app_on, assert_seat_invariants, both_transports, kafka_builder,
-};
+use crate::bookings::{Transport, app_on, both_transports, kafka_builder};
 use crate::events::event_body;
+use crate::helpers::checkout::{
+    add_type, assert_books_balance, book_decided, booking_status, fields_of, hold_event, ledger,
+    post, until_booking, with_stripe,
+};
 use crate::helpers::stripe::{LocalStripe, WEBHOOK_SECRET};
 use crate::helpers::{TestApp, TestAppBuilder, json_with_status};
 
@@ -21,111 +23,6 @@ both_transports!(
     a_late_payment_takes_free_seats_back_or_is_refunded,
     cancelling_an_event_refunds_what_was_paid_and_ends_the_holds,
 );
-
-/// A `hold` checkout event with `capacity` seats.
-async fn hold_event(app: &TestApp, host: &str, capacity: i64, extra: Value) -> i64 {
-    let mut body = event_body("Checkout", 5, capacity);
-    body["checkout"] = json!("hold");
-    body["holdSeconds"] = json!(60);
-    if let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) {
-        b.extend(e);
-    }
-    app.create_event(host, &body).await
-}
-
-async fn add_type(app: &TestApp, host: &str, event: i64, body: Value) -> i64 {
-    let resp = app
-        .client
-        .post(app.url(&format!("/api/events/{event}/ticket-types")))
-        .bearer_auth(host)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    json_with_status(resp, 201).await["data"]["id"]
-        .as_i64()
-        .unwrap()
-}
-
-/// Books with `Prefer: wait` and returns the decided outcome (`data`).
-async fn book_decided(app: &TestApp, token: &str, body: &Value) -> Value {
-    let resp = app.book(token, body, &WAIT).await;
-    let status = resp.status().as_u16();
-    let json: Value = resp.json().await.unwrap();
-    assert!(matches!(status, 201 | 202 | 409), "{status}: {json}");
-    if status == 409 {
-        return json!({ "status": "rejected", "reason": json["code"] });
-    }
-    json["data"].clone()
-}
-
-async fn post(app: &TestApp, path: &str, token: &str, body: Option<Value>) -> reqwest::Response {
-    let mut req = app.client.post(app.url(path)).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    req.send().await.unwrap()
-}
-
-async fn booking_status(app: &TestApp, booking: i64) -> String {
-    app.db
-        .client()
-        .await
-        .query_one("SELECT status FROM bookings WHERE id = $1", &[&booking])
-        .await
-        .unwrap()
-        .get(0)
-}
-
-/// Waits until the booking is in `want` (panics after `within`); returns how long it took.
-async fn until_booking(app: &TestApp, booking: i64, want: &str, within: Duration) -> Duration {
-    let start = std::time::Instant::now();
-    loop {
-        let now = booking_status(app, booking).await;
-        if now == want {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < within,
-            "booking {booking} is {now}, not {want}, after {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The ledger and the type counters agree with the bookings (reconciliation finds nothing).
-async fn assert_books_balance(app: &TestApp) {
-    assert_seat_invariants(app).await;
-    let report = atomicseats::reconcile::run_once(&app.state).await.unwrap();
-    assert!(report.drift.is_empty(), "{:?}", report.drift);
-    assert!(report.type_drift.is_empty(), "{:?}", report.type_drift);
-    assert!(report.money_drift.is_empty(), "{:?}", report.money_drift);
-}
-
-/// The fields a 400 names, in order.
-fn fields_of(error: &Value) -> Vec<&str> {
-    error["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect()
-}
-
-async fn ledger(app: &TestApp, booking: i64) -> Vec<(String, i64)> {
-    app.db
-        .client()
-        .await
-        .query(
-            "SELECT kind, amount FROM payments WHERE booking_id = $1 ORDER BY id",
-            &[&booking],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect()
-}
 
 #[tokio::test]
 async fn hosts_manage_ticket_types_and_bad_input_names_the_field() {
@@ -565,14 +462,6 @@ async fn a_late_payment_takes_free_seats_back_or_is_refunded(transport: Transpor
         [("capture".to_owned(), 2400), ("refund".to_owned(), 2400)]
     );
     assert_books_balance(&app).await;
-}
-
-pub fn with_stripe(builder: TestAppBuilder, stripe: &LocalStripe) -> TestAppBuilder {
-    let mut b = builder;
-    for (k, v) in stripe.env() {
-        b = b.env(k, &v);
-    }
-    b
 }
 
 /// Stripe: a Checkout Session per hold, the signed webhook confirms it once; bad signatures,

@@ -1,5 +1,6 @@
 //! `TestApp`: the real application on port 0 against a private database.
 
+pub mod checkout;
 pub mod db;
 pub mod fixtures;
 pub mod stripe;
