@@ -53,6 +53,18 @@ pub fn is_json(headers: &header::HeaderMap) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
+/// The path as the router matches it: actix decodes percent-encoded characters that need no
+/// encoding (`/%61pi/` is routed as `/api/`), so every "is this the API?" decision uses this,
+/// never the raw request path.
+pub fn routed_path(req: &ServiceRequest) -> &str {
+    req.match_info().as_str()
+}
+
+/// Whether the request is routed to the API (a path under `/api/`, as the router sees it).
+pub fn is_api(req: &ServiceRequest) -> bool {
+    routed_path(req).starts_with("/api/")
+}
+
 /// Middleware: cross-site request forgery protection for cookie sessions. A state-changing
 /// request (anything but GET, HEAD, OPTIONS) that carries a session cookie and no
 /// `Authorization` header must be `Content-Type: application/json` or carry an
@@ -69,7 +81,7 @@ pub async fn cookie_csrf(
     let cookie_session = !headers.contains_key(header::AUTHORIZATION)
         && (req.cookie(crate::http::auth::ACCESS_COOKIE).is_some()
             || req.cookie(crate::http::auth::REFRESH_COOKIE).is_some());
-    let page = !req.path().starts_with("/api/");
+    let page = !is_api(&req);
     if safe
         || page
         || !cookie_session
@@ -248,7 +260,7 @@ pub async fn deadline(
         default: Duration::from_secs(10),
         booking: Duration::from_secs(40),
     });
-    let limit = if req.method() == Method::POST && req.path() == "/api/events/book" {
+    let limit = if req.method() == Method::POST && routed_path(&req) == "/api/events/book" {
         deadlines.booking
     } else {
         deadlines.default

@@ -434,8 +434,6 @@ pub async fn password_login(
     let (Some(login), Some(password)) = (login, password) else {
         return Err(ApiError::fields(errors));
     };
-    let throttle = LoginThrottle::new(state, req, login);
-    throttle.count_attempt().await?;
     // Over-long input can never match; answer like a wrong password (after the same work).
     let mut conn = state.db().get().await?;
     let user = if login.len() <= 254 {
@@ -443,6 +441,8 @@ pub async fn password_login(
     } else {
         None
     };
+    let throttle = LoginThrottle::new(state, req, login, user.as_ref().map(|u| u.id));
+    throttle.count_attempt().await?;
     let cost = state.settings().auth.bcrypt_cost;
     let ok = password::verify(
         password,
@@ -463,31 +463,28 @@ pub async fn password_login(
 }
 
 /// Per-account login throttle (NIST SP 800-63B: limit failed attempts without letting an
-/// attacker lock the owner out). Attempts are counted per login name in a fixed window
-/// (`auth.login_attempts` per `auth.login_window`), unknown names alike; a client presenting
-/// the device cookie of a past login to that account is counted on its own.
+/// attacker lock the owner out). Attempts are counted per account — by user id, so its
+/// username and its email share one count — in a fixed window (`auth.login_attempts` per
+/// `auth.login_window`); a name nobody has is counted by name, alike. A client presenting the
+/// device cookie of a past login **to that same account** is counted on its own; a device of
+/// any other account counts as no device.
 struct LoginThrottle<'a> {
     state: &'a AppState,
     key: String,
 }
 
 impl<'a> LoginThrottle<'a> {
-    fn new(state: &'a AppState, req: &HttpRequest, login: &str) -> Self {
-        let login = login.to_lowercase();
+    fn new(state: &'a AppState, req: &HttpRequest, login: &str, user: Option<i64>) -> Self {
         let device = req
             .cookie(DEVICE_COOKIE)
-            .and_then(|c| state.tokens().verify_device(c.value()));
-        // The device counts for the account it was issued to only: it names the user id, the
-        // login names a user; both are hashed into the key, so a device of another account
-        // gives a key of its own that guessing cannot share.
-        let key = match device {
-            Some((user, device)) => {
-                format!(
-                    "login:dev:{}",
-                    hex(&sha256(&format!("{user}:{device}:{login}")))
-                )
+            .and_then(|c| state.tokens().verify_device(c.value()))
+            .filter(|(owner, _)| Some(*owner) == user);
+        let key = match (user, device) {
+            (Some(user), Some((_, device))) => {
+                format!("login:dev:{}", hex(&sha256(&format!("{user}:{device}"))))
             }
-            None => format!("login:acct:{}", hex(&sha256(&login))),
+            (Some(user), None) => format!("login:user:{user}"),
+            (None, _) => format!("login:acct:{}", hex(&sha256(&login.to_lowercase()))),
         };
         Self { state, key }
     }
@@ -750,7 +747,7 @@ pub async fn change_password(
     let local_part = user.email.split('@').next().unwrap_or("");
     domain::check_password(new, &[user.username.as_str(), local_part])
         .map_err(|m| ApiError::field("newPassword", m))?;
-    let throttle = LoginThrottle::new(&state, &req, &user.email);
+    let throttle = LoginThrottle::new(&state, &req, &user.email, Some(user.id));
     throttle.count_attempt().await?;
     let cost = state.settings().auth.bcrypt_cost;
     if !password::verify(current.to_owned(), Some(user.password_hash.clone()), cost).await? {

@@ -149,7 +149,7 @@ pub async fn html_errors(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let api = req.path().starts_with("/api/");
+    let api = crate::http::guard::is_api(&req);
     let res = next.call(req).await?;
     let status = res.status();
     let key = match status {

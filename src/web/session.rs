@@ -155,7 +155,7 @@ pub async fn resume(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let page_session = match req.cookie(PAGE_SESSION_COOKIE) {
-        Some(c) if req.cookie(ACCESS_COOKIE).is_none() && !req.path().starts_with("/api/") => {
+        Some(c) if req.cookie(ACCESS_COOKIE).is_none() && !crate::http::guard::is_api(&req) => {
             c.value().to_owned()
         }
         _ => return Ok(next.call(req).await?.map_into_left_body()),

@@ -70,6 +70,24 @@ async fn cookie_sessions_change_state_only_with_json_or_x_requested_with() {
         .await
         .unwrap();
     assert_eq!(json_with_status(retry, 403).await["code"], "csrf_rejected");
+    // A percent-encoded path is routed as the API and guarded as the API.
+    for path in [
+        "/%61pi/user/logout",
+        "/%61%70%69/user/logout",
+        "/api/user/%6Cogout",
+    ] {
+        let resp = app
+            .client
+            .post(app.url(path))
+            .header("cookie", cookie.clone())
+            .header("content-type", "text/plain")
+            .body("")
+            .send()
+            .await
+            .unwrap();
+        let body = json_with_status(resp, 403).await;
+        assert_eq!(body["code"], "csrf_rejected", "{path}: {body}");
+    }
 
     // A custom header needs a preflight, so it passes; so does exactly application/json.
     json_with_status(
@@ -213,19 +231,36 @@ async fn login_is_throttled_per_account_but_the_owners_device_still_gets_in() {
     // The owner's device is counted on its own: not locked out.
     let resp = login_with(&app, &owner.email, PASSWORD, Some(&device)).await;
     json_with_status(resp, 200).await;
-    // A device cookie of another account does not open this account's count.
-    let other = app.user(Role::Guest).await;
-    let other_device =
-        device_cookie(&login_with(&app, &other.email, PASSWORD, None).await).unwrap();
-    let body = json_with_status(
-        login_with(&app, &owner.email, PASSWORD, Some(&other_device)).await,
-        200,
-    )
-    .await;
-    assert_eq!(
-        body["data"]["user"]["id"], owner.id,
-        "a fresh per-device count, not the account's"
-    );
+    // A device cookie of another account (the attacker's own, minted by logging in as
+    // themselves) counts as no device: the locked account stays locked, guesses and the right
+    // password alike.
+    let attacker = app.user(Role::Guest).await;
+    let attacker_device =
+        device_cookie(&login_with(&app, &attacker.email, PASSWORD, None).await).unwrap();
+    for password in ["wrong guess number two", PASSWORD] {
+        let body = json_with_status(
+            login_with(&app, &owner.email, password, Some(&attacker_device)).await,
+            429,
+        )
+        .await;
+        assert_eq!(body["code"], "login_throttled", "{body}");
+    }
+}
+
+/// The count is the account's, whatever name it is logged into by: guesses by email and by
+/// username share one budget.
+#[tokio::test]
+async fn username_and_email_share_one_login_budget() {
+    let app = TestApp::builder()
+        .env("ATOMICSEATS__AUTH__LOGIN_ATTEMPTS", "3")
+        .spawn()
+        .await;
+    let owner = app.user(Role::Guest).await;
+    for login in [&owner.email, &owner.username, &owner.email] {
+        json_with_status(login_with(&app, login, "wrong guess", None).await, 401).await;
+    }
+    let body = json_with_status(login_with(&app, &owner.username, PASSWORD, None).await, 429).await;
+    assert_eq!(body["code"], "login_throttled", "{body}");
 }
 
 #[tokio::test]
