@@ -493,6 +493,8 @@ pub struct RateLimitSettings {
     pub read: u32,
     /// Joining a waiting room: per client IP.
     pub queue_join: u32,
+    /// Payment provider webhooks: per client IP.
+    pub webhook: u32,
     /// Proxies whose `X-Forwarded-For` is believed (exact IP addresses).
     pub trusted_proxies: Vec<String>,
 }

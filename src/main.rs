@@ -178,7 +178,16 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
                 }
                 return Ok(ExitCode::from(3));
             }
-            if !report.type_drift.is_empty() || !report.money_drift.is_empty() {
+            if !report.type_drift.is_empty()
+                || !report.money_drift.is_empty()
+                || !report.stuck.is_empty()
+            {
+                for c in &report.stuck {
+                    eprintln!(
+                        "  booking {} of event {}: {} for {} s",
+                        c.booking_id, c.event_id, c.kind, c.late_secs
+                    );
+                }
                 for d in &report.type_drift {
                     eprintln!(
                         "  ticket type {}: sold = {}, booked seats = {}",

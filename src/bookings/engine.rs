@@ -552,6 +552,9 @@ pub struct Chore {
     /// Its state as committed.
     #[diesel(sql_type = diesel::sql_types::Text)]
     pub status: String,
+    /// The payment does not match its session (amount, currency, booking): refund it.
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub mismatch: bool,
 }
 
 /// Holds due to expire (soonest first) and captured payments not applied yet, at most `limit`
@@ -565,7 +568,7 @@ pub async fn chores(
     let (n, i) = shard.unwrap_or((0, 0));
     let mut due: Vec<Chore> = diesel::sql_query(
         "SELECT NULL::int8 AS session_id, NULL::int8 AS amount, id AS booking_id, event_id, \
-                user_id, request_id, seats, cost, ticket_type_id, status \
+                user_id, request_id, seats, cost, ticket_type_id, status, false AS mismatch \
            FROM bookings WHERE status = 'held' AND expires_at <= now() \
             AND ($2 = 0 OR mod(event_id, $2) = $3) \
           ORDER BY expires_at LIMIT $1",
@@ -577,7 +580,8 @@ pub async fn chores(
     .await?;
     let paid: Vec<Chore> = diesel::sql_query(
         "SELECT s.id AS session_id, s.amount, b.id AS booking_id, b.event_id, b.user_id, \
-                b.request_id, b.seats, b.cost, b.ticket_type_id, b.status \
+                b.request_id, b.seats, b.cost, b.ticket_type_id, b.status, \
+                s.mismatch \
            FROM payment_sessions s JOIN bookings b ON b.id = s.booking_id \
           WHERE s.state = 'captured' AND ($2 = 0 OR mod(b.event_id, $2) = $3) \
           ORDER BY s.id LIMIT $1",

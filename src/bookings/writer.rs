@@ -45,6 +45,24 @@ use crate::state::AppState;
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Booking ids taken from the sequence at a time.
 const ID_BLOCK: i64 = 1024;
+/// Failed sweep transactions after which a chore (a hold to expire, a payment to apply) is
+/// applied alone, so that one that cannot be applied never holds back the others.
+const ISOLATE_AFTER: u32 = 2;
+/// Failed attempts after which a chore is reported stuck (an ERROR log, `booking_chores_stuck`).
+const STUCK_AFTER: u32 = 4;
+/// Longest pause between two attempts of a chore that keeps failing alone.
+const MAX_CHORE_BACKOFF: Duration = Duration::from_secs(300);
+/// Consecutive failed transactions after which the writer says so at ERROR (and again every
+/// as many more): a writer whose commits keep failing decides nothing.
+const LOUD_AFTER: u32 = 20;
+
+/// The failed attempts of one chore (by booking).
+#[derive(Debug, Clone, Copy)]
+struct Trouble {
+    failures: u32,
+    /// Not tried again before this.
+    retry_at: tokio::time::Instant,
+}
 
 /// What the writer knows of one event: its row, ticket types and waitlist after every decision
 /// so far.
@@ -165,6 +183,11 @@ pub struct Writer<T> {
     dead: Vec<BookingRequest>,
     /// Bookings whose expiry or payment a transaction in flight applies.
     chores_in_flight: HashSet<i64>,
+    /// Chores whose sweep transactions failed, by booking: past [`ISOLATE_AFTER`] each is
+    /// applied alone, with a growing pause.
+    chore_trouble: HashMap<i64, Trouble>,
+    /// Transactions that failed since the last one that committed.
+    failed_in_a_row: u32,
 }
 
 impl<T> Writer<T> {
@@ -190,6 +213,8 @@ impl<T> Writer<T> {
             last_advanced: None,
             dead: Vec::new(),
             chores_in_flight: HashSet::new(),
+            chore_trouble: HashMap::new(),
+            failed_in_a_row: 0,
         })
     }
 
@@ -250,6 +275,7 @@ impl<T> Writer<T> {
             match self.join(front).await {
                 (batch, Ok(())) => {
                     self.failures = 0;
+                    self.failed_in_a_row = 0;
                     self.finish(batch).await;
                 }
                 (batch, Err(e)) => self.recover(batch, e).await,
@@ -596,12 +622,15 @@ impl<T> Writer<T> {
                 return false;
             }
         };
-        let more = chores.len() >= self.state.settings().checkout.sweep_page as usize;
+        let mut more = chores.len() >= self.state.settings().checkout.sweep_page as usize;
+        let chores: Vec<engine::Chore> = chores
+            .into_iter()
+            .filter(|c| owns(c.event_id) && !self.chores_in_flight.contains(&c.booking_id))
+            .collect();
+        let (chores, alone) = self.pick_chores(chores, tokio::time::Instant::now());
+        more |= alone;
         let mut by_event: Vec<(i64, Vec<engine::Chore>)> = Vec::new();
         for c in chores {
-            if !owns(c.event_id) || self.chores_in_flight.contains(&c.booking_id) {
-                continue;
-            }
             match by_event.iter_mut().find(|(e, _)| *e == c.event_id) {
                 Some((_, g)) => g.push(c),
                 None => by_event.push((c.event_id, vec![c])),
@@ -633,6 +662,57 @@ impl<T> Writer<T> {
         more
     }
 
+    /// What this sweep applies: the chores that have not kept failing, or — when one that has
+    /// is due for another try — that one alone (then `true`: sweep again at once for the
+    /// others). A chore that failed is never retried in a way that blocks the rest.
+    fn pick_chores(
+        &self,
+        chores: Vec<engine::Chore>,
+        now: tokio::time::Instant,
+    ) -> (Vec<engine::Chore>, bool) {
+        let troubled = |c: &engine::Chore| {
+            self.chore_trouble
+                .get(&c.booking_id)
+                .filter(|t| t.failures >= ISOLATE_AFTER)
+        };
+        let (normal, mut isolated): (Vec<_>, Vec<_>) =
+            chores.into_iter().partition(|c| troubled(c).is_none());
+        isolated.retain(|c| troubled(c).is_some_and(|t| t.retry_at <= now));
+        match isolated.into_iter().next() {
+            Some(c) => (vec![c], !normal.is_empty()),
+            None => (normal, false),
+        }
+    }
+
+    /// A sweep transaction failed: its chores count a failure each (tried alone, with a growing
+    /// pause, once they keep failing; reported stuck past [`STUCK_AFTER`]).
+    fn chores_failed(&mut self, chores: &[i64], error: &dyn std::fmt::Display) {
+        let now = tokio::time::Instant::now();
+        let alone = chores.len() == 1;
+        for id in chores {
+            let t = self.chore_trouble.entry(*id).or_insert(Trouble {
+                failures: 0,
+                retry_at: now,
+            });
+            t.failures += 1;
+            t.retry_at = if alone {
+                now + (Duration::from_millis(250) * 2u32.saturating_pow(t.failures.min(12)))
+                    .min(MAX_CHORE_BACKOFF)
+            } else {
+                now
+            };
+            if t.failures == STUCK_AFTER {
+                metrics::gauge!("booking_chores_stuck").increment(1.0);
+                tracing::error!(
+                    booking.id = *id,
+                    attempts = t.failures,
+                    error = %error,
+                    "a hold expiry or payment cannot be applied; retrying it alone with a growing pause"
+                );
+            }
+        }
+    }
+
     async fn load_chores(&self, shard: Option<(i64, i64)>) -> anyhow::Result<Vec<engine::Chore>> {
         let mut conn = self.state.db().get().await?;
         let limit = i64::from(self.state.settings().checkout.sweep_page);
@@ -660,9 +740,19 @@ impl<T> Writer<T> {
             return Ok(());
         };
         let mut moved = 0;
-        for c in chores {
+        // Two payments of one booking in one sweep: the second sees what the first made of it
+        // (a paid booking's second payment is refunded), never a second transition from `held`.
+        let mut now_status: HashMap<i64, &'static str> = HashMap::new();
+        for mut c in chores {
+            if let Some(s) = now_status.get(&c.booking_id) {
+                (*s).clone_into(&mut c.status);
+            }
             batch.chores.push(c.booking_id);
-            moved += settle_chore(st, &c, &mut batch.writes);
+            let (m, to) = settle_chore(st, &c, &mut batch.writes);
+            moved += m;
+            if let Some(to) = to {
+                now_status.insert(c.booking_id, to);
+            }
             match &c.session_id {
                 None if c.status == "held" => metrics::counter!("holds_expired_total").increment(1),
                 Some(_) => metrics::counter!("payments_applied_total").increment(1),
@@ -688,6 +778,12 @@ impl<T> Writer<T> {
     async fn finish(&mut self, batch: Batch) {
         for id in &batch.chores {
             self.chores_in_flight.remove(id);
+            if let Some(t) = self.chore_trouble.remove(id)
+                && t.failures >= STUCK_AFTER
+            {
+                metrics::gauge!("booking_chores_stuck").decrement(1.0);
+                tracing::warn!(booking.id = *id, "a stuck chore was applied at last");
+            }
         }
         let now = Utc::now();
         let mut published = Vec::with_capacity(batch.outcomes.len());
@@ -745,6 +841,24 @@ impl<T> Writer<T> {
             match self.join(next).await {
                 (b, Ok(())) => self.finish(b).await,
                 (b, Err(e)) => failed.push((b, e)),
+            }
+        }
+        self.failed_in_a_row = self.failed_in_a_row.saturating_add(failed.len() as u32);
+        metrics::counter!("booking_writer_commit_failures_total").increment(failed.len() as u64);
+        if let Some((b, e)) = failed.first() {
+            // Later ones may have failed only because they chained on this one.
+            if !b.chores.is_empty() {
+                let chores = b.chores.clone();
+                self.chores_failed(&chores, e);
+            }
+            if self.failed_in_a_row >= LOUD_AFTER
+                && self.failed_in_a_row % LOUD_AFTER < failed.len() as u32
+            {
+                tracing::error!(
+                    failed_in_a_row = self.failed_in_a_row,
+                    error = %e,
+                    "the booking writer's transactions keep failing; nothing it decides commits"
+                );
             }
         }
         for (b, _) in &failed {
@@ -1069,8 +1183,12 @@ fn record(
 }
 
 /// Applies one chore to the event's state and the batch; returns the seats it moved (negative:
-/// given back).
-fn settle_chore(st: &mut EventState, c: &engine::Chore, w: &mut Writes) -> i32 {
+/// given back) and the booking's new state, if it changes.
+fn settle_chore(
+    st: &mut EventState,
+    c: &engine::Chore,
+    w: &mut Writes,
+) -> (i32, Option<&'static str>) {
     let transition = |from, to| store::Transition {
         booking_id: c.booking_id,
         from,
@@ -1093,6 +1211,13 @@ fn settle_chore(st: &mut EventState, c: &engine::Chore, w: &mut Writes) -> i32 {
         ));
     };
     match (c.session_id, c.status.as_str()) {
+        // A payment that is not the one asked for (amount, currency, booking): the money back,
+        // the booking as it was.
+        (Some(session), _) if c.mismatch => {
+            w.payments.push((session, "refunded"));
+            refund(w, session, "payment_mismatch");
+            (0, None)
+        }
         // A hold ran out: its seats go back on sale.
         (None, "held") => {
             st.event.reserved_seats -= c.seats;
@@ -1110,7 +1235,7 @@ fn settle_chore(st: &mut EventState, c: &engine::Chore, w: &mut Writes) -> i32 {
             w.transitions.push(transition("held", "expired"));
             w.outbox
                 .push(note(&st.event, "hold_expired", c.user_id, facts));
-            -c.seats
+            (-c.seats, Some("expired"))
         }
         // Paid in time.
         (Some(session), "held") => {
@@ -1118,7 +1243,7 @@ fn settle_chore(st: &mut EventState, c: &engine::Chore, w: &mut Writes) -> i32 {
             w.payments.push((session, "confirmed"));
             w.outbox
                 .push(note(&st.event, "booking_paid", c.user_id, facts));
-            0
+            (0, Some("confirmed"))
         }
         // Paid after the hold ran out: the seats again if they are free, else the money back.
         (Some(session), "expired") => {
@@ -1139,23 +1264,29 @@ fn settle_chore(st: &mut EventState, c: &engine::Chore, w: &mut Writes) -> i32 {
                 w.outbox
                     .push(note(&st.event, "booking_paid", c.user_id, facts));
                 metrics::counter!("payments_late_total", "result" => "reacquired").increment(1);
-                c.seats
+                (c.seats, Some("confirmed"))
             } else {
                 w.transitions.push(transition("expired", "refund_pending"));
                 w.payments.push((session, "refunded"));
                 refund(w, session, "late_payment");
                 metrics::counter!("payments_late_total", "result" => "refunded").increment(1);
-                0
+                (0, Some("refund_pending"))
             }
         }
         // Paid for a booking that is paid already or gone: the money back.
         (Some(session), _) => {
             w.payments.push((session, "refunded"));
             refund(w, session, "duplicate_payment");
-            0
+            metrics::counter!("payments_duplicate_total").increment(1);
+            tracing::warn!(
+                booking.id = c.booking_id,
+                payment.session = session,
+                "a second payment of a booking; refunding it"
+            );
+            (0, None)
         }
         // No longer held (paid or released meanwhile): nothing to do.
-        (None, _) => 0,
+        (None, _) => (0, None),
     }
 }
 

@@ -112,6 +112,7 @@ diesel::table! {
         created_at -> Timestamptz,
         captured_at -> Nullable<Timestamptz>,
         applied_at -> Nullable<Timestamptz>,
+        mismatch -> Bool,
     }
 }
 

@@ -59,6 +59,8 @@ pub const COUNTERS: &[&str] = &[
     "payments_applied_total",
     "payments_captured_total",
     "payments_late_total",
+    "payments_duplicate_total",
+    "booking_writer_commit_failures_total",
     "payment_sessions_total",
     "payment_sessions_failed_total",
     "payment_webhooks_total",
@@ -72,6 +74,8 @@ pub const GAUGES: &[&str] = &[
     "reconcile_drift_events",
     "reconcile_type_drift",
     "reconcile_money_drift_events",
+    "reconcile_stuck_chores",
+    "booking_chores_stuck",
     "waiting_room_streams",
 ];
 

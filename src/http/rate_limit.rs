@@ -56,6 +56,9 @@ pub enum Class {
     Read,
     /// Joining a waiting room: per client IP (one account cannot be made many).
     Join,
+    /// A payment provider's webhook: per client IP (signature checks cost CPU before they
+    /// can refuse anything).
+    Webhook,
 }
 
 /// The configured limit of `class`.
@@ -66,6 +69,7 @@ fn limit_of(settings: &RateLimitSettings, class: Class) -> u32 {
         Class::Write => settings.write,
         Class::Read => settings.read,
         Class::Join => settings.queue_join,
+        Class::Webhook => settings.webhook,
     }
 }
 
@@ -77,6 +81,7 @@ impl Class {
             Self::Booking => "booking",
             Self::Write => "write",
             Self::Join => "queue_join",
+            Self::Webhook => "webhook",
             Self::Read => "read",
         }
     }
@@ -177,6 +182,7 @@ impl RateLimiter {
                     Class::Write,
                     Class::Read,
                     Class::Join,
+                    Class::Webhook,
                 ] {
                     let limit = limit_of(settings, class);
                     if let Some(burst) = NonZeroU32::new(limit) {
@@ -374,7 +380,7 @@ async fn limit(
     };
     let limiter = state.rate_limiter();
     let key = match class {
-        Class::Auth | Class::Join => None,
+        Class::Auth | Class::Join | Class::Webhook => None,
         _ => crate::http::auth::authenticate(req.request())
             .ok()
             .map(|u| format!("user:{}", u.id)),
@@ -449,6 +455,14 @@ pub async fn join(
     limit(Class::Join, req, next).await
 }
 
+/// Middleware: the `webhook` class.
+pub async fn webhook(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    limit(Class::Webhook, req, next).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,6 +476,7 @@ mod tests {
             write: 5,
             read: 30,
             queue_join: 5,
+            webhook: 5,
             trusted_proxies: Vec::new(),
         }
     }

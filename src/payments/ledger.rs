@@ -62,8 +62,8 @@ pub async fn insert_session(
         .await
 }
 
-/// The open session of a booking with a provider id, if any (a buyer asking to pay twice gets
-/// the same one).
+/// The open Stripe session of a booking, if any (a buyer asking to pay twice gets the same
+/// one; one without a provider id yet is made at the provider with its own idempotency key).
 pub async fn open_session(
     conn: &mut AsyncPgConnection,
     booking_id: i64,
@@ -71,7 +71,7 @@ pub async fn open_session(
     payment_sessions::table
         .filter(payment_sessions::booking_id.eq(booking_id))
         .filter(payment_sessions::state.eq("open"))
-        .filter(payment_sessions::external_id.is_not_null())
+        .filter(payment_sessions::provider.eq("stripe"))
         .order(payment_sessions::id.desc())
         .select(SessionRow::as_select())
         .first(conn)
@@ -90,21 +90,27 @@ pub async fn has_capture(conn: &mut AsyncPgConnection, booking_id: i64) -> Query
     .await
 }
 
-/// Records the provider's id and URL of a session just created.
+/// Records the provider's id and URL of a session just created, unless one is recorded
+/// already; returns the session as it is then (the first one recorded wins, so every buyer's
+/// tab is sent to the same Checkout Session).
 pub async fn set_external(
     conn: &mut AsyncPgConnection,
     id: i64,
     external_id: &str,
     url: &str,
-) -> QueryResult<()> {
-    diesel::update(payment_sessions::table.find(id))
-        .set((
-            payment_sessions::external_id.eq(external_id),
-            payment_sessions::url.eq(url),
-        ))
-        .execute(conn)
-        .await
-        .map(drop)
+) -> QueryResult<Option<SessionRow>> {
+    diesel::update(
+        payment_sessions::table
+            .find(id)
+            .filter(payment_sessions::external_id.is_null()),
+    )
+    .set((
+        payment_sessions::external_id.eq(external_id),
+        payment_sessions::url.eq(url),
+    ))
+    .execute(conn)
+    .await?;
+    session(conn, id).await
 }
 
 /// The session with this provider id, locked until the transaction ends.
@@ -195,6 +201,29 @@ pub async fn mark_captured(conn: &mut AsyncPgConnection, id: i64) -> QueryResult
     )
     .set((
         payment_sessions::state.eq("captured"),
+        payment_sessions::captured_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// Marks a session captured (from `open`) with a payment that does not match it: the writer
+/// refunds `amount` (what was taken) instead of confirming; `false` when it was not open.
+pub async fn mark_mismatched(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    amount: i64,
+) -> QueryResult<bool> {
+    let n = diesel::update(
+        payment_sessions::table
+            .find(id)
+            .filter(payment_sessions::state.eq("open")),
+    )
+    .set((
+        payment_sessions::state.eq("captured"),
+        payment_sessions::mismatch.eq(true),
+        payment_sessions::amount.eq(amount),
         payment_sessions::captured_at.eq(diesel::dsl::now),
     ))
     .execute(conn)

@@ -55,7 +55,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(rate_limit::write))
             .post(routes::refund),
     )
-    .service(resource("/api/payments/stripe/webhook").post(routes::stripe_webhook));
+    .service(
+        resource("/api/payments/stripe/webhook")
+            .wrap(from_fn(rate_limit::webhook))
+            .post(routes::stripe_webhook),
+    );
 }
 
 /// The payments part of the state: the Stripe client, when Stripe is configured.

@@ -61,6 +61,19 @@ async fn load(conn: &mut AsyncPgConnection, id: i64) -> ApiResult<Option<Booking
         .optional()?)
 }
 
+/// The booking, locked until the transaction ends (what serializes the payment handlers of
+/// one booking).
+async fn lock_booking(conn: &mut AsyncPgConnection, id: i64) -> ApiResult<BookingFacts> {
+    bookings::table
+        .find(id)
+        .select(BookingFacts::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(|| ApiError::NotFound(format!("no booking {id}")))
+}
+
 /// The caller's own booking (someone else's answers 404, as an unknown id).
 async fn own(conn: &mut AsyncPgConnection, caller: &AuthUser, id: i64) -> ApiResult<BookingFacts> {
     load(conn, id)
@@ -174,11 +187,20 @@ pub async fn how_to_pay(
             retry_after_secs: 60,
         });
     };
-    let session = match ledger::open_session(&mut conn, b.id).await? {
-        Some(s) => s,
-        None => {
-            let s = ledger::insert_session(
-                &mut conn,
+    // One open session per booking, whatever the clicks: the booking row is locked while the
+    // open session is looked up or made, so two `pay` at once get the same one (and Stripe,
+    // asked twice with the session's idempotency key, makes one Checkout Session).
+    let session = conn
+        .transaction(async |conn| {
+            let now = lock_booking(conn, b.id).await?;
+            if now.status != "held" {
+                return Err(not_held(&now));
+            }
+            if let Some(s) = ledger::open_session(conn, b.id).await? {
+                return Ok(s);
+            }
+            Ok(ledger::insert_session(
+                conn,
                 &NewSession {
                     booking_id: b.id,
                     event_id: b.event_id,
@@ -188,8 +210,14 @@ pub async fn how_to_pay(
                     state: "open",
                 },
             )
-            .await?;
-            drop(conn);
+            .await?)
+        })
+        .await?;
+    drop(conn);
+    let session = match session.external_id {
+        Some(_) => session,
+        None => {
+            let s = session;
             let public = &state.settings().http.public_url;
             let created = client
                 .create_session(
@@ -218,13 +246,10 @@ pub async fn how_to_pay(
                     }
                 })?;
             let mut conn = state.db().get().await?;
-            ledger::set_external(&mut conn, s.id, &created.id, &created.url).await?;
             metrics::counter!("payment_sessions_total", "provider" => "stripe").increment(1);
-            ledger::SessionRow {
-                external_id: Some(created.id),
-                url: Some(created.url),
-                ..s
-            }
+            ledger::set_external(&mut conn, s.id, &created.id, &created.url)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("no payment session {}", s.id)))?
         }
     };
     let mut data = base;
@@ -320,6 +345,12 @@ pub async fn record_manual_payment(
     }
     let recorded = conn
         .transaction(async |conn| {
+            // The booking row is the lock: two marks at once (a double click, the host and a
+            // webhook) see each other's capture, never both "none yet".
+            let now = lock_booking(conn, id).await?;
+            if !matches!(now.status.as_str(), "held" | "expired") {
+                return Err(not_held(&now));
+            }
             if ledger::has_capture(conn, id).await? {
                 return Ok::<_, ApiError>(false);
             }
@@ -400,6 +431,25 @@ pub async fn refund(
     Ok(response::ok(done, "Booking cancelled and refunded"))
 }
 
+/// Logs refused webhooks at most once a minute, with how many there were since the last line
+/// (a flood of forged calls must not flood the log; `payment_webhooks_total` counts each).
+fn log_refusal(e: stripe::SignatureError) {
+    use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+    static REFUSED: AtomicU64 = AtomicU64::new(0);
+    static LOGGED_AT: AtomicI64 = AtomicI64::new(0);
+    REFUSED.fetch_add(1, Ordering::Relaxed);
+    let now = Utc::now().timestamp();
+    let last = AtomicI64::load(&LOGGED_AT, Ordering::Relaxed);
+    if now - last >= 60
+        && LOGGED_AT
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        let refused = REFUSED.swap(0, Ordering::Relaxed);
+        tracing::warn!(error = %e, refused, "Stripe webhooks refused since the last report");
+    }
+}
+
 /// `POST /api/payments/stripe/webhook`: Stripe's events, verified by `Stripe-Signature`.
 /// Answers: 400 `invalid_signature` (missing, stale or wrong signature: nothing changed);
 /// 200 `{received, duplicate}` for an event id seen before; 200 `{received, ignored}` for an
@@ -439,7 +489,7 @@ pub async fn stripe_webhook(
         Utc::now().timestamp(),
     ) {
         count(e.label());
-        tracing::warn!(error = %e, "Stripe webhook refused");
+        log_refusal(e);
         return Err(ApiError::BadRequest {
             code: "invalid_signature",
             message: format!("invalid Stripe-Signature: {e}"),
@@ -462,6 +512,10 @@ pub async fn stripe_webhook(
     }
     let session_id = object["id"].as_str().unwrap_or_default().to_owned();
     let amount = object["amount_total"].as_i64().unwrap_or(0);
+    let currency = object["currency"].as_str().unwrap_or_default();
+    let client_reference = object["client_reference_id"].as_str();
+    let metadata_booking = object["metadata"]["booking_id"].as_str();
+    let our_currency = &settings.currency;
     let reference = object["payment_intent"]
         .as_str()
         .unwrap_or(&session_id)
@@ -478,6 +532,9 @@ pub async fn stripe_webhook(
             if amount <= 0 {
                 return Ok("no_amount");
             }
+            // The money was taken whatever it says: it goes in the ledger. A payment that is not
+            // the one asked for (another amount or currency, another booking) pays nothing: the
+            // writer refunds it.
             ledger::append(
                 conn,
                 Entry {
@@ -491,13 +548,24 @@ pub async fn stripe_webhook(
                 },
             )
             .await?;
-            if amount != s.amount {
+            let ours = s.booking_id.to_string();
+            let matches = amount == s.amount
+                && currency.eq_ignore_ascii_case(our_currency)
+                && client_reference == Some(ours.as_str())
+                && metadata_booking == Some(ours.as_str());
+            if !matches {
                 tracing::error!(
                     payment.session = s.id,
                     expected = s.amount,
                     captured = amount,
-                    "Stripe captured another amount than asked"
+                    currency,
+                    "a Stripe payment does not match its session (amount, currency or booking); refunding it"
                 );
+                return Ok(if ledger::mark_mismatched(conn, s.id, amount).await? {
+                    "mismatch"
+                } else {
+                    "captured_again"
+                });
             }
             Ok(if ledger::mark_captured(conn, s.id).await? {
                 "captured"

@@ -46,9 +46,13 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Verifies a webhook as Stripe documents: every `v1` in the header is tried against
-/// HMAC-SHA256(secret, `"{t}.{payload}"`) in constant time, and `t` must be within
-/// `tolerance_secs` of `now` (unix seconds).
+/// Most `v1` signatures a header may carry (Stripe sends one, two while a secret is rolled):
+/// more is refused as malformed before any work.
+pub const MAX_SIGNATURES: usize = 8;
+
+/// Verifies a webhook as Stripe documents: the HMAC-SHA256(secret, `"{t}.{payload}"`) is
+/// computed once and each `v1` in the header (at most [`MAX_SIGNATURES`]) is compared with it
+/// in constant time; `t` must be within `tolerance_secs` of `now` (unix seconds).
 pub fn verify(
     header: Option<&str>,
     payload: &[u8],
@@ -56,13 +60,19 @@ pub fn verify(
     tolerance_secs: u64,
     now: i64,
 ) -> Result<(), SignatureError> {
+    use subtle::ConstantTimeEq;
     let header = header.ok_or(SignatureError::Malformed)?;
     let mut timestamp = None;
     let mut signatures = Vec::new();
     for part in header.split(',') {
         match part.trim().split_once('=') {
             Some(("t", v)) => timestamp = v.parse::<i64>().ok(),
-            Some(("v1", v)) => signatures.extend(hex_decode(v)),
+            Some(("v1", v)) => {
+                if signatures.len() == MAX_SIGNATURES {
+                    return Err(SignatureError::Malformed);
+                }
+                signatures.extend(hex_decode(v));
+            }
             _ => {}
         }
     }
@@ -73,17 +83,21 @@ pub fn verify(
     if now.abs_diff(t) > tolerance_secs {
         return Err(SignatureError::Stale);
     }
-    for sig in signatures {
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-            .map_err(|_| SignatureError::Mismatch)?;
-        mac.update(t.to_string().as_bytes());
-        mac.update(b".");
-        mac.update(payload);
-        if mac.verify_slice(&sig).is_ok() {
-            return Ok(());
-        }
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| SignatureError::Mismatch)?;
+    mac.update(t.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(payload);
+    let expected = mac.finalize().into_bytes();
+    let mut matched = subtle::Choice::from(0);
+    for sig in &signatures {
+        matched |= expected.as_slice().ct_eq(sig);
     }
-    Err(SignatureError::Mismatch)
+    if bool::from(matched) {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
 }
 
 /// The header Stripe would send for `payload` at `t` (tests and the local Stripe server).
@@ -299,5 +313,15 @@ mod tests {
         // Several v1 (a secret being rolled): any one matching is enough.
         let two = format!("t=1000,v1=00ff,{}", &header["t=1000,".len()..]);
         assert_eq!(verify(Some(&two), body, "whsec_test", 300, 1_000), Ok(()));
+        // A header stuffed with signatures is refused before any MAC is computed.
+        let stuffed = format!(
+            "t=1000,{}{}",
+            "v1=,".repeat(MAX_SIGNATURES),
+            &header["t=1000,".len()..]
+        );
+        assert_eq!(
+            verify(Some(&stuffed), body, "whsec_test", 300, 1_000),
+            Err(SignatureError::Malformed)
+        );
     }
 }

@@ -8,7 +8,10 @@
 //!    confirmed bookings) and for every ticket type (`sold` likewise), and the money ledger
 //!    (captured − refunded = what the paid bookings keep, [`crate::payments::ledger::drift`]);
 //!    reports drift as a log line, the `reconcile_drift_events` and `reconcile_money_drift_events`
-//!    gauges and a non-zero exit of `atomicseats reconcile`.
+//!    gauges and a non-zero exit of `atomicseats reconcile`;
+//!    and finds **stuck chores**: holds still held a minute after they were due and payments
+//!    captured a minute ago and not applied — a booking writer that cannot apply them
+//!    (`reconcile_stuck_chores`, an ERROR line each, a non-zero exit).
 //!
 //! 3. serves every waitlist that has free seats;
 //! 4. re-publishes notifications that were not delivered in time, and counts dead letters
@@ -54,6 +57,47 @@ pub struct TypeDrift {
     pub booked: i64,
 }
 
+/// How late a hold's expiry or a payment's application may be before a pass reports it stuck.
+pub const STUCK_AFTER_SECS: i64 = 60;
+
+/// A hold or payment its writer should have applied and has not.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct StuckChore {
+    /// The booking.
+    #[diesel(sql_type = BigInt)]
+    pub booking_id: i64,
+    /// Its event.
+    #[diesel(sql_type = BigInt)]
+    pub event_id: i64,
+    /// `hold_overdue` (held past its expiry) or `payment_unapplied` (captured, not applied).
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub kind: String,
+    /// Seconds since it was due.
+    #[diesel(sql_type = BigInt)]
+    pub late_secs: i64,
+}
+
+/// Holds and payments overdue by more than [`STUCK_AFTER_SECS`].
+pub async fn stuck_chores(
+    conn: &mut diesel_async::AsyncPgConnection,
+) -> diesel::QueryResult<Vec<StuckChore>> {
+    diesel::sql_query(
+        "SELECT id AS booking_id, event_id, 'hold_overdue' AS kind, \
+                extract(epoch FROM now() - expires_at)::BIGINT AS late_secs \
+           FROM bookings WHERE status = 'held' \
+            AND expires_at < now() - make_interval(secs => $1) \
+         UNION ALL \
+         SELECT booking_id, event_id, 'payment_unapplied', \
+                extract(epoch FROM now() - coalesce(captured_at, created_at))::BIGINT \
+           FROM payment_sessions WHERE state = 'captured' \
+            AND coalesce(captured_at, created_at) < now() - make_interval(secs => $1) \
+         ORDER BY 1",
+    )
+    .bind::<diesel::sql_types::Double, _>(STUCK_AFTER_SECS as f64)
+    .load(conn)
+    .await
+}
+
 /// What one pass found.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
@@ -63,6 +107,8 @@ pub struct Report {
     pub type_drift: Vec<TypeDrift>,
     /// Events whose ledger does not match their bookings.
     pub money_drift: Vec<crate::payments::ledger::MoneyDrift>,
+    /// Holds and payments a writer has not applied in time.
+    pub stuck: Vec<StuckChore>,
     /// Cache entries written or repaired.
     pub cache_written: usize,
     /// Stale cache entries removed.
@@ -104,6 +150,17 @@ pub async fn run_once(state: &AppState) -> anyhow::Result<Report> {
     .load(&mut conn)
     .await?;
     let money_drift = crate::payments::ledger::drift(&mut conn).await?;
+    let stuck = stuck_chores(&mut conn).await?;
+    metrics::gauge!("reconcile_stuck_chores").set(stuck.len() as f64);
+    for c in &stuck {
+        tracing::error!(
+            booking.id = c.booking_id,
+            event.id = c.event_id,
+            chore = %c.kind,
+            late_secs = c.late_secs,
+            "stuck chore: the event's booking writer has not applied this hold or payment"
+        );
+    }
     metrics::gauge!("reconcile_money_drift_events").set(money_drift.len() as f64);
     for d in &type_drift {
         tracing::error!(
@@ -152,6 +209,7 @@ pub async fn run_once(state: &AppState) -> anyhow::Result<Report> {
         drift,
         type_drift,
         money_drift,
+        stuck,
         cache_written,
         cache_removed,
         waitlists_served,

@@ -28,6 +28,7 @@ mod legacy;
 mod migrations;
 mod notifications;
 mod openapi;
+mod payment_faults;
 mod rate_limit;
 mod schema;
 mod security;

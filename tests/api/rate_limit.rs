@@ -218,3 +218,58 @@ async fn a_class_with_limit_zero_is_off() {
         assert!(!resp.headers().contains_key("ratelimit-limit"));
     }
 }
+
+/// Stripe's webhook is limited per client IP (`rate_limit.webhook`): a flood of forged calls
+/// is refused with 429 before any signature is computed, and counted.
+#[tokio::test]
+async fn the_payment_webhook_is_limited_per_client_ip() {
+    let stripe = crate::helpers::stripe::LocalStripe::start().await;
+    let app = crate::helpers::checkout::with_stripe(limited(Backend::Memory), &stripe)
+        .env("ATOMICSEATS__RATE_LIMIT__WEBHOOK", "3")
+        .spawn()
+        .await;
+    let forged = |n: usize| {
+        app.client
+            .post(app.url("/api/payments/stripe/webhook"))
+            .header("content-type", "application/json")
+            .header(
+                "stripe-signature",
+                format!(
+                    "t={},{}",
+                    chrono::Utc::now().timestamp(),
+                    "v1=00,".repeat(n)
+                ),
+            )
+            .body("{}")
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(forged(4).await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [400, 400, 400, 429, 429]);
+    // Every signature listed is not one more MAC: past the cap the header is malformed.
+    let other = crate::helpers::checkout::with_stripe(limited(Backend::Memory), &stripe)
+        .spawn()
+        .await;
+    let resp = other
+        .client
+        .post(other.url("/api/payments/stripe/webhook"))
+        .header(
+            "stripe-signature",
+            format!(
+                "t={},{}",
+                chrono::Utc::now().timestamp(),
+                "v1=00,".repeat(100)
+            ),
+        )
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let body = crate::helpers::json_with_status(resp, 400).await;
+    assert!(
+        body["message"].as_str().unwrap().contains("malformed"),
+        "{body}"
+    );
+}

@@ -93,6 +93,11 @@ async fn handle(
                 return error(400, "Missing required param: mode or success_url.");
             }
             let mut inner = stripe.inner.lock().unwrap();
+            // Two calls with one key at once make one session, as at Stripe (which answers the
+            // second with the first's result, or 409 while the first is running).
+            if let Some(v) = key.as_ref().and_then(|k| inner.idempotent.get(k)) {
+                return HttpResponse::Ok().json(v);
+            }
             inner.next += 1;
             let id = format!("cs_test_{}", inner.next);
             let metadata: serde_json::Map<String, Value> = f
@@ -119,6 +124,9 @@ async fn handle(
                 "url": format!("{}/pay/{id}", stripe.base),
             });
             inner.sessions.insert(id, session.clone());
+            if let Some(k) = &key {
+                inner.idempotent.insert(k.clone(), session.clone());
+            }
             session
         }
         "/v1/refunds" => {
