@@ -101,10 +101,16 @@ pub fn local_time(t: DateTime<Utc>) -> String {
     t.format(LOCAL_TIME).to_string()
 }
 
-/// A local path to go back to (`next`); anything else (another host, `//host`) is `/`.
+/// A local path to go back to (`next`); anything else is `/`. Only a path of this site's own
+/// characters passes: it starts with one `/` (not `//`) and holds nothing but letters, digits
+/// and `-._~/?=&%+,:@!` — no white space or control character a browser would drop (`/\t/host`
+/// becomes `//host`) or a header would break on (CR, LF), no backslash (`/\host`).
 pub fn local_path(next: Option<&str>) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-._~/?=&%+,:@!".contains(c);
     match next {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_owned(),
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && p.chars().all(safe) => {
+            p.to_owned()
+        }
         _ => "/".to_owned(),
     }
 }
@@ -274,5 +280,37 @@ pub fn viewer_of(viewer: Option<&AuthUser>) -> Value {
     match viewer {
         Some(u) => minijinja::context! { signedIn => true, role => u.role.as_str() },
         None => minijinja::context! { signedIn => false },
+    }
+}
+
+#[cfg(test)]
+mod local_path_tests {
+    use super::local_path;
+
+    #[test]
+    fn only_paths_of_this_site_pass() {
+        for ok in [
+            "/",
+            "/me",
+            "/events/12?tab=types&x=%2F",
+            "/host/events/3/edit",
+        ] {
+            assert_eq!(local_path(Some(ok)), ok);
+        }
+        for bad in [
+            "//evil.example/",
+            "/\t/evil.example/",
+            "/\t\t/evil.example",
+            "/\r/evil.example",
+            "/\n/x",
+            "/\\evil.example",
+            "/ /evil.example",
+            "https://evil.example/",
+            "evil.example",
+            "/\u{2028}/x",
+        ] {
+            assert_eq!(local_path(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(local_path(None), "/");
     }
 }

@@ -1484,3 +1484,41 @@ async fn refusals_before_a_page_runs_are_pages_in_words_and_the_api_keeps_json()
             .starts_with("application/json")
     );
 }
+
+/// After logging in, `next` only ever leads to a path of this site: a TAB a browser would drop
+/// (`/\t/evil.example/` → `//evil.example/`), a CR that would break the header, a backslash,
+/// another host — each goes to `/`, never a 500.
+#[tokio::test]
+async fn login_goes_on_only_to_a_path_of_this_site() {
+    let app = TestApp::spawn().await;
+    app.user_named("walker", Role::Guest).await;
+    for next in [
+        "/%09/evil.example/",
+        "/%0D/evil.example/",
+        "/%0A/x",
+        "//evil.example/",
+        "/%5Cevil.example",
+        "https://evil.example/",
+    ] {
+        let mut b = Browser::new(&app);
+        let form = b.get(&format!("/login?next={next}")).await;
+        assert_eq!(form.status, 200, "{next}: {}", form.body);
+        let decoded: String = url::form_urlencoded::parse(format!("n={next}").as_bytes())
+            .next()
+            .unwrap()
+            .1
+            .into_owned();
+        let page = b
+            .post(
+                "/login",
+                &[
+                    ("login", "walker"),
+                    ("password", crate::helpers::PASSWORD),
+                    ("next", decoded.as_str()),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, 303, "{next}: {}", page.body);
+        assert_eq!(page.location.as_deref(), Some("/"), "{next}");
+    }
+}
