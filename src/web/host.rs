@@ -60,8 +60,16 @@ pub async fn events(
     };
     let listed = async {
         let mut conn = state.db().get().await?;
+        // The scope is the stored role's, not the token's: a demoted admin sees their own
+        // events only, a demoted host none of this page.
+        let role = Role::parse(&user.load(&mut conn).await?.role).unwrap_or(Role::Guest);
+        if !matches!(role, Role::Host | Role::Admin) {
+            return Err(ApiError::Forbidden(
+                "this page needs the role host or admin".to_owned(),
+            ));
+        }
         let filter = ListFilter {
-            host_id: (user.role != Role::Admin).then_some(user.id),
+            host_id: (role != Role::Admin).then_some(user.id),
             include_cancelled: true,
             ..ListFilter::default()
         };

@@ -182,3 +182,37 @@ async fn two_admins_demoting_each_other_at_once_leave_one_admin() {
         assert_eq!(admins, 1);
     }
 }
+
+/// The host pages' scope follows the stored role too: an admin demoted to host lists only
+/// their own events on `/host`, and one demoted to guest gets a 403 page, with the same token.
+#[tokio::test]
+async fn the_host_page_lists_by_the_stored_role() {
+    let app = TestApp::spawn().await;
+    let host = app.user_unlimited(Role::Host).await;
+    let admin = app.user_unlimited(Role::Admin).await;
+    app.create_event(&host, &event_body("Someone else's gala", 5, 10))
+        .await;
+    app.create_event(&admin, &event_body("The admin's own fair", 5, 10))
+        .await;
+    let page = |token: String| {
+        app.client
+            .get(app.url("/host"))
+            .header("cookie", format!("accessToken={token}"))
+            .send()
+    };
+    let before = page(admin.clone()).await.unwrap().text().await.unwrap();
+    assert!(before.contains("Someone else"), "an admin sees every event");
+
+    let admin_id = id_of(&app, &admin).await;
+    set_role(&app, admin_id, "host").await;
+    let resp = page(admin.clone()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let after = resp.text().await.unwrap();
+    assert!(after.contains("The admin"), "their own events stay listed");
+    assert!(
+        !after.contains("Someone else"),
+        "a demoted admin no longer lists other hosts' events"
+    );
+    set_role(&app, admin_id, "guest").await;
+    assert_eq!(page(admin).await.unwrap().status(), 403);
+}
