@@ -411,9 +411,16 @@ pub async fn attendees_csv(
     .await;
     match rows {
         Ok((id, rows)) => {
-            let mut out = String::from(
-                "booking_id,name,username,ticket_type,seats,status,cost,booked_at\r\n",
-            );
+            let mut out = csv_row(&[
+                "booking_id",
+                "name",
+                "username",
+                "ticket_type",
+                "seats",
+                "status",
+                "cost",
+                "booked_at",
+            ]);
             for a in rows {
                 out.push_str(&csv_row(&[
                     &a.booking_id.to_string(),
@@ -439,23 +446,30 @@ pub async fn attendees_csv(
     }
 }
 
-/// One CSV line (RFC 4180 quoting; a cell that a spreadsheet would run as a formula is
-/// prefixed with `'`).
+/// One CSV line: every cell quoted (RFC 4180), and a formula defused wherever a spreadsheet
+/// could start one — at the cell's start and after any character some locale splits on (`,`
+/// `;` tab `|` or a line break): `Bob;=1+1` is `Bob;'=1+1`. A cell that is a plain number
+/// (`-12.50`) stays a number.
 fn csv_row(cells: &[&str]) -> String {
     let quoted: Vec<String> = cells
         .iter()
         .map(|c| {
-            let c = if c.starts_with(['=', '+', '-', '@', '\t', '\r']) && c.parse::<f64>().is_err()
-            {
-                format!("'{c}")
-            } else {
-                (*c).to_owned()
-            };
-            if c.contains([',', '"', '\n', '\r']) || c.starts_with('\'') {
-                format!("\"{}\"", c.replace('"', "\"\""))
-            } else {
-                c
+            let mut out = String::with_capacity(c.len() + 2);
+            out.push('"');
+            let number = c.parse::<f64>().is_ok();
+            let mut cell_start = true;
+            for ch in c.chars() {
+                if cell_start && !number && matches!(ch, '=' | '+' | '-' | '@' | '\t' | '\r') {
+                    out.push('\'');
+                }
+                cell_start = matches!(ch, ',' | ';' | '\t' | '|' | '\n' | '\r');
+                if ch == '"' {
+                    out.push('"');
+                }
+                out.push(ch);
             }
+            out.push('"');
+            out
         })
         .collect();
     format!("{}\r\n", quoted.join(","))
@@ -689,7 +703,7 @@ mod tests {
 
     #[test]
     fn csv_cells_are_quoted_and_formulas_defused() {
-        assert_eq!(csv_row(&["1", "Ada", "x"]), "1,Ada,x\r\n");
+        assert_eq!(csv_row(&["1", "Ada", "x"]), "\"1\",\"Ada\",\"x\"\r\n");
         assert_eq!(
             csv_row(&["a,b", "say \"hi\""]),
             "\"a,b\",\"say \"\"hi\"\"\"\r\n"
@@ -698,9 +712,12 @@ mod tests {
             csv_row(&["=HYPERLINK(\"x\")"]),
             "\"'=HYPERLINK(\"\"x\"\")\"\r\n"
         );
+        // A `;`-separated locale splits here: the part after the separator is defused too.
+        assert_eq!(csv_row(&["Bob;=1+1"]), "\"Bob;'=1+1\"\r\n");
+        assert_eq!(csv_row(&["a,+b|@c\t-d"]), "\"a,'+b|'@c\t'-d\"\r\n");
         assert_eq!(
             csv_row(&["-12.50"]),
-            "-12.50\r\n",
+            "\"-12.50\"\r\n",
             "a number stays a number"
         );
     }

@@ -878,10 +878,13 @@ async fn a_host_creates_an_event_sells_records_a_payment_exports_and_cancels_fro
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         lines[0],
-        "booking_id,name,username,ticket_type,seats,status,cost,booked_at"
+        "\"booking_id\",\"name\",\"username\",\"ticket_type\",\"seats\",\"status\",\"cost\",\"booked_at\""
     );
     assert_eq!(lines.len(), 2, "{text}");
-    assert!(lines[1].contains(",2,confirmed,25.00,"), "{text}");
+    assert!(
+        lines[1].contains(",\"2\",\"confirmed\",\"25.00\","),
+        "{text}"
+    );
     assert!(!text.contains('@'), "no email addresses: {text}");
 
     // A guest and another host are turned away.
