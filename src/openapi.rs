@@ -414,10 +414,10 @@ fn schemas() -> Value {
             "emailVerified": { "type": "boolean" },
         })),
         "Session": obj(
-            &["user", "accessToken", "refreshToken", "accessTokenExpiresAt", "refreshTokenExpiresAt"],
+            &["user", "accessToken", "accessTokenExpiresAt", "refreshTokenExpiresAt"],
             json!({
                 "user": r("User"), "accessToken": { "type": "string" },
-                "refreshToken": { "type": "string" },
+                "refreshToken": { "type": "string", "description": "Absent for a browser (a request with Sec-Fetch-Site): its httpOnly refreshToken cookie carries it." },
                 "accessTokenExpiresAt": date_time(), "refreshTokenExpiresAt": date_time(),
             }),
         ),
@@ -760,7 +760,7 @@ fn operations() -> Vec<Op> {
             .ok(200, r("Session"))
             .errors(&[401, 429]),
         Op::new("post", "/api/user/login", "accounts")
-            .doc("Log in", "By email or username. Unknown user and wrong password get the same 401. Sets the `accessToken` and `refreshToken` cookies, and `deviceToken` (this browser logged in to this account). More than `auth.login_attempts` attempts on one account within `auth.login_window` → 429 `login_throttled`; a client with that account's `deviceToken` has a count of its own, so guessing elsewhere cannot lock the owner out.")
+            .doc("Log in", "By email or username. Unknown user and wrong password get the same 401. Sets the `accessToken` and `refreshToken` cookies, and `deviceToken` (this browser logged in to this account); a browser (a request with `Sec-Fetch-Site`) gets no `refreshToken` in the body. The device counts only for the account it logged in to. More than `auth.login_attempts` attempts on one account within `auth.login_window` → 429 `login_throttled`; a client with that account's `deviceToken` has a count of its own, so guessing elsewhere cannot lock the owner out.")
             .body(login)
             .ok(200, r("Session"))
             .errors(&[401, 429]),

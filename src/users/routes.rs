@@ -318,18 +318,27 @@ async fn create_session(
     })
 }
 
-/// The login/refresh answer: tokens in the body and as httpOnly cookies.
-fn session_response(state: &AppState, session: Session, message: &str) -> ApiResult<HttpResponse> {
-    let mut resp = response::ok(
-        json!({
-            "user": PublicUser::from(session.user.clone()),
-            "accessToken": session.access.token,
-            "refreshToken": session.refresh.token,
-            "accessTokenExpiresAt": session.access.expires_at,
-            "refreshTokenExpiresAt": session.refresh.expires_at,
-        }),
-        message,
-    );
+/// The login/refresh answer: tokens in the body and as httpOnly cookies. A browser (a request
+/// with `Sec-Fetch-Site`, which every current browser sends and no other client does) gets no
+/// `refreshToken` in the body: its httpOnly cookie carries it, where page scripts cannot read
+/// it. Other clients (apps, the old system's clients) keep it in the body.
+fn session_response(
+    state: &AppState,
+    req: &HttpRequest,
+    session: Session,
+    message: &str,
+) -> ApiResult<HttpResponse> {
+    let browser = req.headers().contains_key("sec-fetch-site");
+    let mut body = json!({
+        "user": PublicUser::from(session.user.clone()),
+        "accessToken": session.access.token,
+        "accessTokenExpiresAt": session.access.expires_at,
+        "refreshTokenExpiresAt": session.refresh.expires_at,
+    });
+    if !browser {
+        body["refreshToken"] = json!(session.refresh.token);
+    }
+    let mut resp = response::ok(body, message);
     add_session_cookies(state, &mut resp, &session, CookieScope::Api)?;
     Ok(resp)
 }
@@ -410,7 +419,7 @@ pub async fn login(
     let body = body.into_inner();
     let login = body.email.as_deref().or(body.username.as_deref());
     let session = password_login(&state, &req, login, body.password).await?;
-    session_response(&state, session, "User logged in successfully")
+    session_response(&state, &req, session, "User logged in successfully")
 }
 
 /// Checks a login name and password (throttled per account; an unknown name costs the same
@@ -604,7 +613,7 @@ pub async fn refresh(
         })
         .await?;
     // A reuse answer is an `Err` inside a committed transaction: the revocation sticks.
-    session_response(&state, outcome?, "Token refreshed")
+    session_response(&state, &req, outcome?, "Token refreshed")
 }
 
 /// `POST /api/user/logout[?all=true]` → revokes the presented refresh token (or every session
@@ -777,6 +786,7 @@ pub async fn change_password(
     }
     session_response(
         &state,
+        &req,
         session,
         "Password changed; every other session has ended",
     )

@@ -1,8 +1,11 @@
 //! Cross-site request forgery protection for the pages' forms: a random per-browser cookie
-//! (`HttpOnly`, `SameSite=Strict`) and, in every form, a token that is the HMAC of that cookie
-//! under the server's key. A form post passes only with both, and only when the browser does
-//! not say it comes from another site (`Sec-Fetch-Site`). A sibling subdomain that plants a
-//! cookie still cannot compute its token.
+//! (`__Host-asCsrf`: `Secure`, `HttpOnly`, `SameSite=Strict`, path `/`, no domain, so a
+//! sibling subdomain cannot set or overwrite it; plain `asCsrf` where `auth.cookie_secure` is
+//! off, on a developer's plain-HTTP machine) and, in every form, a token that is the HMAC of
+//! that cookie **and the signed-in account** (or "nobody") under the server's key. A form post
+//! passes only with both, for the same account, and only when the browser does not say it
+//! comes from another site (`Sec-Fetch-Site`). A cookie and token pair an attacker got for
+//! their own session (or for none) is worth nothing in anyone else's.
 
 use actix_web::HttpRequest;
 use actix_web::cookie::{Cookie, SameSite, time};
@@ -11,8 +14,25 @@ use rand::RngCore;
 
 use crate::state::AppState;
 
-/// The browser's CSRF cookie.
-pub const COOKIE: &str = "asCsrf";
+/// The browser's CSRF cookie where cookies are `Secure` (`__Host-`: host-only, path `/`).
+pub const COOKIE: &str = "__Host-asCsrf";
+/// Its name on a plain-HTTP development machine (`auth.cookie_secure = false`), where
+/// browsers refuse `__Host-` cookies.
+pub const PLAIN_COOKIE: &str = "asCsrf";
+
+fn cookie_name(state: &AppState) -> &'static str {
+    if state.settings().auth.cookie_secure {
+        COOKIE
+    } else {
+        PLAIN_COOKIE
+    }
+}
+
+/// The account the request is signed in as (its access token's subject), if any: what a
+/// token is bound to.
+fn account(req: &HttpRequest) -> Option<i64> {
+    crate::http::auth::authenticate(req).ok().map(|u| u.id)
+}
 /// Where a page's HTML holds the token until it is served (cannot come from escaped data:
 /// it starts with `<`).
 pub const PLACEHOLDER: &str = "<@csrf@>";
@@ -25,22 +45,27 @@ pub struct PageToken {
     pub cookie: Option<Cookie<'static>>,
 }
 
-fn token_for(state: &AppState, cookie: &str) -> String {
-    Base64UrlUnpadded::encode_string(&state.tokens().mac("csrf", cookie.as_bytes()))
+fn token_for(state: &AppState, cookie: &str, account: Option<i64>) -> String {
+    let bound = match account {
+        Some(id) => format!("{cookie}:user:{id}"),
+        None => format!("{cookie}:nobody"),
+    };
+    Base64UrlUnpadded::encode_string(&state.tokens().mac("csrf", bound.as_bytes()))
 }
 
 /// The token of this browser (a new cookie when it has none).
 pub fn for_page(req: &HttpRequest, state: &AppState) -> PageToken {
-    if let Some(c) = req.cookie(COOKIE).filter(|c| c.value().len() >= 22) {
+    let name = cookie_name(state);
+    if let Some(c) = req.cookie(name).filter(|c| c.value().len() >= 22) {
         return PageToken {
-            token: token_for(state, c.value()),
+            token: token_for(state, c.value(), account(req)),
             cookie: None,
         };
     }
     let mut raw = [0u8; 24];
     rand::rng().fill_bytes(&mut raw);
     let value = Base64UrlUnpadded::encode_string(&raw);
-    let cookie = Cookie::build(COOKIE, value.clone())
+    let cookie = Cookie::build(name, value.clone())
         .path("/")
         .http_only(true)
         .same_site(SameSite::Strict)
@@ -48,7 +73,7 @@ pub fn for_page(req: &HttpRequest, state: &AppState) -> PageToken {
         .max_age(time::Duration::days(365))
         .finish();
     PageToken {
-        token: token_for(state, &value),
+        token: token_for(state, &value, account(req)),
         cookie: Some(cookie),
     }
 }
@@ -61,9 +86,9 @@ pub fn check(req: &HttpRequest, state: &AppState, presented: Option<&str>) -> bo
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == "cross-site" || v == "same-site");
     let ok = !cross_site
-        && match (req.cookie(COOKIE), presented) {
+        && match (req.cookie(cookie_name(state)), presented) {
             (Some(c), Some(p)) => {
-                let want = token_for(state, c.value());
+                let want = token_for(state, c.value(), account(req));
                 want.len() == p.len()
                     && want
                         .bytes()

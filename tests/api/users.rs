@@ -594,3 +594,45 @@ async fn a_promotion_reaches_new_tokens_and_a_demotion_stops_admin_access_at_onc
     let body = json_with_status(set_role(&app, &other_admin, other.id, "guest").await, 409).await;
     assert_eq!(body["code"], "last_admin");
 }
+
+/// A browser (it sends `Sec-Fetch-Site`) gets the refresh token only as its httpOnly cookie,
+/// never in the JSON a page script could read; other clients keep it in the body. Refreshing
+/// from the cookie answers the browser the same way.
+#[tokio::test]
+async fn a_browser_gets_the_refresh_token_only_as_a_cookie() {
+    let app = TestApp::spawn().await;
+    let user = app.user(Role::Guest).await;
+    let resp = app
+        .client
+        .post(app.url("/api/user/login"))
+        .header("sec-fetch-site", "same-origin")
+        .json(&serde_json::json!({ "email": user.email, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    let refresh_cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("refreshToken="))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+        .expect("the refresh cookie");
+    let body = json_with_status(resp, 200).await;
+    assert!(body["data"]["refreshToken"].is_null(), "{body}");
+    assert!(body["data"]["accessToken"].is_string());
+    let refreshed = app
+        .client
+        .post(app.url("/api/user/refresh"))
+        .header("sec-fetch-site", "same-origin")
+        .header("x-requested-with", "fetch")
+        .header("cookie", refresh_cookie)
+        .send()
+        .await
+        .unwrap();
+    let body = json_with_status(refreshed, 200).await;
+    assert!(body["data"]["refreshToken"].is_null(), "{body}");
+    // Not a browser: the body keeps it (the old system's clients read it there).
+    let body = json_with_status(app.login(&user.email, PASSWORD).await, 200).await;
+    assert!(body["data"]["refreshToken"].is_string());
+}

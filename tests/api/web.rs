@@ -322,7 +322,10 @@ async fn a_buyer_logs_in_books_sees_the_ticket_cancels_it_and_logs_out() {
         "{}",
         page.body
     );
-    assert!(b.cookies.contains_key("asCsrf"), "a CSRF cookie is set");
+    assert!(
+        b.cookies.contains_key("__Host-asCsrf"),
+        "a CSRF cookie is set"
+    );
     let page = b.get(&format!("/login?next=/events/{event}")).await;
     assert_eq!(page.status, 200);
     assert!(
@@ -491,7 +494,7 @@ async fn a_form_without_its_token_or_from_another_site_is_refused() {
         let cookies = if token == Some(good.as_str()) {
             // The right token, but the browser's CSRF cookie is another one.
             b.cookie_header()
-                .replace(&b.cookies["asCsrf"], "someoneelsescookie0123456789")
+                .replace(&b.cookies["__Host-asCsrf"], "someoneelsescookie0123456789")
         } else {
             b.cookie_header()
         };
@@ -518,6 +521,24 @@ async fn a_form_without_its_token_or_from_another_site_is_refused() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 403, "a cross-site post");
+    // The token is bound to the account: mallory's cookie and token pair, planted in another
+    // signed-in browser, is refused there.
+    app.user_named("victor", Role::Guest).await;
+    let v = Browser::logged_in(&app, "victor").await;
+    let planted = format!(
+        "accessToken={}; __Host-asCsrf={}",
+        v.cookies["accessToken"], b.cookies["__Host-asCsrf"]
+    );
+    let resp = app
+        .client
+        .post(app.url(&format!("/events/{event}/book")))
+        .header("cookie", planted)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("seats=1&key=k&csrf={good}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403, "another account's token");
     let n: i64 = app
         .db
         .client()
