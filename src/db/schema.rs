@@ -170,6 +170,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    username_holds (username_lower) {
+        username_lower -> Text,
+        held_until -> Timestamptz,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Int8,
         username -> Text,
@@ -207,5 +214,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     payments,
     refresh_tokens,
     ticket_types,
+    username_holds,
     users,
 );

@@ -151,6 +151,7 @@ pub async fn run_once(state: &AppState) -> anyhow::Result<Report> {
     .await?;
     let money_drift = crate::payments::ledger::drift(&mut conn).await?;
     let stuck = stuck_chores(&mut conn).await?;
+    crate::users::model::drop_expired_username_holds(&mut conn).await?;
     metrics::gauge!("reconcile_stuck_chores").set(stuck.len() as f64);
     for c in &stuck {
         tracing::error!(

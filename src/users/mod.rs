@@ -149,6 +149,8 @@ pub async fn register(
                 }
                 Err(model::Taken::Username) => (Registration::UsernameTaken, None),
                 Err(model::Taken::Email) => {
+                    // Answered as a created account is: its username is held as one would be.
+                    model::hold_username(conn, account.username).await?;
                     let owner = model::User::find_by_login(conn, email).await?;
                     let note = owner.filter(|o| o.email_verified_at.is_some()).map(|o| {
                         NewNotification::new("account_exists", o.id, None, serde_json::json!({}))

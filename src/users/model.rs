@@ -98,6 +98,9 @@ impl NewUser<'_> {
     /// returned as a value, not an error, and without failing the caller's transaction
     /// (`ON CONFLICT DO NOTHING`, then which rule it was).
     pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<Result<User, Taken>> {
+        if username_held(conn, self.username).await? {
+            return Ok(Err(Taken::Username));
+        }
         let inserted = diesel::insert_into(users::table)
             .values(self)
             .on_conflict_do_nothing()
@@ -122,6 +125,48 @@ impl NewUser<'_> {
 }
 
 pub use crate::db::lower;
+
+/// How long a registration for a taken address holds its username (as long as the
+/// confirmation link of an account created for a new address lasts).
+pub const USERNAME_HOLD_HOURS: i64 = 48;
+
+/// Whether `username` is held by a registration for a taken address.
+pub async fn username_held(conn: &mut AsyncPgConnection, username: &str) -> QueryResult<bool> {
+    use crate::db::schema::username_holds;
+    diesel::select(diesel::dsl::exists(
+        username_holds::table
+            .filter(username_holds::username_lower.eq(username.to_lowercase()))
+            .filter(username_holds::held_until.gt(diesel::dsl::now)),
+    ))
+    .get_result(conn)
+    .await
+}
+
+/// Holds `username` for [`USERNAME_HOLD_HOURS`] (a registration for a taken address: answered
+/// as if it had created the account, so the username must look taken afterwards too).
+pub async fn hold_username(conn: &mut AsyncPgConnection, username: &str) -> QueryResult<()> {
+    use crate::db::schema::username_holds;
+    let until = chrono::Utc::now() + chrono::Duration::hours(USERNAME_HOLD_HOURS);
+    diesel::insert_into(username_holds::table)
+        .values((
+            username_holds::username_lower.eq(username.to_lowercase()),
+            username_holds::held_until.eq(until),
+        ))
+        .on_conflict(username_holds::username_lower)
+        .do_update()
+        .set(username_holds::held_until.eq(until))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Forgets holds that have run out (the reconciliation pass); how many.
+pub async fn drop_expired_username_holds(conn: &mut AsyncPgConnection) -> QueryResult<usize> {
+    use crate::db::schema::username_holds;
+    diesel::delete(username_holds::table.filter(username_holds::held_until.le(diesel::dsl::now)))
+        .execute(conn)
+        .await
+}
 
 impl User {
     /// Replaces the password hash.

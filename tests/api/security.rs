@@ -635,3 +635,34 @@ async fn a_proxy_without_trusted_proxies_is_reported() {
         "{metrics}"
     );
 }
+
+/// A registration for an address that has an account answers as one for a new address — and
+/// so does the next registration with the same username: 409 `username_taken` either way, so
+/// the username cannot tell whether the address had an account.
+#[tokio::test]
+async fn the_username_does_not_tell_whether_an_address_has_an_account() {
+    let app = TestApp::spawn().await;
+    let known = app.user(Role::Guest).await;
+    for (username, email) in [
+        ("probe_known", known.email.as_str()),
+        ("probe_unknown", "nobody-yet@example.com"),
+    ] {
+        json_with_status(
+            app.register(&registration(username, email, "a long passphrase 42"))
+                .await,
+            201,
+        )
+        .await;
+        let again = json_with_status(
+            app.register(&registration(
+                username,
+                &format!("{username}-other@example.com"),
+                "a long passphrase 42",
+            ))
+            .await,
+            409,
+        )
+        .await;
+        assert_eq!(again["code"], "username_taken", "{username}: {again}");
+    }
+}
