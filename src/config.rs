@@ -217,6 +217,13 @@ pub struct WaitingRoomSettings {
     pub poll_budget_per_sec: u32,
     /// Longest `Retry-After` a poll is told.
     pub max_poll_secs: u64,
+    /// Open status streams one account may hold on one API process.
+    pub max_streams_per_user: u32,
+    /// Open status streams one client IP may hold on one API process.
+    pub max_streams_per_ip: u32,
+    /// Longest life of one status stream, seconds (then it ends with `retry:` and the browser
+    /// reconnects).
+    pub stream_max_secs: u64,
 }
 
 /// `[metrics]`: `/metrics` carries business volumes, so it is not public. Every role serves it
@@ -495,6 +502,8 @@ pub struct RateLimitSettings {
     pub queue_join: u32,
     /// Payment provider webhooks: per client IP.
     pub webhook: u32,
+    /// Polls of one's place in a waiting room (`GET …/queue/me`): per user.
+    pub queue_poll: u32,
     /// Proxies whose `X-Forwarded-For` is believed (exact IP addresses).
     pub trusted_proxies: Vec<String>,
 }
@@ -812,6 +821,18 @@ impl Settings {
             (
                 "waiting_room.max_poll_secs",
                 usize::try_from(self.waiting_room.max_poll_secs).unwrap_or(1),
+            ),
+            (
+                "waiting_room.max_streams_per_user",
+                self.waiting_room.max_streams_per_user as usize,
+            ),
+            (
+                "waiting_room.max_streams_per_ip",
+                self.waiting_room.max_streams_per_ip as usize,
+            ),
+            (
+                "waiting_room.stream_max_secs",
+                usize::try_from(self.waiting_room.stream_max_secs).unwrap_or(1),
             ),
         ] {
             if value == 0 {

@@ -59,6 +59,8 @@ pub enum Class {
     /// A payment provider's webhook: per client IP (signature checks cost CPU before they
     /// can refuse anything).
     Webhook,
+    /// Polling one's place in a waiting room: per user.
+    Poll,
 }
 
 /// The configured limit of `class`.
@@ -70,6 +72,7 @@ fn limit_of(settings: &RateLimitSettings, class: Class) -> u32 {
         Class::Read => settings.read,
         Class::Join => settings.queue_join,
         Class::Webhook => settings.webhook,
+        Class::Poll => settings.queue_poll,
     }
 }
 
@@ -82,6 +85,7 @@ impl Class {
             Self::Write => "write",
             Self::Join => "queue_join",
             Self::Webhook => "webhook",
+            Self::Poll => "queue_poll",
             Self::Read => "read",
         }
     }
@@ -183,6 +187,7 @@ impl RateLimiter {
                     Class::Read,
                     Class::Join,
                     Class::Webhook,
+                    Class::Poll,
                 ] {
                     let limit = limit_of(settings, class);
                     if let Some(burst) = NonZeroU32::new(limit) {
@@ -455,6 +460,14 @@ pub async fn join(
     limit(Class::Join, req, next).await
 }
 
+/// Middleware: the `queue_poll` class.
+pub async fn poll(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    limit(Class::Poll, req, next).await
+}
+
 /// Middleware: the `webhook` class.
 pub async fn webhook(
     req: ServiceRequest,
@@ -477,6 +490,7 @@ mod tests {
             read: 30,
             queue_join: 5,
             webhook: 5,
+            queue_poll: 5,
             trusted_proxies: Vec::new(),
         }
     }

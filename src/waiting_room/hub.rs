@@ -115,3 +115,104 @@ impl Hub {
         rx
     }
 }
+
+/// The status streams open on this process, counted per account and per client IP, so that
+/// one account (or one address) cannot hold an unbounded number of them.
+#[derive(Debug, Default)]
+pub struct StreamSlots {
+    open: std::sync::Arc<std::sync::Mutex<SlotCounts>>,
+}
+
+#[derive(Debug, Default)]
+struct SlotCounts {
+    by_user: std::collections::HashMap<i64, usize>,
+    by_ip: std::collections::HashMap<std::net::IpAddr, usize>,
+}
+
+/// One open stream's place in [`StreamSlots`]; given back when dropped (the stream ended).
+#[derive(Debug)]
+pub struct StreamSlot {
+    open: std::sync::Arc<std::sync::Mutex<SlotCounts>>,
+    user: i64,
+    ip: Option<std::net::IpAddr>,
+}
+
+impl StreamSlots {
+    /// A slot for a new stream of `user` from `ip`, or `None` when either is at its cap.
+    pub fn take(
+        &self,
+        user: i64,
+        ip: Option<std::net::IpAddr>,
+        per_user: usize,
+        per_ip: usize,
+    ) -> Option<StreamSlot> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mine = open.by_user.get(&user).copied().unwrap_or(0);
+        let theirs = ip.map_or(0, |ip| open.by_ip.get(&ip).copied().unwrap_or(0));
+        if mine >= per_user || theirs >= per_ip {
+            return None;
+        }
+        *open.by_user.entry(user).or_default() += 1;
+        if let Some(ip) = ip {
+            *open.by_ip.entry(ip).or_default() += 1;
+        }
+        Some(StreamSlot {
+            open: self.open.clone(),
+            user,
+            ip,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.by_user.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                open.by_user.remove(&self.user);
+            }
+        }
+        if let Some(ip) = self.ip
+            && let Some(n) = open.by_ip.get_mut(&ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                open.by_ip.remove(&ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod slot_tests {
+    use super::StreamSlots;
+
+    #[test]
+    fn slots_are_capped_per_user_and_per_ip_and_given_back() {
+        let slots = StreamSlots::default();
+        let ip = Some(
+            "10.0.0.1"
+                .parse()
+                .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+        );
+        let a = slots.take(1, ip, 2, 3);
+        let b = slots.take(1, ip, 2, 3);
+        assert!(a.is_some() && b.is_some());
+        assert!(slots.take(1, ip, 2, 3).is_none(), "the account's cap");
+        let c = slots.take(2, ip, 2, 3);
+        assert!(c.is_some());
+        assert!(slots.take(3, ip, 2, 3).is_none(), "the address's cap");
+        drop(a);
+        assert!(
+            slots.take(1, ip, 2, 3).is_some(),
+            "a closed stream gives its slot back"
+        );
+    }
+}

@@ -68,6 +68,12 @@ pub struct Settings {
     pub poll_budget_per_sec: u32,
     /// Longest Retry-After.
     pub max_poll_secs: u64,
+    /// Open streams per account, per process.
+    pub max_streams_per_user: usize,
+    /// Open streams per client IP, per process.
+    pub max_streams_per_ip: usize,
+    /// Longest life of a stream.
+    pub stream_max: Duration,
 }
 
 impl From<&crate::config::Settings> for Settings {
@@ -85,6 +91,9 @@ impl From<&crate::config::Settings> for Settings {
             overadmit: w.overadmit,
             poll_budget_per_sec: w.poll_budget_per_sec,
             max_poll_secs: w.max_poll_secs,
+            max_streams_per_user: w.max_streams_per_user as usize,
+            max_streams_per_ip: w.max_streams_per_ip as usize,
+            stream_max: Duration::from_secs(w.stream_max_secs.max(1)),
         }
     }
 }
@@ -94,6 +103,7 @@ pub struct WaitingRoom {
     rooms: Rooms,
     hub: hub::Hub,
     settings: Settings,
+    streams: hub::StreamSlots,
 }
 
 impl WaitingRoom {
@@ -108,6 +118,7 @@ impl WaitingRoom {
         };
         Self {
             hub: hub::Hub::new(rooms.clone()),
+            streams: hub::StreamSlots::default(),
             rooms,
             settings: Settings::from(settings),
         }
@@ -257,7 +268,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .get(routes::stream),
     )
     // Polled at the interval the server sets (Retry-After), from the room's store only.
-    .service(resource("/api/events/{id}/queue/me").get(routes::me))
+    .service(
+        resource("/api/events/{id}/queue/me")
+            .wrap(from_fn(rate_limit::poll))
+            .get(routes::me),
+    )
     .service(
         resource("/api/events/{id}/queue")
             .route(web::get().to(routes::info).wrap(from_fn(rate_limit::read)))

@@ -339,6 +339,7 @@ fn sse(event: &str, data: &Value) -> Bytes {
 /// sent when it changes; the stream ends once I am admitted or my admission expired.
 pub async fn stream(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     caller: AuthUser,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
@@ -348,6 +349,23 @@ pub async fn stream(
     let settings = state.waiting_room().settings.clone();
     // Fails here (404) when the caller has not joined.
     let (first, _) = standing_json(&state, &settings, &event, caller.id, &found, Utc::now())?;
+    let ip = state.rate_limiter().client_ip(&req);
+    let Some(slot) = state.waiting_room().streams.take(
+        caller.id,
+        ip,
+        settings.max_streams_per_user,
+        settings.max_streams_per_ip,
+    ) else {
+        return Err(ApiError::Throttled {
+            code: "too_many_streams",
+            message: format!(
+                "at most {} open status streams per account and {} per address; close one, or poll GET /api/events/{id}/queue/me",
+                settings.max_streams_per_user, settings.max_streams_per_ip
+            ),
+            retry_after_secs: 5,
+        });
+    };
+    let ends = tokio::time::Instant::now() + settings.stream_max;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     let mut snapshots = state.waiting_room().hub.subscribe(&state, id);
     let state = state.into_inner();
@@ -355,6 +373,7 @@ pub async fn stream(
     let mut event = event;
     let closing = state.closing().clone();
     tokio::spawn(async move {
+        let _slot = slot;
         let user = caller.id;
         let mut last = first.clone();
         let mut ranked = event.on_sale_at.is_none_or(|t| t <= Utc::now());
@@ -373,6 +392,11 @@ pub async fn stream(
                 () = tx.closed() => break,
                 () = closing.cancelled() => {
                     // The server is stopping: reconnect in a second (to another node).
+                    let _ = tx.send(Bytes::from_static(b"retry: 1000\n\n")).await;
+                    break;
+                }
+                () = tokio::time::sleep_until(ends) => {
+                    // A stream lives `stream_max_secs` at most: the browser reconnects.
                     let _ = tx.send(Bytes::from_static(b"retry: 1000\n\n")).await;
                     break;
                 }

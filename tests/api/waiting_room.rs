@@ -599,6 +599,74 @@ async fn joins_are_rate_limited_per_ip() {
     assert!(resp.headers().contains_key("retry-after"));
 }
 
+/// Status streams are capped per account (and per address) and end after
+/// `waiting_room.stream_max_secs` with a `retry:` for the browser; polling `queue/me` is
+/// limited per user (`rate_limit.queue_poll`).
+#[tokio::test]
+async fn streams_are_capped_and_bounded_and_polls_limited_per_user() {
+    use futures_util::StreamExt;
+
+    let app = app_with(
+        Shape::Memory,
+        &[
+            ("ATOMICSEATS__WAITING_ROOM__MAX_STREAMS_PER_USER", "2"),
+            ("ATOMICSEATS__WAITING_ROOM__STREAM_MAX_SECS", "2"),
+            ("ATOMICSEATS__RATE_LIMIT__ENABLED", "true"),
+            ("ATOMICSEATS__RATE_LIMIT__QUEUE_POLL", "3"),
+            ("ATOMICSEATS__RATE_LIMIT__QUEUE_JOIN", "100"),
+            ("ATOMICSEATS__RATE_LIMIT__WRITE", "100"),
+            ("ATOMICSEATS__RATE_LIMIT__READ", "100"),
+        ],
+    )
+    .await;
+    let host = app.user_unlimited(Role::Host).await;
+    let event = room_event(&app, &host, 10, Some(Duration::from_secs(600))).await;
+    let (buyer, other) = (
+        app.user_unlimited(Role::Guest).await,
+        app.user_unlimited(Role::Guest).await,
+    );
+    json_with_status(join(&app, &buyer, event).await, 201).await;
+    json_with_status(join(&app, &other, event).await, 201).await;
+    let path = format!("/api/events/{event}/queue/me/stream");
+    let first = app.get_as(&path, &buyer).await;
+    let second = app.get_as(&path, &buyer).await;
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    let third = json_with_status(app.get_as(&path, &buyer).await, 429).await;
+    assert_eq!(third["code"], "too_many_streams", "{third}");
+    // Another account is not held back by this one's streams.
+    assert_eq!(app.get_as(&path, &other).await.status(), 200);
+    // A stream ends by itself after stream_max_secs, telling the browser to come back; its
+    // slot is free again then.
+    let started = std::time::Instant::now();
+    let mut body = first.bytes_stream();
+    let mut text = String::new();
+    while let Some(Ok(chunk)) = body.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("retry: 1000"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    drop(second);
+    let start = std::time::Instant::now();
+    while app.get_as(&path, &buyer).await.status() != 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the slots never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Polling: the per-user limit, not the room's advice, is what a fast poller meets.
+    let poll = format!("/api/events/{event}/queue/me");
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        codes.push(app.get_as(&poll, &buyer).await.status().as_u16());
+    }
+    assert_eq!(codes, [200, 200, 200, 429, 429]);
+    assert_eq!(app.get_as(&poll, &other).await.status(), 200, "per user");
+}
+
 /// The room in front of the Kafka transport: the token is checked on the accept path, the
 /// pacer reads the seats from PostgreSQL (no shared cache without Redis), the writer decides.
 #[tokio::test]
