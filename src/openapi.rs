@@ -825,7 +825,7 @@ fn operations() -> Vec<Op> {
             .ok(200, r("EventStats"))
             .errors(&[404]),
         Op::new("post", "/api/events/book", "bookings")
-            .doc("Book seats", "Durable when answered. Plain: 202 with the outcome (in-process) or `pending` (Kafka). With `Prefer: wait=N`: 201 confirmed, 202 waitlisted, 409 rejected (`sold_out`, `per_user_limit`, `event_closed`, `waitlist_closed`, `not_on_sale`: asked before the event's `onSaleAt`). A decision not known in time: 202 `pending` with `statusUrl`. The same Idempotency-Key never books twice. Cost: seats × the lower of the price shown at the request and the price at the decision. Kafka consumers too far behind: 503 with Retry-After.")
+            .doc("Book seats", "Durable when answered. Plain: 202 with the outcome (in-process) or `pending` (Kafka). With `Prefer: wait=N`: 201 confirmed, 202 waitlisted, 409 rejected (`sold_out`, `per_user_limit`, `event_closed`, `waitlist_closed`, `not_on_sale`: asked before the event's `onSaleAt`, `admission_used`: the waiting-room admission booked before). A decision not known in time: 202 `pending` with `statusUrl`. The same Idempotency-Key never books twice. Cost: seats × the lower of the price shown at the request and the price at the decision. Kafka consumers too far behind: 503 with Retry-After.")
             .auth(Auth::User)
             .header("Idempotency-Key", string(1, 255), "Retries with the same key return the first outcome")
             .header("Prefer", json!({ "type": "string", "pattern": "^wait=\\d+$" }), "wait=N (seconds; more than 30 counts as 30): answer with the decision; not a non-negative number → 400")

@@ -9,7 +9,7 @@
 //! waitlist if it is open and the buyer agreed, else it is rejected. The per-user cap counts
 //! confirmed plus waitlisted seats and is checked in the same pass.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -47,6 +47,21 @@ pub struct BookingRequest {
     /// default type's). Absent in messages from older versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket_type_id: Option<i64>,
+    /// The waiting-room admission it was made with (events sold through their room).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admission: Option<AdmissionUse>,
+}
+
+/// A waiting-room admission as a booking request uses it: each admits one request that takes
+/// seats or a waitlist place (a rejected one leaves it unused), decided by the event's writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdmissionUse {
+    /// The buyer's rank in the room (unique per event).
+    pub rank: u64,
+    /// Issued while the room was sold out: it lets its holder join the waitlist, never take
+    /// seats that came back (those go to the buyers the room admits next, in order).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub waitlist_only: bool,
 }
 
 impl BookingRequest {
@@ -172,6 +187,8 @@ pub enum Reason {
     TicketTypeUnavailable,
     /// The ticket type's sales have ended.
     SalesEnded,
+    /// The waiting-room admission was used by an earlier request.
+    AdmissionUsed,
 }
 
 impl Reason {
@@ -187,6 +204,7 @@ impl Reason {
             Self::NotOnSale => "not_on_sale",
             Self::TicketTypeUnavailable => "ticket_type_unavailable",
             Self::SalesEnded => "sales_ended",
+            Self::AdmissionUsed => "admission_used",
         }
     }
 
@@ -201,6 +219,7 @@ impl Reason {
             "not_on_sale" => Self::NotOnSale,
             "ticket_type_unavailable" => Self::TicketTypeUnavailable,
             "sales_ended" => Self::SalesEnded,
+            "admission_used" => Self::AdmissionUsed,
             _ => return None,
         })
     }
@@ -217,6 +236,9 @@ impl Reason {
             Self::NotOnSale => "the event (or this ticket type) is not on sale yet",
             Self::TicketTypeUnavailable => "this ticket type is not sold for this event",
             Self::SalesEnded => "sales of this ticket type have ended",
+            Self::AdmissionUsed => {
+                "your waiting-room admission was used already: join the queue again"
+            }
         }
     }
 }
@@ -354,6 +376,8 @@ pub struct Holdings {
     pub by_user: HashMap<i64, i32>,
     /// Per (user, ticket type).
     pub by_type: HashMap<(i64, i64), i32>,
+    /// Waiting-room admissions (ranks) already used on the event.
+    pub admissions_used: HashSet<u64>,
 }
 
 impl Holdings {
@@ -561,6 +585,13 @@ pub fn allocate(
                 continue;
             }
         };
+        if r.admission
+            .is_some_and(|a| held.admissions_used.contains(&a.rank))
+        {
+            plan.decided
+                .push(decided(0, 0, Some(Reason::AdmissionUsed)));
+            continue;
+        }
         let ticket_type_id = catalogue.id(ix);
         let decided = |confirmed, waitlisted, reason| Decided {
             ticket_type_id,
@@ -588,7 +619,13 @@ pub fn allocate(
             plan.decided.push(decided(0, 0, Some(Reason::PerUserLimit)));
             continue;
         }
-        let room = catalogue.free(ix, free);
+        // A sold-out admission waits in line: seats that came back are for the buyers the
+        // room admits next, in their order.
+        let room = if r.admission.is_some_and(|a| a.waitlist_only) {
+            0
+        } else {
+            catalogue.free(ix, free)
+        };
         let can_wait = event.waitlist_open && r.join_waitlist;
         let (confirmed, waitlisted, reason) = if r.seats <= room {
             (r.seats, 0, None)
@@ -608,6 +645,11 @@ pub fn allocate(
         }
         plan.take(ticket_type_id, confirmed);
         held.add(r.user_id, ticket_type_id, confirmed + waitlisted);
+        if let Some(a) = r.admission
+            && confirmed + waitlisted > 0
+        {
+            held.admissions_used.insert(a.rank);
+        }
         let position = (waitlisted > 0).then(|| {
             still_waiting += 1;
             still_waiting
@@ -668,6 +710,7 @@ mod tests {
             requested_at: Utc::now(),
             quoted_price: None,
             ticket_type_id: None,
+            admission: None,
         }
     }
 
@@ -692,6 +735,55 @@ mod tests {
             price: 100,
             on_sale_at: None,
         }
+    }
+
+    #[test]
+    fn an_admission_books_once_and_a_sold_out_one_only_joins_the_waitlist() {
+        let admitted = |user, rank, waitlist_only| BookingRequest {
+            admission: Some(AdmissionUse {
+                rank,
+                waitlist_only,
+            }),
+            ..req(user, 2)
+        };
+        // Two requests with one admission in one pass: the second is refused.
+        let plan = alloc(
+            ev(10, 0),
+            &[],
+            &[admitted(1, 7, false), admitted(1, 7, false)],
+            &HashMap::new(),
+        );
+        assert_eq!(plan.decided[0].confirmed, 2);
+        assert_eq!(plan.decided[1].reason, Some(Reason::AdmissionUsed));
+        assert_eq!(plan.decided[1].confirmed + plan.decided[1].waitlisted, 0);
+        // Used before (stored): refused.
+        let held = Holdings {
+            admissions_used: [7].into(),
+            ..Holdings::default()
+        };
+        let plan = allocate(ev(10, 0), &[], &[], &[admitted(2, 7, false)], &held);
+        assert_eq!(plan.decided[0].reason, Some(Reason::AdmissionUsed));
+        // A rejected request leaves its admission unused: the retry may book.
+        let mut closed_waitlist = ev(2, 2);
+        closed_waitlist.waitlist_open = false;
+        let plan = alloc(
+            closed_waitlist,
+            &[],
+            &[admitted(3, 9, false)],
+            &HashMap::new(),
+        );
+        assert_eq!(plan.decided[0].reason, Some(Reason::WaitlistClosed));
+        let plan = alloc(ev(10, 0), &[], &[admitted(3, 9, false)], &HashMap::new());
+        assert_eq!(plan.decided[0].confirmed, 2);
+        // A sold-out admission joins the waitlist even when seats are free again.
+        let plan = alloc(ev(10, 0), &[], &[admitted(4, 11, true)], &HashMap::new());
+        assert_eq!(
+            (plan.decided[0].confirmed, plan.decided[0].waitlisted),
+            (0, 2)
+        );
+        // Without an admission nothing changes.
+        let plan = alloc(ev(10, 0), &[], &[req(5, 2), req(5, 2)], &HashMap::new());
+        assert!(plan.decided.iter().all(|d| d.confirmed == 2));
     }
 
     #[test]
@@ -1053,6 +1145,7 @@ mod tests {
         let held = Holdings {
             by_user: HashMap::from([(1, 1)]),
             by_type: HashMap::from([((1, 2), 1)]),
+            ..Holdings::default()
         };
         let requests = [
             of(1, 2, Some(2)),

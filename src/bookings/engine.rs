@@ -59,6 +59,23 @@ pub async fn waitlist_of(
         .collect())
 }
 
+/// The waiting-room admissions (ranks) requests of the event have used.
+pub async fn admissions_used(
+    conn: &mut AsyncPgConnection,
+    event_id: i64,
+) -> QueryResult<std::collections::HashSet<u64>> {
+    use crate::db::schema::booking_requests;
+    Ok(booking_requests::table
+        .filter(booking_requests::event_id.eq(event_id))
+        .filter(booking_requests::admission_rank.is_not_null())
+        .select(booking_requests::admission_rank.assume_not_null())
+        .load::<i64>(conn)
+        .await?
+        .into_iter()
+        .filter_map(|r| u64::try_from(r).ok())
+        .collect())
+}
+
 #[derive(QueryableByName)]
 struct UserSeats {
     #[diesel(sql_type = BigInt)]

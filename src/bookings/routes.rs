@@ -347,6 +347,8 @@ pub async fn place(
         // for the default type (the event's price); another type sells at its price.
         quoted_price: ticket_type_id.is_none().then_some(event.price),
         ticket_type_id,
+        // The writer lets an admission take seats (or a waitlist place) once.
+        admission: admitted.map(|a| a.for_request()),
     };
     span.record("request.id", tracing::field::display(request.request_id));
 

@@ -34,6 +34,8 @@ pub struct RequestRow {
     /// The price per seat a waiting request was quoted (`Some` when `seats_waitlisted > 0`:
     /// the row is then also a waitlist entry, placed at the end of its event's queue).
     pub price_quoted: Option<i64>,
+    /// The waiting-room admission (rank) the request used (it took seats or a place).
+    pub admission_rank: Option<i64>,
 }
 
 /// A new `bookings` row (its id taken from the sequence beforehand).
@@ -183,12 +185,13 @@ pub struct Conn {
 // function in the select list runs after the sort).
 const INSERT_REQUESTS: &str = "INSERT INTO booking_requests (id, user_id, event_id, seats, \
     allow_partial, join_waitlist, idempotency_key, status, seats_confirmed, seats_waitlisted, \
-    reject_reason, cost, requested_at, ticket_type_id, price_quoted, waitlist_seq) \
-    SELECT i, u, e, s, p, j, k, st, c, w, rr, co, ra, t, q, \
+    reject_reason, cost, requested_at, ticket_type_id, price_quoted, admission_rank, waitlist_seq) \
+    SELECT i, u, e, s, p, j, k, st, c, w, rr, co, ra, t, q, ar, \
            CASE WHEN w > 0 THEN nextval('booking_requests_waitlist_seq') END \
     FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::int4[], $5::bool[], $6::bool[], \
     $7::text[], $8::text[], $9::int4[], $10::int4[], $11::text[], $12::int8[], $13::timestamptz[], \
-    $14::int8[], $15::int8[]) WITH ORDINALITY AS x(i, u, e, s, p, j, k, st, c, w, rr, co, ra, t, q, n) \
+    $14::int8[], $15::int8[], $16::int8[]) \
+    WITH ORDINALITY AS x(i, u, e, s, p, j, k, st, c, w, rr, co, ra, t, q, ar, n) \
     ORDER BY n";
 const INSERT_BOOKINGS: &str = "INSERT INTO bookings (id, request_id, user_id, event_id, seats, cost, \
     status, expires_at, ticket_type_id) OVERRIDING SYSTEM VALUE \
@@ -318,6 +321,7 @@ impl Conn {
             &rq.requested_at,
             &rq.ticket_type_id,
             &rq.price_quoted,
+            &rq.admission_rank,
         ];
         let p_bookings: Params<'_> = vec![
             &bk.0, &bk.1, &bk.2, &bk.3, &bk.4, &bk.5, &bk.6, &bk.7, &bk.8,
@@ -424,6 +428,7 @@ struct RequestArrays<'a> {
     requested_at: Vec<DateTime<Utc>>,
     ticket_type_id: Vec<Option<i64>>,
     price_quoted: Vec<Option<i64>>,
+    admission_rank: Vec<Option<i64>>,
 }
 
 impl<'a> RequestArrays<'a> {
@@ -444,6 +449,7 @@ impl<'a> RequestArrays<'a> {
             requested_at: rows.iter().map(|r| r.requested_at).collect(),
             ticket_type_id: rows.iter().map(|r| r.ticket_type_id).collect(),
             price_quoted: rows.iter().map(|r| r.price_quoted).collect(),
+            admission_rank: rows.iter().map(|r| r.admission_rank).collect(),
         }
     }
 }

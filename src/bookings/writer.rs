@@ -958,11 +958,20 @@ async fn load_event(state: &AppState, event_id: i64) -> anyhow::Result<Option<Ev
         .iter()
         .map(crate::tickets::model::TicketTypeRow::domain)
         .collect();
+    // Admissions this event's requests used: a second use is refused (`admission_used`).
+    let admissions_used = if event.waiting_room {
+        engine::admissions_used(&mut conn, event_id).await?
+    } else {
+        HashSet::new()
+    };
     Ok(Some(EventState {
         event,
         types,
         waitlist,
-        held: Holdings::default(),
+        held: Holdings {
+            admissions_used,
+            ..Holdings::default()
+        },
     }))
 }
 
@@ -1110,6 +1119,13 @@ fn record(
                 *st.held.by_type.entry((r.user_id, t)).or_default() += seats;
             }
         }
+        let admission_rank = r
+            .admission
+            .filter(|_| d.confirmed + d.waitlisted > 0)
+            .map(|a| a.rank);
+        if let Some(rank) = admission_rank {
+            st.held.admissions_used.insert(rank);
+        }
         w.requests.push(store::RequestRow {
             id: r.request_id,
             user_id: r.user_id,
@@ -1127,6 +1143,7 @@ fn record(
             ticket_type_id: d.ticket_type_id,
             // Waiting: the request row is the waitlist entry.
             price_quoted: (d.waitlisted > 0).then_some(d.unit_price),
+            admission_rank: admission_rank.and_then(|r| i64::try_from(r).ok()),
         });
         // Held seats answer `held` (the request row keeps the seat counts; the status is the
         // booking's, derived when read).

@@ -20,6 +20,7 @@ diesel::table! {
         ticket_type_id -> Nullable<Int8>,
         waitlist_seq -> Nullable<Int8>,
         price_quoted -> Nullable<Int8>,
+        admission_rank -> Nullable<Int8>,
     }
 }
 

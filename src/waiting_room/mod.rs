@@ -149,21 +149,28 @@ struct Admission {
     jms: i64,
     /// When they were admitted, Unix ms.
     ams: i64,
+    /// Issued while the room was sold out: the holder may join the waitlist, not take seats.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    wl: bool,
 }
 
-/// A token admitting `user` (at `rank`) to book `event` until `ends_ms`.
+/// A token admitting `user` (at `rank`) to book `event` until `ends_ms` (`waitlist_only`:
+/// issued while sold out, it only lets its holder join the waitlist). Either lets one request
+/// take seats or a waitlist place; the event's writer refuses a second (`admission_used`).
 pub fn issue_token(
     state: &AppState,
     event: i64,
     user: i64,
     place: &domain::Place,
     ends_ms: i64,
+    waitlist_only: bool,
 ) -> anyhow::Result<String> {
     let claims = Admission {
         evt: event,
         rank: place.rank,
         jms: place.joined_ms,
         ams: place.admitted_ms.unwrap_or(ends_ms),
+        wl: waitlist_only,
     };
     // Whole seconds until the admission ends (JWT expiry has second precision).
     let now_s = chrono::Utc::now().timestamp();
@@ -189,6 +196,15 @@ pub struct Admitted {
 }
 
 impl Admitted {
+    /// What the booking request carries for its writer to decide: the admission's rank (used
+    /// once) and whether it only lets its holder join the waitlist.
+    pub fn for_request(&self) -> crate::bookings::domain::AdmissionUse {
+        crate::bookings::domain::AdmissionUse {
+            rank: self.claims.rank,
+            waitlist_only: self.claims.wl,
+        }
+    }
+
     /// Records that the admitted buyer booked, so that the pacer stops counting them as still
     /// to buy. Called after the decision (in-process) so that the seats they took are already
     /// in the writer's published count, or at the accept (Kafka). Failures only cost the pacer

@@ -94,12 +94,12 @@ fn standing_json(
     match s.status {
         Status::Admitted => {
             let end = s.admission_ends_ms.unwrap_or(now_ms + settings.ttl_ms);
-            token = Some(issue_token(state, event.id, user, &place, end)?);
+            token = Some(issue_token(state, event.id, user, &place, end, false)?);
         }
-        // Sold out: the token lets the buyer join the waitlist (the writer decides).
+        // Sold out: the token lets the buyer join the waitlist, no more (the writer decides).
         Status::SoldOut if event.waitlist_open => {
             let end = now_ms + settings.ttl_ms;
-            token = Some(issue_token(state, event.id, user, &place, end)?);
+            token = Some(issue_token(state, event.id, user, &place, end, true)?);
             ends = Some(end);
         }
         _ => {}

@@ -517,6 +517,7 @@ async fn a_redelivered_request_changes_nothing() {
         requested_at: chrono::Utc::now(),
         quoted_price: None,
         ticket_type_id: None,
+        admission: None,
     };
 
     // The same message three times: twice in one batch, once in a later one, through the

@@ -72,6 +72,7 @@ async fn a_message_delivered_twice_by_kafka_books_once() {
         requested_at: chrono::Utc::now(),
         quoted_price: None,
         ticket_type_id: None,
+        admission: None,
     };
     let topic = format!(
         "booking-requests{}",

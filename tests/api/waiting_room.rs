@@ -40,6 +40,7 @@ both_shapes!(
     admission_tokens_are_bound_to_account_event_and_time,
     pacing_stops_at_sold_out_tells_the_line_and_resumes_when_seats_return,
     a_stream_follows_a_place_until_admission,
+    an_admission_books_once_and_a_sold_out_one_only_joins_the_waitlist,
 );
 
 async fn app_with(shape: Shape, env: &[(&str, &str)]) -> TestApp {
@@ -665,6 +666,99 @@ async fn streams_are_capped_and_bounded_and_polls_limited_per_user() {
     }
     assert_eq!(codes, [200, 200, 200, 429, 429]);
     assert_eq!(app.get_as(&poll, &other).await.status(), 200, "per user");
+}
+
+/// An admission lets one request take seats: the second with the same token is refused
+/// (`admission_used`), by the event's writer. A token given while the room was sold out only
+/// lets its holder join the waitlist: when seats come back it does not take them ahead of the
+/// buyers the room admits next.
+async fn an_admission_books_once_and_a_sold_out_one_only_joins_the_waitlist(shape: Shape) {
+    let app = app_with(
+        shape,
+        &[
+            ("ATOMICSEATS__WAITING_ROOM__SEATS_PER_BUYER", "1"),
+            ("ATOMICSEATS__WAITING_ROOM__OVERADMIT", "1"),
+        ],
+    )
+    .await;
+    let host = app.user_unlimited(Role::Host).await;
+    let event = room_event(&app, &host, 2, None).await;
+    let mut line = Vec::new();
+    for _ in 0..4 {
+        let token = app.user_unlimited(Role::Guest).await;
+        json_with_status(join(&app, &token, event).await, 201).await;
+        line.push(token);
+    }
+    start_pacer(&app);
+    let mut tokens = Vec::new();
+    for buyer in &line[..2] {
+        let got = until_status(&app, buyer, event, "admitted", Duration::from_secs(5)).await;
+        tokens.push(got["data"]["admissionToken"].as_str().unwrap().to_owned());
+    }
+    json_with_status(
+        book_with(&app, &line[0], event, Some(&tokens[0])).await,
+        201,
+    )
+    .await;
+    // The same admission again: refused, nothing booked.
+    let again = json_with_status(
+        book_with(&app, &line[0], event, Some(&tokens[0])).await,
+        409,
+    )
+    .await;
+    assert_eq!(again["code"], "admission_used", "{again}");
+    json_with_status(
+        book_with(&app, &line[1], event, Some(&tokens[1])).await,
+        201,
+    )
+    .await;
+
+    // Sold out: the last in line gets a token that only joins the waitlist.
+    let sold_out = until_status(&app, &line[3], event, "sold_out", Duration::from_secs(5)).await;
+    let waitlist_only = sold_out["data"]["admissionToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A seat comes back (the host adds one): the sold-out token still only joins the line.
+    json_with_status(
+        app.post_as(
+            "/api/events/update",
+            &host,
+            &json!({ "id": event, "capacity": 3 }),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let waited = json_with_status(
+        book_with(&app, &line[3], event, Some(&waitlist_only)).await,
+        202,
+    )
+    .await;
+    assert_eq!(waited["data"]["status"], "waitlisted", "{waited}");
+    let db = app.db.client().await;
+    let used: Vec<(i64, i32)> = db
+        .query(
+            "SELECT admission_rank, seats_confirmed + seats_waitlisted FROM booking_requests \
+              WHERE event_id = $1 AND admission_rank IS NOT NULL ORDER BY admission_rank",
+            &[&event],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(used.len(), 3, "one use per admission: {used:?}");
+    let confirmed: i64 = db
+        .query_one(
+            "SELECT coalesce(sum(seats), 0)::int8 FROM bookings WHERE event_id = $1",
+            &[&event],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(confirmed, 2, "the sold-out token took no seat");
+    assert_seat_invariants(&app).await;
 }
 
 /// The room in front of the Kafka transport: the token is checked on the accept path, the
