@@ -192,28 +192,14 @@ pub async fn append(conn: &mut AsyncPgConnection, e: Entry<'_>) -> QueryResult<b
     Ok(n == 1)
 }
 
-/// Marks a session captured (from `open`); `false` when it was not open.
-pub async fn mark_captured(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<bool> {
-    let n = diesel::update(
-        payment_sessions::table
-            .find(id)
-            .filter(payment_sessions::state.eq("open")),
-    )
-    .set((
-        payment_sessions::state.eq("captured"),
-        payment_sessions::captured_at.eq(diesel::dsl::now),
-    ))
-    .execute(conn)
-    .await?;
-    Ok(n == 1)
-}
-
-/// Marks a session captured (from `open`) with a payment that does not match it: the writer
-/// refunds `amount` (what was taken) instead of confirming; `false` when it was not open.
-pub async fn mark_mismatched(
+/// Marks a session captured (from `open`) with `amount` taken; `false` when it was not open.
+/// `mismatch`: the payment is not the one the session asked for (amount, currency, booking):
+/// the writer refunds what was taken instead of confirming anything.
+pub async fn mark_captured(
     conn: &mut AsyncPgConnection,
     id: i64,
     amount: i64,
+    mismatch: bool,
 ) -> QueryResult<bool> {
     let n = diesel::update(
         payment_sessions::table
@@ -222,7 +208,7 @@ pub async fn mark_mismatched(
     )
     .set((
         payment_sessions::state.eq("captured"),
-        payment_sessions::mismatch.eq(true),
+        payment_sessions::mismatch.eq(mismatch),
         payment_sessions::amount.eq(amount),
         payment_sessions::captured_at.eq(diesel::dsl::now),
     ))

@@ -561,17 +561,14 @@ pub async fn stripe_webhook(
                     currency,
                     "a Stripe payment does not match its session (amount, currency or booking); refunding it"
                 );
-                return Ok(if ledger::mark_mismatched(conn, s.id, amount).await? {
-                    "mismatch"
-                } else {
-                    "captured_again"
-                });
             }
-            Ok(if ledger::mark_captured(conn, s.id).await? {
-                "captured"
-            } else {
-                "captured_again"
-            })
+            Ok(
+                match (ledger::mark_captured(conn, s.id, amount, !matches).await?, matches) {
+                    (false, _) => "captured_again",
+                    (true, true) => "captured",
+                    (true, false) => "mismatch",
+                },
+            )
         })
         .await?;
     count(outcome);

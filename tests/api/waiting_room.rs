@@ -133,6 +133,29 @@ async fn until_status(
     }
 }
 
+/// `n` buyers join the room of `event` in order; the pacer starts; the first `admitted` of
+/// them are waited for until admitted. Returns the buyers' tokens and the admission tokens.
+async fn line_up(
+    app: &TestApp,
+    event: i64,
+    n: usize,
+    admitted: usize,
+) -> (Vec<String>, Vec<String>) {
+    let mut line = Vec::new();
+    for _ in 0..n {
+        let token = app.user_unlimited(Role::Guest).await;
+        json_with_status(join(app, &token, event).await, 201).await;
+        line.push(token);
+    }
+    start_pacer(app);
+    let mut tokens = Vec::new();
+    for buyer in &line[..admitted] {
+        let got = until_status(app, buyer, event, "admitted", Duration::from_secs(5)).await;
+        tokens.push(got["data"]["admissionToken"].as_str().unwrap().to_owned());
+    }
+    (line, tokens)
+}
+
 async fn book_with(
     app: &TestApp,
     token: &str,
@@ -313,19 +336,8 @@ async fn pacing_stops_at_sold_out_tells_the_line_and_resumes_when_seats_return(s
     .await;
     let host = app.user_unlimited(Role::Host).await;
     let event = room_event(&app, &host, 4, None).await;
-    let mut line = Vec::new();
-    for _ in 0..10 {
-        let token = app.user_unlimited(Role::Guest).await;
-        json_with_status(join(&app, &token, event).await, 201).await;
-        line.push(token);
-    }
-    start_pacer(&app);
     // 4 seats, 1 per buyer: the first 4 in line are admitted, nobody else.
-    let mut tokens = Vec::new();
-    for buyer in &line[..4] {
-        let got = until_status(&app, buyer, event, "admitted", Duration::from_secs(5)).await;
-        tokens.push(got["data"]["admissionToken"].as_str().unwrap().to_owned());
-    }
+    let (line, tokens) = line_up(&app, event, 10, 4).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(facts(&app, event).await["data"]["admitted"], 4);
     let fifth = me(&app, &line[4], event).await;
@@ -683,18 +695,7 @@ async fn an_admission_books_once_and_a_sold_out_one_only_joins_the_waitlist(shap
     .await;
     let host = app.user_unlimited(Role::Host).await;
     let event = room_event(&app, &host, 2, None).await;
-    let mut line = Vec::new();
-    for _ in 0..4 {
-        let token = app.user_unlimited(Role::Guest).await;
-        json_with_status(join(&app, &token, event).await, 201).await;
-        line.push(token);
-    }
-    start_pacer(&app);
-    let mut tokens = Vec::new();
-    for buyer in &line[..2] {
-        let got = until_status(&app, buyer, event, "admitted", Duration::from_secs(5)).await;
-        tokens.push(got["data"]["admissionToken"].as_str().unwrap().to_owned());
-    }
+    let (line, tokens) = line_up(&app, event, 4, 2).await;
     json_with_status(
         book_with(&app, &line[0], event, Some(&tokens[0])).await,
         201,
