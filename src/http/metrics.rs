@@ -31,7 +31,7 @@ const BATCH_SIZE_BUCKETS: &[f64] = &[
     1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
 ];
 
-/// Counters documented in the README, registered at 0 when the recorder is installed so that
+/// Counters documented in docs/api.md (`GET /metrics`), registered at 0 when the recorder is installed so that
 /// alerts and dashboards see them from start-up, not after first use.
 pub const COUNTERS: &[&str] = &[
     "booking_backpressure_total",
@@ -67,7 +67,7 @@ pub const COUNTERS: &[&str] = &[
     "refunds_total",
 ];
 
-/// Gauges documented in the README, registered at 0 likewise.
+/// Gauges documented in docs/api.md, registered at 0 likewise.
 pub const GAUGES: &[&str] = &[
     "booking_queue_depth",
     "notifications_dead_letters",
@@ -79,7 +79,7 @@ pub const GAUGES: &[&str] = &[
     "waiting_room_streams",
 ];
 
-/// Histograms documented in the README, registered (empty) likewise.
+/// Histograms documented in docs/api.md, registered (empty) likewise.
 pub const HISTOGRAMS: &[&str] = &[
     "booking_batch_size",
     "booking_decision_latency_seconds",

@@ -268,3 +268,31 @@ fn printing_the_configuration_redacts_secrets() {
     assert!(printed.contains("[redacted]"));
     assert!(printed.contains("[http]"));
 }
+
+/// Every configuration key (`section.key`, as `config/default.toml` and the settings know it)
+/// is documented in docs/configuration.md.
+#[test]
+fn every_key_is_in_the_configuration_reference() {
+    let reference = include_str!("../../docs/configuration.md");
+    let settings = load(&[]).unwrap();
+    let tree = serde_json::to_value(&settings).unwrap();
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for (section, keys) in tree.as_object().unwrap() {
+        let Some(keys) = keys.as_object() else {
+            continue;
+        };
+        for key in keys.keys() {
+            let name = format!("`{section}.{key}`");
+            checked += 1;
+            if !reference.contains(&name) {
+                missing.push(name);
+            }
+        }
+    }
+    assert!(checked > 50, "only {checked} keys read from the settings");
+    assert!(
+        missing.is_empty(),
+        "not documented in docs/configuration.md: {missing:?}"
+    );
+}

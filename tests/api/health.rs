@@ -205,10 +205,10 @@ async fn every_role_can_serve_metrics_on_the_internal_listener() {
 }
 
 #[tokio::test]
-async fn documented_metrics_exist_from_start_up_and_are_in_the_readme() {
+async fn documented_metrics_exist_from_start_up_and_are_in_the_api_reference() {
     use atomicseats::http::metrics::{COUNTERS, GAUGES, HISTOGRAMS};
     let app = TestApp::spawn().await;
-    let readme = include_str!("../../README.md");
+    let reference = include_str!("../../docs/api.md");
 
     let text = app.metrics().await;
 
@@ -223,8 +223,8 @@ async fn documented_metrics_exist_from_start_up_and_are_in_the_readme() {
             "{name} is not exported before first use:\n{text}"
         );
         assert!(
-            readme.contains(name),
-            "{name} is not documented in the README"
+            reference.contains(name),
+            "{name} is not documented in docs/api.md"
         );
     }
 }
