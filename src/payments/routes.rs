@@ -389,6 +389,8 @@ pub async fn record_manual_payment(
             Ok(true)
         })
         .await?;
+    // The connection goes back before waiting for the writer, which needs the pool to apply it.
+    drop(conn);
     if !recorded {
         return Err(ApiError::Conflict {
             code: "already_paid",
