@@ -39,6 +39,7 @@ async fn migrations_apply_revert_and_reapply() {
             "payments",
             "refresh_tokens",
             "ticket_types",
+            "username_holds",
             "users",
             "waitlist"
         ]
