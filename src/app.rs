@@ -1,15 +1,44 @@
 //! The composition root: the one place that knows every feature, and so the one place that
-//! builds an [`AppState`] with each feature's parts (see [`crate::state`]).
+//! builds an [`AppState`] with each feature's parts (see [`crate::state`]) and the HTTP route
+//! table ([`routes`]). Infrastructure (`http`, `db`, `config`, `state`, `error`, …) never names a
+//! feature; `tests/api/architecture.rs` checks it.
 
 use crate::bookings::BookingQueue;
 use crate::bookings::outcomes::OutcomeHub;
 use crate::cache::EventCache;
 use crate::config::{QueueKind, Settings};
+use crate::http::{Application, ExtraRoutes};
 use crate::mail::Mailer;
 use crate::notifications::NotificationQueue;
 use crate::payments::Payments;
 use crate::state::AppState;
 use crate::waiting_room::WaitingRoom;
+
+/// Every feature's routes, in the order they are matched.
+pub fn routes(cfg: &mut actix_web::web::ServiceConfig) {
+    cfg.configure(crate::users::configure)
+        .configure(crate::bookings::configure)
+        .configure(crate::events::configure)
+        .configure(crate::waiting_room::configure)
+        .configure(crate::tickets::configure)
+        .configure(crate::payments::configure)
+        .configure(crate::admin::configure)
+        .configure(crate::openapi::configure)
+        .configure(crate::web::configure);
+}
+
+/// The HTTP server of this application, bound (`extra`: routes a test adds after the API's).
+pub fn server(state: AppState, extra: Option<ExtraRoutes>) -> anyhow::Result<Application> {
+    Application::build_with(state, routes, extra)
+}
+
+/// The `serve` role: the HTTP API until `shutdown`.
+pub async fn serve(
+    state: AppState,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    server(state, None)?.run_until_stopped(shutdown).await
+}
 
 /// The state of a process running `role`: infrastructure plus every feature's parts.
 pub fn build_state(settings: Settings, role: &str) -> anyhow::Result<AppState> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use atomicseats::cli::{Cli, Command, UsersCommand};
 use atomicseats::config::Settings;
 use atomicseats::roles::{self, Role};
-use atomicseats::{db, http, shutdown, telemetry};
+use atomicseats::{app, db, shutdown, telemetry};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -85,7 +85,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
                 roles::single_node(&state, &token)
             } else {
                 vec![
-                    Role::new("serve", http::run, &state, &token),
+                    Role::new("serve", app::serve, &state, &token),
                     Role::new("reconcile", atomicseats::reconcile::run, &state, &token),
                     Role::new(
                         "outbox-relay",

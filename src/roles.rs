@@ -44,7 +44,7 @@ impl Role {
 /// notification worker, the waiting rooms' pacer and the outbox relay.
 pub fn single_node(state: &AppState, token: &CancellationToken) -> Vec<Role> {
     vec![
-        Role::new("serve", crate::http::run, state, token),
+        Role::new("serve", crate::app::serve, state, token),
         Role::new("reconcile", crate::reconcile::run, state, token),
         Role::new("work-bookings", crate::bookings::run_worker, state, token),
         Role::new(

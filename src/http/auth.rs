@@ -31,7 +31,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{AuthSettings, Environment, parse_duration};
 use crate::error::ApiError;
-use crate::users::domain::Role;
 
 /// `iss` of every token.
 pub const ISSUER: &str = "atomicseats";
@@ -62,6 +61,39 @@ const TIME_TOLERANCE: Duration = Duration::from_secs(5);
 const MAX_TOKEN_LENGTH: usize = 4096;
 /// Access tokens whose verification one process remembers (see [`VerifiedTokens`]).
 const VERIFIED_TOKENS_MAX: usize = 32_768;
+
+/// What a user may do. Stored as text in `users.role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Books tickets.
+    Guest,
+    /// Also publishes and manages their own events.
+    Host,
+    /// Manages everything.
+    Admin,
+}
+
+impl Role {
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Guest => "guest",
+            Self::Host => "host",
+            Self::Admin => "admin",
+        }
+    }
+
+    /// Parses the stored and wire name.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw {
+            "guest" => Ok(Self::Guest),
+            "host" => Ok(Self::Host),
+            "admin" => Ok(Self::Admin),
+            _ => Err("must be one of guest, host, admin".to_owned()),
+        }
+    }
+}
 
 /// Custom claims of our tokens.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -441,73 +473,6 @@ impl AuthUser {
                     .join(" or ")
             )))
         }
-    }
-
-    /// 403 unless the caller is an admin *now*: re-reads the user, so a demoted or deleted
-    /// admin loses access immediately (401 if the user no longer exists).
-    pub async fn require_admin(
-        &self,
-        conn: &mut diesel_async::AsyncPgConnection,
-    ) -> Result<crate::users::model::User, ApiError> {
-        self.require(&[Role::Admin])?;
-        let user = self.load(conn).await?;
-        if user.role != Role::Admin.as_str() {
-            return Err(ApiError::Forbidden(
-                "this action needs the role admin".to_owned(),
-            ));
-        }
-        Ok(user)
-    }
-
-    /// 403 unless the caller may publish events **now**: a host or an admin (re-read, like
-    /// [`Self::require_admin`]) whose email address is confirmed (`email_unverified`
-    /// otherwise: the platform sends mail in the host's name to their buyers).
-    pub async fn require_publisher(
-        &self,
-        conn: &mut diesel_async::AsyncPgConnection,
-    ) -> Result<crate::users::model::User, ApiError> {
-        self.require(&[Role::Host, Role::Admin])?;
-        let user = self.load(conn).await?;
-        let role = Role::parse(&user.role).unwrap_or(Role::Guest);
-        if !matches!(role, Role::Host | Role::Admin) {
-            return Err(ApiError::Forbidden(
-                "this action needs the role host or admin".to_owned(),
-            ));
-        }
-        if user.email_verified_at.is_none() {
-            return Err(ApiError::Denied {
-                code: "email_unverified",
-                message: "confirm your email address first (POST /api/user/verify-email/resend sends the link again)".to_owned(),
-            });
-        }
-        Ok(user)
-    }
-
-    /// Whether the caller may manage what `host_id` hosts (an event: change it, cancel it, see
-    /// its stats, its waitlist, or it once cancelled) **now**: an admin, or its host while
-    /// still a host. The role is re-read from the database — a demotion takes effect at once,
-    /// not when the access token expires (a host demoted to guest loses their events to the
-    /// admins). A token that could not grant it costs no query.
-    pub async fn manages(
-        &self,
-        conn: &mut diesel_async::AsyncPgConnection,
-        host_id: i64,
-    ) -> Result<bool, ApiError> {
-        if self.role != Role::Admin && self.id != host_id {
-            return Ok(false);
-        }
-        let role = Role::parse(&self.load(conn).await?.role).unwrap_or(Role::Guest);
-        Ok(role == Role::Admin || (self.id == host_id && role == Role::Host))
-    }
-
-    /// The caller's row; 401 when the user was deleted after the token was issued.
-    pub async fn load(
-        &self,
-        conn: &mut diesel_async::AsyncPgConnection,
-    ) -> Result<crate::users::model::User, ApiError> {
-        crate::users::model::User::find(conn, self.id)
-            .await?
-            .ok_or_else(|| ApiError::Unauthorized("the account no longer exists".to_owned()))
     }
 }
 

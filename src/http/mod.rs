@@ -77,24 +77,19 @@ pub fn registered_paths() -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Registers every route of the API.
-pub fn routes(cfg: &mut web::ServiceConfig) {
+/// The features' route table, which the composition root ([`crate::app::routes`]) hands to
+/// [`Application::build`]: this module knows no feature.
+pub type RouteTable = fn(&mut web::ServiceConfig);
+
+/// The routes every role's server has whatever the features: liveness, readiness, metrics.
+fn own_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/health").get(health::health))
         .service(
             resource("/ready")
                 .wrap(from_fn(rate_limit::read))
                 .get(health::ready),
         )
-        .service(resource("/metrics").get(metrics::render_public))
-        .configure(crate::users::configure)
-        .configure(crate::bookings::configure)
-        .configure(crate::events::configure)
-        .configure(crate::waiting_room::configure)
-        .configure(crate::tickets::configure)
-        .configure(crate::payments::configure)
-        .configure(crate::admin::configure)
-        .configure(crate::openapi::configure)
-        .configure(crate::web::configure);
+        .service(resource("/metrics").get(metrics::render_public));
 }
 
 /// Query-string errors in the envelope, naming the problem.
@@ -123,13 +118,17 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds `http.host:http.port` and builds the server.
-    pub fn build(state: AppState) -> anyhow::Result<Self> {
-        Self::build_with(state, None)
+    /// Binds `http.host:http.port` and builds the server with its own routes and `routes`.
+    pub fn build(state: AppState, routes: RouteTable) -> anyhow::Result<Self> {
+        Self::build_with(state, routes, None)
     }
 
     /// As [`Application::build`], with extra routes registered after the API's own.
-    pub fn build_with(state: AppState, extra: Option<ExtraRoutes>) -> anyhow::Result<Self> {
+    pub fn build_with(
+        state: AppState,
+        routes: RouteTable,
+        extra: Option<ExtraRoutes>,
+    ) -> anyhow::Result<Self> {
         let http = state.settings().http.clone();
         let listener = TcpListener::bind((http.host.as_str(), http.port))
             .map_err(|e| anyhow::anyhow!("binding {}:{}: {e}", http.host, http.port))?;
@@ -157,6 +156,7 @@ impl Application {
                 .app_data(web::JsonConfig::default().limit(body_limit))
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PathConfig::default().error_handler(path_error))
+                .configure(own_routes)
                 .configure(routes)
                 .configure(move |cfg| {
                     if let Some(extra) = &extra {
@@ -238,9 +238,4 @@ async fn request_id_header(
             .insert(HeaderName::from_static("x-request-id"), value);
     }
     Ok(res)
-}
-
-/// The `serve` role: the HTTP API until `shutdown`.
-pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
-    Application::build(state)?.run_until_stopped(shutdown).await
 }

@@ -1,40 +1,8 @@
 //! Parsed account fields: a value of these types has passed validation ("parse, don't
 //! validate"). Each parser returns the message the API shows for the field.
 
-use serde::{Deserialize, Serialize};
-
-/// What a user may do. Stored as text in `users.role`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Books tickets.
-    Guest,
-    /// Also publishes and manages their own events.
-    Host,
-    /// Manages everything.
-    Admin,
-}
-
-impl Role {
-    /// The stored and wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Guest => "guest",
-            Self::Host => "host",
-            Self::Admin => "admin",
-        }
-    }
-
-    /// Parses the stored and wire name.
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        match raw {
-            "guest" => Ok(Self::Guest),
-            "host" => Ok(Self::Host),
-            "admin" => Ok(Self::Admin),
-            _ => Err("must be one of guest, host, admin".to_owned()),
-        }
-    }
-}
+/// What a user may do (defined with the tokens that carry it; stored as text in `users.role`).
+pub use crate::http::auth::Role;
 
 /// Username rules: 3–32 characters from `A–Z a–z 0–9 _ . -`, starting with a letter or digit.
 /// Without `@`, a login identifier is unambiguous: it is an email exactly when it contains `@`.

@@ -6,6 +6,7 @@
 //! `bookings::history`). Register, login and refresh are in the `auth`
 //! rate-limit class (per client IP). Reads `[auth]`.
 
+pub mod access;
 pub mod domain;
 pub mod model;
 pub mod password;

@@ -10,6 +10,7 @@
 mod helpers;
 
 mod analytics;
+mod architecture;
 mod booking_rules;
 mod bookings;
 mod browser;

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use atomicseats::config::Settings;
-use atomicseats::http::{Application, ExtraRoutes};
+use atomicseats::http::ExtraRoutes;
 use atomicseats::state::AppState;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -128,7 +128,7 @@ impl TestAppBuilder {
         extra.extend(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let settings = test_settings(&url, &extra);
         let state = atomicseats::app::build_state(settings, "test").expect("state");
-        let app = Application::build_with(state.clone(), self.extra_routes).expect("bind");
+        let app = atomicseats::app::server(state.clone(), self.extra_routes).expect("bind");
         let address = format!("http://127.0.0.1:{}", app.port());
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
