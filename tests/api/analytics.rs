@@ -5,7 +5,7 @@ use atomicseats::users::domain::Role;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::events::event_body;
+use crate::helpers::events::event_body;
 use crate::helpers::{TestApp, json_with_status};
 
 const WAIT: [(&str, &str); 1] = [("prefer", "wait=20")];

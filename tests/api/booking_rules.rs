@@ -5,7 +5,9 @@
 use atomicseats::users::domain::Role;
 use serde_json::json;
 
-use crate::bookings::{Transport, WAIT, assert_seat_invariants, book_body, both_transports, setup};
+use crate::helpers::bookings::{
+    Transport, WAIT, assert_seat_invariants, book_body, both_transports, setup,
+};
 use crate::helpers::json_with_status;
 
 both_transports!(
@@ -36,7 +38,7 @@ async fn bookings_open_at_the_on_sale_time(transport: Transport) {
     assert_eq!(updated["data"]["status"], "not_on_sale", "{updated}");
 
     let early = app.book(&buyer, &book_body(event, 1), &WAIT).await;
-    let early_id = crate::bookings::request_id_header(&early);
+    let early_id = crate::helpers::bookings::request_id_header(&early);
     let early = json_with_status(early, 409).await;
     assert_eq!(early["code"], "not_on_sale");
     let stored = decided(&app, &buyer, &early_id).await;
@@ -88,7 +90,7 @@ async fn sold_out_answers_are_stored_with_a_status(transport: Transport) {
     no_waitlist["joinWaitlist"] = json!(false);
 
     let resp = app.book(&b, &no_waitlist, &WAIT).await;
-    let id = crate::bookings::request_id_header(&resp);
+    let id = crate::helpers::bookings::request_id_header(&resp);
     let body = json_with_status(resp, 409).await;
 
     assert_eq!(body["code"], "sold_out");
@@ -485,7 +487,7 @@ async fn version(db: &tokio_postgres::Client, event: i64) -> i64 {
 /// `kafka.max_lag` requests behind, the API answers 503 with `Retry-After` instead of queueing.
 #[tokio::test]
 async fn kafka_answers_503_while_the_consumers_are_too_far_behind() {
-    let app = crate::bookings::kafka_builder()
+    let app = crate::helpers::bookings::kafka_builder()
         .env("ATOMICSEATS__KAFKA__MAX_LAG", "5")
         .without_worker()
         .spawn()
@@ -495,7 +497,10 @@ async fn kafka_answers_503_while_the_consumers_are_too_far_behind() {
         .unwrap();
     let host = app.user_unlimited(Role::Host).await;
     let event = app
-        .create_event(&host, &crate::events::event_body("Backlog", 5, 100))
+        .create_event(
+            &host,
+            &crate::helpers::events::event_body("Backlog", 5, 100),
+        )
         .await;
     let buyer = app.user_unlimited(Role::Guest).await;
     for _ in 0..8 {
@@ -527,7 +532,10 @@ async fn no_writer_in_the_process_means_503_not_an_undecided_request() {
         .await;
     let host = app.user_unlimited(Role::Host).await;
     let event = app
-        .create_event(&host, &crate::events::event_body("Nobody decides", 5, 10))
+        .create_event(
+            &host,
+            &crate::helpers::events::event_body("Nobody decides", 5, 10),
+        )
         .await;
     let buyer = app.user_unlimited(Role::Guest).await;
     let resp = app.book(&buyer, &book_body(event, 1), &[]).await;

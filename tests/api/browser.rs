@@ -7,7 +7,7 @@ use atomicseats::users::domain::Role;
 use chrono::{Duration, Utc};
 use serde_json::json;
 
-use crate::events::event_body;
+use crate::helpers::events::event_body;
 use crate::helpers::webdriver::Browser;
 use crate::helpers::{PASSWORD, TestApp};
 
@@ -403,7 +403,7 @@ async fn a_buyer_books_through_the_waiting_room_in_a_real_browser() {
     let mut body = event_body("Stadium Tour", 30, 100);
     body["waitingRoom"] = json!(true);
     let event = app.create_event(&host, &body).await;
-    crate::waiting_room::start_pacer(&app);
+    crate::helpers::rooms::start_pacer(&app);
     app.user_named("rita", Role::Guest).await;
     let b = Browser::start("waiting-room").await;
     b.goto(&app.url(&format!("/login?next=/events/{event}")))
@@ -458,7 +458,7 @@ async fn a_buyer_queues_holds_pays_at_the_provider_sees_the_ticket_and_cancels_f
     body["paymentProvider"] = json!("stripe");
     body["refundUntilHours"] = json!(24);
     let event = app.create_event(&host, &body).await;
-    crate::waiting_room::start_pacer(&app);
+    crate::helpers::rooms::start_pacer(&app);
     app.user_named("noor", Role::Guest).await;
     let b = Browser::start("journey").await;
 

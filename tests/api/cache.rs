@@ -7,7 +7,7 @@ use atomicseats::users::domain::Role;
 use deadpool_redis::redis;
 use serde_json::{Value, json};
 
-use crate::events::{book_directly, event_body};
+use crate::helpers::events::{book_directly, event_body};
 use crate::helpers::{TestApp, json_with_status};
 
 /// A redis-server of this test's own, on a free port, stopped on drop.

@@ -8,12 +8,12 @@ use std::time::Duration;
 use atomicseats::users::domain::Role;
 use serde_json::{Value, json};
 
-use crate::bookings::{Transport, app_on, both_transports, kafka_builder};
-use crate::events::event_body;
+use crate::helpers::bookings::{Transport, app_on, both_transports, kafka_builder};
 use crate::helpers::checkout::{
     add_type, assert_books_balance, book_decided, booking_status, fields_of, hold_event, ledger,
     post, until_booking, with_stripe,
 };
+use crate::helpers::events::event_body;
 use crate::helpers::stripe::{LocalStripe, WEBHOOK_SECRET};
 use crate::helpers::{TestApp, TestAppBuilder, json_with_status};
 
@@ -106,7 +106,7 @@ async fn hosts_manage_ticket_types_and_bad_input_names_the_field() {
 
     // Sold seats: the quota cannot go below them, the type cannot be deleted, only hidden.
     let buyer = app.user_unlimited(Role::Guest).await;
-    let mut body = crate::bookings::book_body(event, 2);
+    let mut body = crate::helpers::bookings::book_body(event, 2);
     body["ticketTypeId"] = json!(vip);
     let got = book_decided(&app, &buyer, &body).await;
     assert_eq!(got["status"], "confirmed");
@@ -186,10 +186,10 @@ async fn type_quotas_and_caps_hold_under_concurrency(transport: Transport) {
     let buyers = app.many_users(40).await;
     // Each buyer asks for 2 VIP seats twice (the cap allows 2) and 1 general seat.
     let asks = buyers.iter().flat_map(|(_, token)| {
-        let mut vip_body = crate::bookings::book_body(event, 2);
+        let mut vip_body = crate::helpers::bookings::book_body(event, 2);
         vip_body["ticketTypeId"] = json!(vip);
         vip_body["joinWaitlist"] = json!(false);
-        let mut ga = crate::bookings::book_body(event, 1);
+        let mut ga = crate::helpers::bookings::book_body(event, 1);
         ga["joinWaitlist"] = json!(false);
         [
             (token.clone(), vip_body.clone()),
@@ -247,12 +247,17 @@ async fn a_paid_hold_is_confirmed_and_an_unpaid_one_expires_to_the_waitlist(tran
         app.user_unlimited(Role::Guest).await,
     );
 
-    let paid = book_decided(&app, &payer, &crate::bookings::book_body(event, 2)).await;
+    let paid = book_decided(&app, &payer, &crate::helpers::bookings::book_body(event, 2)).await;
     assert_eq!(paid["status"], "held", "{paid}");
     assert!(paid["expiresAt"].is_string());
-    let idle = book_decided(&app, &idler, &crate::bookings::book_body(event, 2)).await;
+    let idle = book_decided(&app, &idler, &crate::helpers::bookings::book_body(event, 2)).await;
     assert_eq!(idle["status"], "held");
-    let waiting = book_decided(&app, &waiter, &crate::bookings::book_body(event, 2)).await;
+    let waiting = book_decided(
+        &app,
+        &waiter,
+        &crate::helpers::bookings::book_body(event, 2),
+    )
+    .await;
     assert_eq!(
         waiting["status"], "waitlisted",
         "held seats count as reserved"
@@ -407,7 +412,7 @@ async fn a_late_payment_takes_free_seats_back_or_is_refunded(transport: Transpor
         app.user_unlimited(Role::Guest).await,
     );
     // Seats still free when the money arrives: they are taken back.
-    let first = book_decided(&app, &a, &crate::bookings::book_body(event, 2)).await;
+    let first = book_decided(&app, &a, &crate::helpers::bookings::book_body(event, 2)).await;
     let first_id = first["bookingId"].as_i64().unwrap();
     until_booking(&app, first_id, "expired", Duration::from_secs(10)).await;
     let late = json_with_status(
@@ -437,11 +442,11 @@ async fn a_late_payment_takes_free_seats_back_or_is_refunded(transport: Transpor
         ledger(&app, first_id).await,
         [("capture".to_owned(), 2400), ("refund".to_owned(), 2400)]
     );
-    let second = book_decided(&app, &b, &crate::bookings::book_body(event, 2)).await;
+    let second = book_decided(&app, &b, &crate::helpers::bookings::book_body(event, 2)).await;
     let second_id = second["bookingId"].as_i64().unwrap();
     until_booking(&app, second_id, "expired", Duration::from_secs(10)).await;
     let taker = app.user_unlimited(Role::Guest).await;
-    let taken = book_decided(&app, &taker, &crate::bookings::book_body(event, 2)).await;
+    let taken = book_decided(&app, &taker, &crate::helpers::bookings::book_body(event, 2)).await;
     assert_eq!(taken["status"], "held");
     // No seats for the late payer: the payment is refunded, never an oversell.
     let refused = json_with_status(
@@ -482,7 +487,7 @@ async fn stripe_flow(builder: TestAppBuilder) {
     let host = app.user_unlimited(Role::Host).await;
     let event = hold_event(&app, &host, 10, json!({ "paymentProvider": "stripe" })).await;
     let buyer = app.user_unlimited(Role::Guest).await;
-    let held = book_decided(&app, &buyer, &crate::bookings::book_body(event, 3)).await;
+    let held = book_decided(&app, &buyer, &crate::helpers::bookings::book_body(event, 3)).await;
     let booking = held["bookingId"].as_i64().unwrap();
 
     let pay = json_with_status(
@@ -597,7 +602,7 @@ async fn a_failing_refund_is_retried_and_recorded_once() {
     )
     .await;
     let buyer = app.user_unlimited(Role::Guest).await;
-    let held = book_decided(&app, &buyer, &crate::bookings::book_body(event, 1)).await;
+    let held = book_decided(&app, &buyer, &crate::helpers::bookings::book_body(event, 1)).await;
     let booking = held["bookingId"].as_i64().unwrap();
     let pay = json_with_status(
         post(&app, &format!("/api/bookings/{booking}/pay"), &buyer, None).await,
@@ -707,9 +712,19 @@ async fn cancelling_an_event_refunds_what_was_paid_and_ends_the_holds(transport:
         app.user_unlimited(Role::Guest).await,
         app.user_unlimited(Role::Guest).await,
     );
-    let paid = book_decided(&app, &payer, &crate::bookings::book_body(event, 2)).await;
-    let held = book_decided(&app, &holder, &crate::bookings::book_body(event, 2)).await;
-    let waiting = book_decided(&app, &waiter, &crate::bookings::book_body(event, 1)).await;
+    let paid = book_decided(&app, &payer, &crate::helpers::bookings::book_body(event, 2)).await;
+    let held = book_decided(
+        &app,
+        &holder,
+        &crate::helpers::bookings::book_body(event, 2),
+    )
+    .await;
+    let waiting = book_decided(
+        &app,
+        &waiter,
+        &crate::helpers::bookings::book_body(event, 1),
+    )
+    .await;
     assert_eq!(
         (&paid["status"], &held["status"], &waiting["status"]),
         (&json!("held"), &json!("held"), &json!("waitlisted"))
@@ -768,7 +783,7 @@ async fn the_ledger_check_finds_a_tampered_row() {
     let host = app.user_unlimited(Role::Host).await;
     let event = hold_event(&app, &host, 10, json!({})).await;
     let buyer = app.user_unlimited(Role::Guest).await;
-    let held = book_decided(&app, &buyer, &crate::bookings::book_body(event, 1)).await;
+    let held = book_decided(&app, &buyer, &crate::helpers::bookings::book_body(event, 1)).await;
     let booking = held["bookingId"].as_i64().unwrap();
     json_with_status(
         post(
@@ -807,7 +822,7 @@ async fn free_seats_are_confirmed_at_once_in_hold_mode() {
     let host = app.user_unlimited(Role::Host).await;
     let event = hold_event(&app, &host, 10, json!({ "price": 0 })).await;
     let buyer = app.user_unlimited(Role::Guest).await;
-    let got = book_decided(&app, &buyer, &crate::bookings::book_body(event, 2)).await;
+    let got = book_decided(&app, &buyer, &crate::helpers::bookings::book_body(event, 2)).await;
     assert_eq!(got["status"], "confirmed");
     assert!(got["expiresAt"].is_null());
     let bad = json_with_status(

@@ -14,8 +14,8 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 
-use crate::bookings::{Transport, app_on};
-use crate::events::event_body;
+use crate::helpers::bookings::{Transport, app_on};
+use crate::helpers::events::event_body;
 use crate::helpers::{TestDatabase, config_dir, json_with_status};
 
 fn broker() -> String {

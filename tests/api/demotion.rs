@@ -5,8 +5,8 @@
 use atomicseats::users::domain::Role;
 use serde_json::json;
 
-use crate::bookings::{WAIT, book_body};
-use crate::events::event_body;
+use crate::helpers::bookings::{WAIT, book_body};
+use crate::helpers::events::event_body;
 use crate::helpers::{TestApp, json_with_status};
 
 async fn id_of(app: &TestApp, token: &str) -> i64 {

@@ -235,7 +235,7 @@ async fn documented_metrics_exist_from_start_up_and_are_in_the_api_reference() {
 async fn a_kafka_worker_reports_the_partitions_it_owns() {
     let port = crate::helpers::free_port();
     let listen = format!("127.0.0.1:{port}");
-    let app = crate::bookings::kafka_builder()
+    let app = crate::helpers::bookings::kafka_builder()
         .env("ATOMICSEATS__METRICS__LISTEN", &listen)
         .spawn()
         .await;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use atomicseats::users::domain::Role;
 use serde_json::Value;
 
-use crate::events::event_body;
+use crate::helpers::events::event_body;
 use crate::helpers::{TestApp, json_with_status};
 
 /// 1,000 bookings (every fifth cancelled), 20 waitlist entries and 20 rejected requests for

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::events::event_body;
+use crate::helpers::events::event_body;
 use crate::helpers::{TestApp, json_with_status};
 
 async fn slow_handler() -> actix_web::HttpResponse {

@@ -5,7 +5,7 @@
 use atomicseats::users::domain::Role;
 use serde_json::{Value, json};
 
-use crate::events::event_body;
+use crate::helpers::events::event_body;
 use crate::helpers::{PASSWORD, TestApp};
 
 /// The old client: reads what the old system answered, nothing else.

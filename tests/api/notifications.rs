@@ -2,126 +2,15 @@
 //! right recipient, subject and facts; retries after an outage; exactly one copy on redelivery;
 //! reconciliation delivers what was never published; dead letters and the admin API.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use atomicseats::users::domain::Role;
 use serde_json::json;
 
-use crate::bookings::{Transport, app_on};
-use crate::events::event_body;
-use crate::helpers::{TestApp, TestAppBuilder, json_with_status};
-
-/// An SMTP server of this test's own.
-pub struct SmtpSink {
-    pub port: u16,
-    pub dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl SmtpSink {
-    pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("atomicseats-smtp-{}", uuid::Uuid::new_v4()));
-        let mut s = Self {
-            port,
-            dir,
-            child: None,
-        };
-        s.resume();
-        s
-    }
-
-    /// Starts (again) on the same port and directory.
-    pub fn resume(&mut self) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_sink.py");
-        let mut child = Command::new("python3")
-            .args([script, &self.port.to_string(), self.dir.to_str().unwrap()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 with aiosmtpd (scripts/test installs it)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready", "the SMTP sink did not start");
-        self.child = Some(child);
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Every accepted message as (recipients line, raw text).
-    pub fn messages(&self) -> Vec<String> {
-        let mut files: Vec<_> = std::fs::read_dir(&self.dir)
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|e| e == "eml"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        files.sort();
-        files
-            .iter()
-            .map(|p| std::fs::read_to_string(p).unwrap())
-            .collect()
-    }
-
-    pub async fn wait_for(&self, n: usize, secs: u64) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let m = self.messages();
-            if m.len() >= n {
-                return m;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "expected {n} emails, got {}",
-                m.len()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-pub fn with_smtp(builder: TestAppBuilder, port: u16) -> TestAppBuilder {
-    builder
-        .env("ATOMICSEATS__MAIL__TRANSPORT", "smtp")
-        .env("ATOMICSEATS__MAIL__SMTP_HOST", "127.0.0.1")
-        .env("ATOMICSEATS__MAIL__SMTP_PORT", &port.to_string())
-        .env("ATOMICSEATS__MAIL__SMTP_TLS", "none")
-        .env(
-            "ATOMICSEATS__MAIL__FROM",
-            "AtomicSeats <tickets@atomicseats.test>",
-        )
-}
-
-/// Decodes quoted-printable soft breaks enough to search the text.
-pub fn plain(message: &str) -> String {
-    message
-        .replace("=\r\n", "")
-        .replace("=\n", "")
-        .replace("=3D", "=")
-}
+use crate::helpers::bookings::{Transport, app_on};
+use crate::helpers::events::event_body;
+use crate::helpers::smtp::{SmtpSink, plain, with_smtp};
+use crate::helpers::{TestApp, json_with_status};
 
 /// A buyer with a known email.
 async fn buyer(app: &TestApp, email: &str) -> String {
@@ -149,7 +38,7 @@ async fn every_kind_arrives_with_its_facts(transport: Transport) {
     let sink = SmtpSink::start();
     let base = match transport {
         Transport::Memory => TestApp::builder(),
-        Transport::Kafka => crate::bookings::kafka_builder(),
+        Transport::Kafka => crate::helpers::bookings::kafka_builder(),
     };
     let app = with_smtp(base, sink.port).spawn().await;
     let host = app.user_unlimited(Role::Host).await;
@@ -360,7 +249,7 @@ async fn smtp_down_then_back_delivers_exactly_one_copy() {
 #[tokio::test]
 async fn redelivering_a_sent_notification_sends_nothing() {
     let sink = SmtpSink::start();
-    let app = with_smtp(crate::bookings::kafka_builder(), sink.port)
+    let app = with_smtp(crate::helpers::bookings::kafka_builder(), sink.port)
         .spawn()
         .await;
     let host = app.user_unlimited(Role::Host).await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use atomicseats::users::domain::Role;
 use serde_json::{Value, json};
 
-use crate::bookings::{Transport, app_on, book_body, both_transports};
+use crate::helpers::bookings::{Transport, app_on, book_body, both_transports};
 use crate::helpers::checkout::{
     assert_books_balance, book_decided, booking_status, hold_event, ledger, post, until_booking,
     with_stripe,

@@ -5,9 +5,9 @@
 use atomicseats::users::domain::Role;
 use serde_json::{Value, json};
 
-use crate::events::event_body;
+use crate::helpers::events::event_body;
+use crate::helpers::smtp::{SmtpSink, plain, with_smtp};
 use crate::helpers::{PASSWORD, TestApp, json_with_status};
-use crate::notifications::{SmtpSink, plain, with_smtp};
 
 fn registration(username: &str, email: &str, password: &str) -> Value {
     json!({ "username": username, "name": "Ada Lovelace", "email": email, "password": password })

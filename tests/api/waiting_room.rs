@@ -9,8 +9,9 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::bookings::{assert_seat_invariants, book_body};
-use crate::events::event_body;
+use crate::helpers::bookings::{assert_seat_invariants, book_body};
+use crate::helpers::events::event_body;
+use crate::helpers::rooms::start_pacer;
 use crate::helpers::{TestApp, json_with_status};
 
 /// Where the rooms live.
@@ -61,14 +62,6 @@ async fn app_with(shape: Shape, env: &[(&str, &str)]) -> TestApp {
     };
     assert_eq!(app.state.rooms().kind(), expected);
     app
-}
-
-/// Starts the pacer (the test app runs the API and the booking worker only).
-pub fn start_pacer(app: &TestApp) {
-    tokio::spawn(atomicseats::waiting_room::pacer::run(
-        app.state.clone(),
-        app.shutdown.clone(),
-    ));
 }
 
 async fn room_event(app: &TestApp, host: &str, capacity: i64, on_sale_in: Option<Duration>) -> i64 {
@@ -766,7 +759,7 @@ async fn an_admission_books_once_and_a_sold_out_one_only_joins_the_waitlist(shap
 /// pacer reads the seats from PostgreSQL (no shared cache without Redis), the writer decides.
 #[tokio::test]
 async fn a_room_sells_on_the_kafka_transport() {
-    let app = crate::bookings::kafka_builder()
+    let app = crate::helpers::bookings::kafka_builder()
         .env("ATOMICSEATS__WAITING_ROOM__TICK_MS", "50")
         .env("ATOMICSEATS__WAITING_ROOM__SEATS_PER_BUYER", "1")
         .env("ATOMICSEATS__WAITING_ROOM__OVERADMIT", "1")

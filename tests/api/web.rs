@@ -6,8 +6,8 @@ use std::time::Duration;
 use atomicseats::users::domain::Role;
 use serde_json::json;
 
-use crate::events::event_body;
 use crate::helpers::TestApp;
+use crate::helpers::events::event_body;
 
 async fn page(app: &TestApp, path: &str) -> (u16, String, reqwest::header::HeaderMap) {
     let resp = app.client.get(app.url(path)).send().await.unwrap();
@@ -1022,7 +1022,7 @@ async fn a_waiting_room_event_is_booked_only_with_an_admission_from_the_room() {
     let mut body = event_body("Roomed", 30, 50);
     body["waitingRoom"] = json!(true);
     let event = app.create_event(&host, &body).await;
-    crate::waiting_room::start_pacer(&app);
+    crate::helpers::rooms::start_pacer(&app);
     app.user_named("wes", Role::Guest).await;
     let mut b = Browser::logged_in(&app, "wes").await;
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::bookings::{WAIT, assert_seat_invariants};
-use crate::events::event_body;
+use crate::helpers::bookings::{WAIT, assert_seat_invariants};
+use crate::helpers::events::event_body;
 use crate::helpers::stripe::LocalStripe;
 use crate::helpers::{TestApp, TestAppBuilder, json_with_status};
 

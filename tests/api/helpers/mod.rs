@@ -1,8 +1,12 @@
 //! `TestApp`: the real application on port 0 against a private database.
 
+pub mod bookings;
 pub mod checkout;
 pub mod db;
+pub mod events;
 pub mod fixtures;
+pub mod rooms;
+pub mod smtp;
 pub mod stripe;
 pub mod webdriver;
 
