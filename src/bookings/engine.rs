@@ -17,6 +17,7 @@ use crate::bookings::domain::{self, EventSeats, Holdings, Outcome, Reason, Statu
 use crate::db::schema::{booking_requests, bookings, events, outbox, ticket_types};
 use crate::db::views::waitlist;
 use crate::events::model::Event;
+use crate::notifications::kind::Notice;
 
 /// A waitlist row as the allocator sees it.
 #[derive(Queryable, Selectable)]
@@ -414,10 +415,11 @@ pub async fn serve_waitlist_locked(
             .await?;
         notes.push((
             outbox::kind.eq(if held {
-                "booking_held"
+                Notice::BookingHeld
             } else {
-                "waitlist_confirmed"
-            }),
+                Notice::WaitlistConfirmed
+            }
+            .as_str()),
             outbox::user_id.eq(Some(s.entry.user_id)),
             outbox::event_id.eq(Some(event.id)),
             outbox::payload.eq(json!({

@@ -703,7 +703,7 @@ pub async fn cancel_bookings(
                 .iter()
                 .map(|(id, request, seats, cost, paid, _)| {
                     NewNotification::new(
-                        "booking_cancelled",
+                        crate::notifications::kind::Notice::BookingCancelled,
                         user,
                         Some(event_id),
                         json!({
@@ -909,7 +909,7 @@ pub async fn leave(state: &AppState, user: i64, event_id: i64) -> ApiResult<usiz
             outbox::enqueue(
                 conn,
                 &[NewNotification::new(
-                    "waitlist_left",
+                    crate::notifications::kind::Notice::WaitlistLeft,
                     user,
                     Some(event_id),
                     json!({

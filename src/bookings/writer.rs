@@ -39,6 +39,7 @@ use crate::bookings::engine;
 use crate::bookings::queue::Envelope;
 use crate::bookings::store::{self, CommitError, Writes};
 use crate::events::model::Event;
+use crate::notifications::kind::Notice;
 use crate::state::AppState;
 
 /// Longest pause between attempts while PostgreSQL cannot be reached.
@@ -987,12 +988,7 @@ fn event_facts(event: &Event) -> serde_json::Value {
 }
 
 /// A notification about `event` to `user`: the event's facts and `extra`.
-fn note(
-    event: &Event,
-    kind: &'static str,
-    user_id: i64,
-    extra: serde_json::Value,
-) -> store::OutboxRow {
+fn note(event: &Event, kind: Notice, user_id: i64, extra: serde_json::Value) -> store::OutboxRow {
     let mut payload = event_facts(event);
     if let (Some(p), serde_json::Value::Object(e)) = (payload.as_object_mut(), extra) {
         p.extend(e);
@@ -1053,9 +1049,9 @@ fn record(
         w.outbox.push(note(
             &st.event,
             if held {
-                "booking_held"
+                Notice::BookingHeld
             } else {
-                "waitlist_confirmed"
+                Notice::WaitlistConfirmed
             },
             s.entry.user_id,
             json!({
@@ -1170,11 +1166,11 @@ fn record(
             expires_at: held.then_some(expires_at),
         };
         let kind = match status {
-            _ if held => "booking_held",
-            Status::Confirmed => "booking_confirmed",
-            Status::Partial => "booking_partial",
-            Status::Waitlisted => "booking_waitlisted",
-            _ => "booking_rejected",
+            _ if held => Notice::BookingHeld,
+            Status::Confirmed => Notice::BookingConfirmed,
+            Status::Partial => Notice::BookingPartial,
+            Status::Waitlisted => Notice::BookingWaitlisted,
+            _ => Notice::BookingRejected,
         };
         w.outbox.push(note(
             &st.event,
@@ -1251,7 +1247,7 @@ fn settle_chore(
             }
             w.transitions.push(transition("held", "expired"));
             w.outbox
-                .push(note(&st.event, "hold_expired", c.user_id, facts));
+                .push(note(&st.event, Notice::HoldExpired, c.user_id, facts));
             (-c.seats, Some("expired"))
         }
         // Paid in time.
@@ -1259,7 +1255,7 @@ fn settle_chore(
             w.transitions.push(transition("held", "confirmed"));
             w.payments.push((session, "confirmed"));
             w.outbox
-                .push(note(&st.event, "booking_paid", c.user_id, facts));
+                .push(note(&st.event, Notice::BookingPaid, c.user_id, facts));
             (0, Some("confirmed"))
         }
         // Paid after the hold ran out: the seats again if they are free, else the money back.
@@ -1279,7 +1275,7 @@ fn settle_chore(
                 let mut facts = facts;
                 facts["late"] = json!(true);
                 w.outbox
-                    .push(note(&st.event, "booking_paid", c.user_id, facts));
+                    .push(note(&st.event, Notice::BookingPaid, c.user_id, facts));
                 metrics::counter!("payments_late_total", "result" => "reacquired").increment(1);
                 (c.seats, Some("confirmed"))
             } else {

@@ -297,7 +297,7 @@ async fn cancel_inner(conn: &mut AsyncPgConnection, event: &Event) -> ApiResult<
         payload["seats"] = json!(seats);
         payload["cost"] = json!(cost);
         rows.push(NewNotification::new(
-            "event_cancelled",
+            crate::notifications::kind::Notice::EventCancelled,
             *user_id,
             Some(event.id),
             payload,
@@ -308,7 +308,7 @@ async fn cancel_inner(conn: &mut AsyncPgConnection, event: &Event) -> ApiResult<
         payload["requestId"] = json!(w.request_id);
         payload["seatsWaited"] = json!(w.seats);
         rows.push(NewNotification::new(
-            "event_cancelled_waitlist",
+            crate::notifications::kind::Notice::EventCancelledWaitlist,
             w.user_id,
             Some(event.id),
             payload,

@@ -16,6 +16,7 @@
 //!
 //! Reads `[notify]` and `[mail]`.
 
+pub mod kind;
 pub mod outbox;
 pub mod render;
 pub mod worker;

@@ -7,6 +7,7 @@
 //! (`failed`). Claiming sets `claimed_until`, so two deliveries of the same id (a Kafka replay, a
 //! re-publish) never send twice at the same time, and a sent row is never claimed again.
 
+use crate::notifications::kind::Notice;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -52,7 +53,7 @@ pub struct OutboxRow {
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = outbox)]
 pub struct NewNotification {
-    /// Template kind.
+    /// Its kind, as stored ([`Notice::as_str`], or the refund job's).
     pub kind: &'static str,
     /// Recipient.
     pub user_id: Option<i64>,
@@ -63,17 +64,22 @@ pub struct NewNotification {
 }
 
 impl NewNotification {
-    /// A notification of `kind` to `user` about `event`.
-    pub fn new(
-        kind: &'static str,
-        user: i64,
-        event: Option<i64>,
-        payload: serde_json::Value,
-    ) -> Self {
+    /// The email `kind` to `user` about `event`.
+    pub fn new(kind: Notice, user: i64, event: Option<i64>, payload: serde_json::Value) -> Self {
         Self {
-            kind,
+            kind: kind.as_str(),
             user_id: Some(user),
             event_id: event,
+            payload,
+        }
+    }
+
+    /// A refund job for the payment provider (its buyer `user`, the event `event`).
+    pub fn refund_job(user: i64, event: i64, payload: serde_json::Value) -> Self {
+        Self {
+            kind: super::kind::REFUND,
+            user_id: Some(user),
+            event_id: Some(event),
             payload,
         }
     }

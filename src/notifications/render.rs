@@ -1,5 +1,5 @@
-//! Email rendering: one template set per notification kind, kept as files under
-//! `src/notifications/templates/<kind>/{subject.txt, body.txt, body.html}` and compiled in.
+//! Email rendering: one template set per notification kind ([`Notice::templates`], files under
+//! `src/notifications/templates/<kind>/{subject.txt, body.txt, body.html}`, compiled in).
 //! Placeholders are `{{name}}`; every value is HTML-escaped in the HTML body.
 
 use std::collections::HashMap;
@@ -7,48 +7,9 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::bookings::domain::Reason;
+use crate::notifications::kind::Notice;
 
 pub use crate::mail::Rendered;
-
-macro_rules! templates {
-    ($($kind:literal),* $(,)?) => {
-        /// `(kind, subject, text, html)` for every kind.
-        const TEMPLATES: &[(&str, &str, &str, &str)] = &[$(
-            (
-                $kind,
-                include_str!(concat!("templates/", $kind, "/subject.txt")),
-                include_str!(concat!("templates/", $kind, "/body.txt")),
-                include_str!(concat!("templates/", $kind, "/body.html")),
-            ),
-        )*];
-    };
-}
-
-templates!(
-    "booking_confirmed",
-    "booking_partial",
-    "booking_waitlisted",
-    "booking_rejected",
-    "waitlist_confirmed",
-    "booking_cancelled",
-    "event_cancelled",
-    "event_cancelled_waitlist",
-    "waitlist_left",
-    "verify_email",
-    "account_exists",
-    "booking_held",
-    "hold_expired",
-    "booking_paid",
-    "booking_refunded",
-);
-
-/// The kind of the address confirmation email, the one kind sent to unconfirmed addresses.
-pub const VERIFY_EMAIL: &str = "verify_email";
-
-/// The notification kinds there are templates for.
-pub fn kinds() -> impl Iterator<Item = &'static str> {
-    TEMPLATES.iter().map(|t| t.0)
-}
 
 /// Minor units as money: `12345` → `123.45`.
 pub fn money(minor: i64) -> String {
@@ -108,10 +69,9 @@ fn text_of(v: &Value) -> String {
     }
 }
 
-/// Renders the notification `kind` for a recipient called `name` from its outbox `payload`.
-/// `None` for an unknown kind.
-pub fn render(kind: &str, payload: &Value, name: &str) -> Option<Rendered> {
-    let (_, subject, text, html) = TEMPLATES.iter().find(|t| t.0 == kind)?;
+/// Renders the notice `kind` for a recipient called `name` from its outbox `payload`.
+pub fn render(kind: Notice, payload: &Value, name: &str) -> Rendered {
+    let (subject, text, html) = kind.templates();
     let mut vars: HashMap<String, String> = HashMap::new();
     if let Some(obj) = payload.as_object() {
         for (k, v) in obj {
@@ -157,11 +117,11 @@ pub fn render(kind: &str, payload: &Value, name: &str) -> Option<Rendered> {
             String::new()
         },
     );
-    Some(Rendered {
+    Rendered {
         subject: fill(subject.trim(), &vars, false),
         text: fill(text, &vars, false),
         html: fill(html, &vars, true),
-    })
+    }
 }
 
 #[cfg(test)]
@@ -177,28 +137,28 @@ mod tests {
             "requestId": "r-1", "position": 4, "reason": "sold_out", "seatsWaited": 2,
             "verifyUrl": "https://t.example/api/user/verify-email?token=a.b&c",
         });
-        for kind in kinds() {
-            let r = render(kind, &payload, "Ada & co").unwrap();
+        for &kind in Notice::ALL {
+            let r = render(kind, &payload, "Ada & co");
             for part in [&r.subject, &r.text, &r.html] {
-                assert!(!part.contains("{{"), "{kind}: {part}");
+                assert!(!part.contains("{{"), "{kind:?}: {part}");
             }
-            if kind == VERIFY_EMAIL {
+            if kind == Notice::VerifyEmail {
                 assert!(r.text.contains("token=a.b&c"), "{}", r.text);
                 assert!(r.html.contains("token=a.b&amp;c"), "{}", r.html);
             }
             // Account emails are not about an event.
-            if matches!(kind, VERIFY_EMAIL | "account_exists") {
+            if matches!(kind, Notice::VerifyEmail | Notice::AccountExists) {
                 continue;
             }
             assert!(
                 r.subject.contains("Rock <Night>"),
-                "{kind}: the subject is plain text"
+                "{kind:?}: the subject is plain text"
             );
             assert!(
                 r.html.contains("Rock &lt;Night&gt;"),
-                "{kind}: HTML is escaped"
+                "{kind:?}: HTML is escaped"
             );
-            assert!(!r.html.contains("<Night>"), "{kind}");
+            assert!(!r.html.contains("<Night>"), "{kind:?}");
         }
     }
 
@@ -209,12 +169,12 @@ mod tests {
         let mut p = base.clone();
         p["reason"] = json!("per_user_limit");
         p["seatsRequested"] = json!(5);
-        let r = render("booking_rejected", &p, "Ada").unwrap();
+        let r = render(Notice::BookingRejected, &p, "Ada");
         assert!(r.text.contains("limit of seats per buyer"), "{}", r.text);
         let mut p = base.clone();
         p["cost"] = json!(123_456);
         p["seats"] = json!(3);
-        let r = render("booking_confirmed", &p, "Ada").unwrap();
+        let r = render(Notice::BookingConfirmed, &p, "Ada");
         assert!(r.text.contains("1234.56"), "{}", r.text);
         assert!(
             r.text.contains("Tuesday 1 January 2030, 20:00 UTC"),
@@ -224,9 +184,8 @@ mod tests {
         let mut p = base;
         p["seatsWaitlisted"] = json!(3);
         p["position"] = json!(2);
-        let r = render("booking_waitlisted", &p, "Ada").unwrap();
+        let r = render(Notice::BookingWaitlisted, &p, "Ada");
         assert!(r.text.contains("3 seats, at position 2"), "{}", r.text);
-        assert!(render("unknown_kind", &json!({}), "Ada").is_none());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::schema::users;
 use crate::mail::SendError;
+use crate::notifications::kind::{Job, Notice};
 use crate::notifications::{NotificationQueue, outbox, render};
 use crate::state::AppState;
 
@@ -78,10 +79,11 @@ struct Recipient {
 fn personalise(
     state: &AppState,
     row: &outbox::OutboxRow,
+    kind: Notice,
     recipient: &Recipient,
 ) -> Option<serde_json::Value> {
     let mut payload = row.payload.clone();
-    if row.kind == render::VERIFY_EMAIL {
+    if kind == Notice::VerifyEmail {
         let token = state
             .tokens()
             .issue_email_verification(recipient.id, &recipient.email)
@@ -138,24 +140,33 @@ pub async fn deliver_batch(state: &AppState, ids: &[i64]) -> anyhow::Result<Vec<
             async move {
                 // A refund is run through the payment provider, not mailed (its email is a
                 // notification it writes once the refund is recorded).
-                if row.kind == crate::payments::REFUND_JOB {
-                    let result = crate::payments::refund::execute(state, &row).await;
-                    return (row, result);
-                }
+                let kind = match Job::parse(&row.kind) {
+                    Some(Job::Refund) => {
+                        let result = crate::payments::refund::execute(state, &row).await;
+                        return (row, result);
+                    }
+                    Some(Job::Email(kind)) => kind,
+                    None => {
+                        let why = format!(
+                            "no template for kind `{}` (not a kind of this version)",
+                            row.kind
+                        );
+                        return (row, Err(SendError::Permanent(why)));
+                    }
+                };
                 let result = match recipient {
                     None => Err(SendError::Permanent(
                         "the recipient no longer exists".to_owned(),
                     )),
-                    Some(r) if !r.verified && row.kind != render::VERIFY_EMAIL => {
+                    Some(r) if !r.verified && kind != Notice::VerifyEmail => {
                         Err(SendError::Unverified)
                     }
-                    Some(r) => match personalise(state, &row, &r)
-                        .and_then(|payload| render::render(&row.kind, &payload, &r.name))
+                    Some(r) => match personalise(state, &row, kind, &r)
+                        .map(|payload| render::render(kind, &payload, &r.name))
                     {
-                        None => Err(SendError::Permanent(format!(
-                            "no template for kind `{}`",
-                            row.kind
-                        ))),
+                        None => Err(SendError::Permanent(
+                            "the email's personal link could not be made".to_owned(),
+                        )),
                         Some(mail) => {
                             state
                                 .mailer()

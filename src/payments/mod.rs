@@ -31,7 +31,7 @@ use actix_web::web;
 use crate::http::{rate_limit, resource};
 
 /// The outbox kind of a refund to run through the provider.
-pub const REFUND_JOB: &str = "refund";
+pub const REFUND_JOB: &str = crate::notifications::kind::REFUND;
 
 /// Registers the payment routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {

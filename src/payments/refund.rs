@@ -25,10 +25,9 @@ pub fn job(
     amount: Option<i64>,
     reason: &str,
 ) -> NewNotification {
-    NewNotification::new(
-        super::REFUND_JOB,
+    NewNotification::refund_job(
         user_id,
-        Some(event.id),
+        event.id,
         json!({
             "eventId": event.id, "eventName": event.name, "sessionId": session_id,
             "bookingId": booking_id, "amount": amount, "reason": reason,
@@ -131,7 +130,7 @@ pub async fn execute(state: &AppState, row: &OutboxRow) -> Result<(), SendError>
         outbox::enqueue(
             conn,
             &[NewNotification::new(
-                "booking_refunded",
+                crate::notifications::kind::Notice::BookingRefunded,
                 session.user_id,
                 Some(session.event_id),
                 payload,

@@ -141,7 +141,7 @@ pub async fn register(
             let (registration, note) = match row.insert(conn).await? {
                 Ok(user) => {
                     let note = NewNotification::new(
-                        notifications::render::VERIFY_EMAIL,
+                        notifications::kind::Notice::VerifyEmail,
                         user.id,
                         None,
                         serde_json::json!({}),
@@ -154,7 +154,12 @@ pub async fn register(
                     model::hold_username(conn, account.username).await?;
                     let owner = model::User::find_by_login(conn, email).await?;
                     let note = owner.filter(|o| o.email_verified_at.is_some()).map(|o| {
-                        NewNotification::new("account_exists", o.id, None, serde_json::json!({}))
+                        NewNotification::new(
+                            notifications::kind::Notice::AccountExists,
+                            o.id,
+                            None,
+                            serde_json::json!({}),
+                        )
                     });
                     (Registration::EmailTaken, note)
                 }

@@ -234,7 +234,7 @@ pub async fn resend_verification(
     outbox::enqueue(
         &mut conn,
         &[NewNotification::new(
-            crate::notifications::render::VERIFY_EMAIL,
+            crate::notifications::kind::Notice::VerifyEmail,
             user.id,
             None,
             json!({}),
