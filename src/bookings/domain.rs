@@ -671,13 +671,65 @@ pub fn allocate(
     plan
 }
 
+/// The state of a booking (`bookings.status`). Only the event's writer moves it
+/// (`engine_transition` checks each move from the state it was decided on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BookingStatus {
+    /// Seats held while the buyer pays (`expires_at` set).
+    Held,
+    /// Seats kept (paid, or nothing to pay).
+    Confirmed,
+    /// A hold that ran out unpaid: its seats went back on sale.
+    Expired,
+    /// Cancelled with nothing to refund.
+    Cancelled,
+    /// Cancelled (or paid too late) with a refund under way.
+    RefundPending,
+    /// Cancelled and refunded.
+    Refunded,
+}
+
+impl BookingStatus {
+    /// Every state.
+    pub const ALL: [Self; 6] = [
+        Self::Held,
+        Self::Confirmed,
+        Self::Expired,
+        Self::Cancelled,
+        Self::RefundPending,
+        Self::Refunded,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Held => "held",
+            Self::Confirmed => "confirmed",
+            Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
+            Self::RefundPending => "refund_pending",
+            Self::Refunded => "refunded",
+        }
+    }
+
+    /// The state stored as `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Whether the booking holds its seats (they count in `reserved_seats`).
+    pub fn holds_seats(self) -> bool {
+        matches!(self, Self::Held | Self::Confirmed)
+    }
+}
+
 /// What a booking of `cost` starts as: `held` while the buyer pays in an event with `hold`
 /// checkout, else (instant checkout, or nothing to pay) `confirmed`.
-pub fn booking_status(hold: bool, cost: i64) -> &'static str {
+pub fn booking_status(hold: bool, cost: i64) -> BookingStatus {
     if hold && cost > 0 {
-        "held"
+        BookingStatus::Held
     } else {
-        "confirmed"
+        BookingStatus::Confirmed
     }
 }
 
@@ -1190,8 +1242,12 @@ mod tests {
 
     #[test]
     fn held_seats_need_payment_free_ones_do_not() {
-        assert_eq!(booking_status(true, 100), "held");
-        assert_eq!(booking_status(true, 0), "confirmed");
-        assert_eq!(booking_status(false, 100), "confirmed");
+        assert_eq!(booking_status(true, 100), BookingStatus::Held);
+        assert_eq!(booking_status(true, 0), BookingStatus::Confirmed);
+        assert_eq!(booking_status(false, 100), BookingStatus::Confirmed);
+        for s in BookingStatus::ALL {
+            assert_eq!(BookingStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(BookingStatus::parse("paid"), None);
     }
 }

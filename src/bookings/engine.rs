@@ -398,7 +398,7 @@ pub async fn serve_waitlist_locked(
             .get_result(conn)
             .await?;
         let status = domain::booking_status(event.holds(), s.cost);
-        let held = status == "held";
+        let held = status == domain::BookingStatus::Held;
         let booking_id: i64 = diesel::insert_into(bookings::table)
             .values((
                 bookings::request_id.eq(s.entry.request_id),
@@ -406,7 +406,7 @@ pub async fn serve_waitlist_locked(
                 bookings::event_id.eq(event.id),
                 bookings::seats.eq(s.confirmed),
                 bookings::cost.eq(s.cost),
-                bookings::status.eq(status),
+                bookings::status.eq(status.as_str()),
                 bookings::expires_at.eq(held.then_some(expires_at)),
                 bookings::ticket_type_id.eq(s.ticket_type_id),
             ))

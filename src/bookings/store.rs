@@ -14,6 +14,8 @@ use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{Client, NoTls, Statement};
 use uuid::Uuid;
 
+use crate::bookings::domain::BookingStatus;
+
 /// A new `booking_requests` row with its outcome.
 #[derive(Debug, Clone)]
 pub struct RequestRow {
@@ -47,8 +49,8 @@ pub struct BookingRow {
     pub event_id: i64,
     pub seats: i32,
     pub cost: i64,
-    /// `confirmed` or `held`.
-    pub status: &'static str,
+    /// `Confirmed` or `Held`.
+    pub status: BookingStatus,
     /// When a hold runs out.
     pub expires_at: Option<DateTime<Utc>>,
     pub ticket_type_id: Option<i64>,
@@ -83,8 +85,8 @@ pub struct Advance {
 #[derive(Debug, Clone, Copy)]
 pub struct Transition {
     pub booking_id: i64,
-    pub from: &'static str,
-    pub to: &'static str,
+    pub from: BookingStatus,
+    pub to: BookingStatus,
 }
 
 /// Everything one batch writes.
@@ -266,7 +268,7 @@ impl Conn {
             b.iter().map(|r| r.event_id).collect::<Vec<_>>(),
             b.iter().map(|r| r.seats).collect::<Vec<_>>(),
             b.iter().map(|r| r.cost).collect::<Vec<_>>(),
-            b.iter().map(|r| r.status).collect::<Vec<_>>(),
+            b.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
             b.iter().map(|r| r.expires_at).collect::<Vec<_>>(),
             b.iter().map(|r| r.ticket_type_id).collect::<Vec<_>>(),
         );
@@ -292,8 +294,14 @@ impl Conn {
                 .iter()
                 .map(|t| t.booking_id)
                 .collect::<Vec<_>>(),
-            w.transitions.iter().map(|t| t.from).collect::<Vec<_>>(),
-            w.transitions.iter().map(|t| t.to).collect::<Vec<_>>(),
+            w.transitions
+                .iter()
+                .map(|t| t.from.as_str())
+                .collect::<Vec<_>>(),
+            w.transitions
+                .iter()
+                .map(|t| t.to.as_str())
+                .collect::<Vec<_>>(),
         );
         let pa = (
             w.payments.iter().map(|p| p.0).collect::<Vec<_>>(),

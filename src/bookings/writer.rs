@@ -32,8 +32,8 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::bookings::domain::{
-    self, BookingRequest, EventSeats, Holdings, Outcome, Plan, Reason, Status, TicketType,
-    WaitEntry,
+    self, BookingRequest, BookingStatus, EventSeats, Holdings, Outcome, Plan, Reason, Status,
+    TicketType, WaitEntry,
 };
 use crate::bookings::engine;
 use crate::bookings::queue::Envelope;
@@ -743,19 +743,22 @@ impl<T> Writer<T> {
         let mut moved = 0;
         // Two payments of one booking in one sweep: the second sees what the first made of it
         // (a paid booking's second payment is refunded), never a second transition from `held`.
-        let mut now_status: HashMap<i64, &'static str> = HashMap::new();
-        for mut c in chores {
-            if let Some(s) = now_status.get(&c.booking_id) {
-                (*s).clone_into(&mut c.status);
-            }
+        let mut now_status: HashMap<i64, BookingStatus> = HashMap::new();
+        for c in chores {
+            let status = now_status
+                .get(&c.booking_id)
+                .copied()
+                .or_else(|| BookingStatus::parse(&c.status));
             batch.chores.push(c.booking_id);
-            let (m, to) = settle_chore(st, &c, &mut batch.writes);
+            let (m, to) = settle_chore(st, &c, status, &mut batch.writes);
             moved += m;
             if let Some(to) = to {
                 now_status.insert(c.booking_id, to);
             }
             match &c.session_id {
-                None if c.status == "held" => metrics::counter!("holds_expired_total").increment(1),
+                None if status == Some(BookingStatus::Held) => {
+                    metrics::counter!("holds_expired_total").increment(1);
+                }
                 Some(_) => metrics::counter!("payments_applied_total").increment(1),
                 None => {}
             }
@@ -1026,7 +1029,7 @@ fn record(
         let booking_id = booking_ids.pop_front();
         let remaining = s.entry.seats - s.confirmed;
         let status = domain::booking_status(hold, s.cost);
-        let held = status == "held";
+        let held = status == BookingStatus::Held;
         served_seats.insert(s.entry.request_id, s.confirmed);
         w.served.push(store::ServedRow {
             request_id: s.entry.request_id,
@@ -1084,7 +1087,7 @@ fn record(
         let r = &requests[d.index];
         let status = Status::of(d.confirmed, d.waitlisted, r.seats);
         let booking_id = (d.confirmed > 0).then(|| booking_ids.pop_front()).flatten();
-        let held = domain::booking_status(hold, d.cost) == "held" && d.confirmed > 0;
+        let held = domain::booking_status(hold, d.cost) == BookingStatus::Held && d.confirmed > 0;
         if let Some(id) = booking_id {
             w.bookings.push(store::BookingRow {
                 id,
@@ -1093,7 +1096,11 @@ fn record(
                 event_id,
                 seats: d.confirmed,
                 cost: d.cost,
-                status: if held { "held" } else { "confirmed" },
+                status: if held {
+                    BookingStatus::Held
+                } else {
+                    BookingStatus::Confirmed
+                },
                 expires_at: held.then_some(expires_at),
                 ticket_type_id: d.ticket_type_id,
             });
@@ -1200,8 +1207,10 @@ fn record(
 fn settle_chore(
     st: &mut EventState,
     c: &engine::Chore,
+    status: Option<BookingStatus>,
     w: &mut Writes,
-) -> (i32, Option<&'static str>) {
+) -> (i32, Option<BookingStatus>) {
+    use BookingStatus::{Confirmed, Expired, Held, RefundPending};
     let transition = |from, to| store::Transition {
         booking_id: c.booking_id,
         from,
@@ -1223,7 +1232,7 @@ fn settle_chore(
             reason,
         ));
     };
-    match (c.session_id, c.status.as_str()) {
+    match (c.session_id, status) {
         // A payment that is not the one asked for (amount, currency, booking): the money back,
         // the booking as it was.
         (Some(session), _) if c.mismatch => {
@@ -1232,7 +1241,7 @@ fn settle_chore(
             (0, None)
         }
         // A hold ran out: its seats go back on sale.
-        (None, "held") => {
+        (None, Some(Held)) => {
             st.event.reserved_seats -= c.seats;
             st.type_seats(c.ticket_type_id, -c.seats, w);
             if st.capped() {
@@ -1245,21 +1254,21 @@ fn settle_chore(
                     *n -= c.seats;
                 }
             }
-            w.transitions.push(transition("held", "expired"));
+            w.transitions.push(transition(Held, Expired));
             w.outbox
                 .push(note(&st.event, Notice::HoldExpired, c.user_id, facts));
-            (-c.seats, Some("expired"))
+            (-c.seats, Some(Expired))
         }
         // Paid in time.
-        (Some(session), "held") => {
-            w.transitions.push(transition("held", "confirmed"));
+        (Some(session), Some(Held)) => {
+            w.transitions.push(transition(Held, Confirmed));
             w.payments.push((session, "confirmed"));
             w.outbox
                 .push(note(&st.event, Notice::BookingPaid, c.user_id, facts));
-            (0, Some("confirmed"))
+            (0, Some(Confirmed))
         }
         // Paid after the hold ran out: the seats again if they are free, else the money back.
-        (Some(session), "expired") => {
+        (Some(session), Some(Expired)) => {
             let free = st.event.capacity - st.event.reserved_seats;
             let type_left = c
                 .ticket_type_id
@@ -1270,20 +1279,20 @@ fn settle_chore(
             if open && free >= c.seats && type_left >= c.seats {
                 st.event.reserved_seats += c.seats;
                 st.type_seats(c.ticket_type_id, c.seats, w);
-                w.transitions.push(transition("expired", "confirmed"));
+                w.transitions.push(transition(Expired, Confirmed));
                 w.payments.push((session, "reacquired"));
                 let mut facts = facts;
                 facts["late"] = json!(true);
                 w.outbox
                     .push(note(&st.event, Notice::BookingPaid, c.user_id, facts));
                 metrics::counter!("payments_late_total", "result" => "reacquired").increment(1);
-                (c.seats, Some("confirmed"))
+                (c.seats, Some(Confirmed))
             } else {
-                w.transitions.push(transition("expired", "refund_pending"));
+                w.transitions.push(transition(Expired, RefundPending));
                 w.payments.push((session, "refunded"));
                 refund(w, session, "late_payment");
                 metrics::counter!("payments_late_total", "result" => "refunded").increment(1);
-                (0, Some("refund_pending"))
+                (0, Some(RefundPending))
             }
         }
         // Paid for a booking that is paid already or gone: the money back.

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::bookings::domain::BookingStatus;
 use crate::db::schema::{bookings, payment_sessions};
 use crate::error::{ApiError, ApiResult};
 use crate::http::auth::AuthUser;
@@ -82,10 +83,27 @@ async fn own(conn: &mut AsyncPgConnection, caller: &AuthUser, id: i64) -> ApiRes
         .ok_or_else(|| ApiError::NotFound(format!("no booking {id} of yours")))
 }
 
+impl BookingFacts {
+    /// Its state (`None`: a name this version does not know).
+    fn state(&self) -> Option<BookingStatus> {
+        BookingStatus::parse(&self.status)
+    }
+
+    /// Held, or expired (a payment then re-acquires the seats if they are free).
+    fn payable(&self) -> bool {
+        matches!(
+            self.state(),
+            Some(BookingStatus::Held | BookingStatus::Expired)
+        )
+    }
+}
+
 fn not_held(b: &BookingFacts) -> ApiError {
-    let (code, message) = match b.status.as_str() {
-        "confirmed" => ("already_confirmed", "this booking is confirmed already"),
-        "expired" => (
+    let (code, message) = match b.state() {
+        Some(BookingStatus::Confirmed) => {
+            ("already_confirmed", "this booking is confirmed already")
+        }
+        Some(BookingStatus::Expired) => (
             "hold_expired",
             "this hold has expired and its seats went back on sale",
         ),
@@ -161,7 +179,7 @@ pub async fn how_to_pay(
 ) -> ApiResult<serde_json::Value> {
     let mut conn = state.db().get().await?;
     let b = own(&mut conn, caller, id).await?;
-    if b.status != "held" {
+    if b.state() != Some(BookingStatus::Held) {
         return Err(not_held(&b));
     }
     let event = crate::events::service::lookup(state, b.event_id).await?;
@@ -193,7 +211,7 @@ pub async fn how_to_pay(
     let session = conn
         .transaction(async |conn| {
             let now = lock_booking(conn, b.id).await?;
-            if now.status != "held" {
+            if now.state() != Some(BookingStatus::Held) {
                 return Err(not_held(&now));
             }
             if let Some(s) = ledger::open_session(conn, b.id).await? {
@@ -340,7 +358,7 @@ pub async fn record_manual_payment(
             "only the event's host or an admin may record payments".to_owned(),
         ));
     }
-    if !matches!(b.status.as_str(), "held" | "expired") || b.cost == 0 {
+    if !b.payable() || b.cost == 0 {
         return Err(not_held(&b));
     }
     let recorded = conn
@@ -348,7 +366,7 @@ pub async fn record_manual_payment(
             // The booking row is the lock: two marks at once (a double click, the host and a
             // webhook) see each other's capture, never both "none yet".
             let now = lock_booking(conn, id).await?;
-            if !matches!(now.status.as_str(), "held" | "expired") {
+            if !now.payable() {
                 return Err(not_held(&now));
             }
             if ledger::has_capture(conn, id).await? {
