@@ -624,6 +624,12 @@ impl<T> Writer<T> {
             }
         };
         let mut more = chores.len() >= self.state.settings().checkout.sweep_page as usize;
+        if !more {
+            // A whole page read: a troubled chore that is not in it was settled some other way
+            // (a refund, a cancellation) and is no longer this writer's worry.
+            let due: HashSet<i64> = chores.iter().map(|c| c.booking_id).collect();
+            self.forget_settled_trouble(&due);
+        }
         let chores: Vec<engine::Chore> = chores
             .into_iter()
             .filter(|c| owns(c.event_id) && !self.chores_in_flight.contains(&c.booking_id))
@@ -683,6 +689,17 @@ impl<T> Writer<T> {
             Some(c) => (vec![c], !normal.is_empty()),
             None => (normal, false),
         }
+    }
+
+    /// Drops the trouble of chores that are no longer due (not in `due`, a complete read).
+    fn forget_settled_trouble(&mut self, due: &HashSet<i64>) {
+        self.chore_trouble.retain(|id, t| {
+            let keep = due.contains(id);
+            if !keep && t.failures >= STUCK_AFTER {
+                metrics::gauge!("booking_chores_stuck").decrement(1.0);
+            }
+            keep
+        });
     }
 
     /// A sweep transaction failed: its chores count a failure each (tried alone, with a growing
