@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use atomicseats::cli::{Cli, Command, UsersCommand};
 use atomicseats::config::Settings;
-use atomicseats::roles::{self, Role};
-use atomicseats::{app, db, shutdown, telemetry};
+use atomicseats::roles::{self, Process};
+use atomicseats::{db, shutdown, telemetry};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -81,87 +81,17 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
                     "database schema up to date"
                 );
             }
-            let roles = if matches!(command, Command::All) {
-                roles::single_node(&state, &token)
+            let process = if matches!(command, Command::All) {
+                Process::All
             } else {
-                vec![
-                    Role::new("serve", app::serve, &state, &token),
-                    Role::new("reconcile", atomicseats::reconcile::run, &state, &token),
-                    Role::new(
-                        "outbox-relay",
-                        atomicseats::notifications::worker::run_relay_apart,
-                        &state,
-                        &token,
-                    ),
-                ]
+                Process::Serve
             };
-            roles::run_all(roles::with_metrics(roles, &state, &token), token, drain).await?;
+            run_roles(process, &state, token, drain).await?;
         }
-        Command::WorkBookings => {
-            roles::run_all(
-                roles::with_metrics(
-                    vec![
-                        Role::new(
-                            "work-bookings",
-                            atomicseats::bookings::run_worker,
-                            &state,
-                            &token,
-                        ),
-                        // Admission follows the seats the writers leave.
-                        Role::new(
-                            "waiting-room",
-                            atomicseats::waiting_room::pacer::run,
-                            &state,
-                            &token,
-                        ),
-                        Role::new(
-                            "outbox-relay",
-                            atomicseats::notifications::worker::run_relay,
-                            &state,
-                            &token,
-                        ),
-                    ],
-                    &state,
-                    &token,
-                ),
-                token,
-                drain,
-            )
-            .await?;
-        }
-        Command::WorkNotify => {
-            roles::run_all(
-                roles::with_metrics(
-                    vec![Role::new(
-                        "work-notify",
-                        atomicseats::notifications::worker::run,
-                        &state,
-                        &token,
-                    )],
-                    &state,
-                    &token,
-                ),
-                token,
-                drain,
-            )
-            .await?;
-        }
+        Command::WorkBookings => run_roles(Process::WorkBookings, &state, token, drain).await?,
+        Command::WorkNotify => run_roles(Process::WorkNotify, &state, token, drain).await?,
         Command::Reconcile { schedule: true } => {
-            roles::run_all(
-                roles::with_metrics(
-                    vec![Role::new(
-                        "reconcile",
-                        atomicseats::reconcile::run,
-                        &state,
-                        &token,
-                    )],
-                    &state,
-                    &token,
-                ),
-                token,
-                drain,
-            )
-            .await?;
+            run_roles(Process::Reconcile, &state, token, drain).await?;
         }
         Command::Reconcile { schedule: false } => {
             let report = atomicseats::reconcile::run_once(&state).await?;
@@ -250,4 +180,16 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `process`'s roles, plus the internal metrics listener, until `token` (or a failed role)
+/// stops them.
+async fn run_roles(
+    process: Process,
+    state: &atomicseats::state::AppState,
+    token: CancellationToken,
+    drain: Duration,
+) -> anyhow::Result<()> {
+    let roles = roles::with_metrics(roles::of(process, state, &token), state, &token);
+    roles::run_all(roles, token, drain).await
 }

@@ -40,32 +40,64 @@ impl Role {
     }
 }
 
-/// The roles of the single-node install: HTTP API, reconciliation schedule, booking worker,
-/// notification worker, the waiting rooms' pacer and the outbox relay.
-pub fn single_node(state: &AppState, token: &CancellationToken) -> Vec<Role> {
-    vec![
-        Role::new("serve", crate::app::serve, state, token),
-        Role::new("reconcile", crate::reconcile::run, state, token),
-        Role::new("work-bookings", crate::bookings::run_worker, state, token),
-        Role::new(
-            "work-notify",
-            crate::notifications::worker::run,
-            state,
-            token,
-        ),
-        Role::new(
-            "waiting-room",
-            crate::waiting_room::pacer::run,
-            state,
-            token,
-        ),
-        Role::new(
-            "outbox-relay",
-            crate::notifications::worker::run_relay,
-            state,
-            token,
-        ),
-    ]
+/// A process's set of roles, by the subcommand that starts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Process {
+    /// `all`: every role, the single-node install.
+    All,
+    /// `serve`: the API, the reconciliation schedule, the relay of batches left by workers.
+    Serve,
+    /// `work-bookings`: the booking writers, the waiting rooms' pacer (admission follows the
+    /// seats the writers leave) and the outbox relay.
+    WorkBookings,
+    /// `work-notify`: the notifier.
+    WorkNotify,
+    /// `reconcile --schedule`: reconciliation on its cron schedule.
+    Reconcile,
+}
+
+/// The roles `process` runs (each list written once, here).
+pub fn of(process: Process, state: &AppState, token: &CancellationToken) -> Vec<Role> {
+    let role = |name, f: fn(AppState, CancellationToken) -> RoleFuture| Role {
+        name,
+        future: f(state.clone(), token.clone()),
+    };
+    let serve = || role("serve", |s, t| Box::pin(crate::app::serve(s, t)));
+    let reconcile = || role("reconcile", |s, t| Box::pin(crate::reconcile::run(s, t)));
+    let bookings = || {
+        role("work-bookings", |s, t| {
+            Box::pin(crate::bookings::run_worker(s, t))
+        })
+    };
+    let notify = || {
+        role("work-notify", |s, t| {
+            Box::pin(crate::notifications::worker::run(s, t))
+        })
+    };
+    let pacer = || {
+        role("waiting-room", |s, t| {
+            Box::pin(crate::waiting_room::pacer::run(s, t))
+        })
+    };
+    let relay = || {
+        role("outbox-relay", |s, t| {
+            Box::pin(crate::notifications::worker::run_relay(s, t))
+        })
+    };
+    match process {
+        Process::All => vec![serve(), reconcile(), bookings(), notify(), pacer(), relay()],
+        Process::Serve => vec![
+            serve(),
+            reconcile(),
+            // Expands only the batches that workers left waiting (not the fresh ones of a sale).
+            role("outbox-relay", |s, t| {
+                Box::pin(crate::notifications::worker::run_relay_apart(s, t))
+            }),
+        ],
+        Process::WorkBookings => vec![bookings(), pacer(), relay()],
+        Process::WorkNotify => vec![notify()],
+        Process::Reconcile => vec![reconcile()],
+    }
 }
 
 /// `roles` plus the internal metrics listener (`metrics.listen`; idle when unset), so that
