@@ -624,7 +624,7 @@ impl<T> Writer<T> {
             }
         };
         let mut more = chores.len() >= self.state.settings().checkout.sweep_page as usize;
-        if !more {
+        if !more && !self.chore_trouble.is_empty() {
             // A whole page read: a troubled chore that is not in it was settled some other way
             // (a refund, a cancellation) and is no longer this writer's worry.
             let due: HashSet<i64> = chores.iter().map(|c| c.booking_id).collect();

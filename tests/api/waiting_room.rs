@@ -64,6 +64,18 @@ async fn app_with(shape: Shape, env: &[(&str, &str)]) -> TestApp {
     app
 }
 
+/// An app whose pacer admits one buyer per seat left (1 seat each, no over-admission).
+async fn app_admitting_one_per_seat(shape: Shape) -> TestApp {
+    app_with(
+        shape,
+        &[
+            ("ATOMICSEATS__WAITING_ROOM__SEATS_PER_BUYER", "1"),
+            ("ATOMICSEATS__WAITING_ROOM__OVERADMIT", "1"),
+        ],
+    )
+    .await
+}
+
 async fn room_event(app: &TestApp, host: &str, capacity: i64, on_sale_in: Option<Duration>) -> i64 {
     let mut body = event_body("Flash sale", 5, capacity);
     body["waitingRoom"] = json!(true);
@@ -319,14 +331,7 @@ async fn admission_tokens_are_bound_to_account_event_and_time(shape: Shape) {
 }
 
 async fn pacing_stops_at_sold_out_tells_the_line_and_resumes_when_seats_return(shape: Shape) {
-    let app = app_with(
-        shape,
-        &[
-            ("ATOMICSEATS__WAITING_ROOM__SEATS_PER_BUYER", "1"),
-            ("ATOMICSEATS__WAITING_ROOM__OVERADMIT", "1"),
-        ],
-    )
-    .await;
+    let app = app_admitting_one_per_seat(shape).await;
     let host = app.user_unlimited(Role::Host).await;
     let event = room_event(&app, &host, 4, None).await;
     // 4 seats, 1 per buyer: the first 4 in line are admitted, nobody else.
@@ -397,14 +402,7 @@ async fn pacing_stops_at_sold_out_tells_the_line_and_resumes_when_seats_return(s
 async fn a_stream_follows_a_place_until_admission(shape: Shape) {
     use futures_util::StreamExt;
 
-    let app = app_with(
-        shape,
-        &[
-            ("ATOMICSEATS__WAITING_ROOM__SEATS_PER_BUYER", "1"),
-            ("ATOMICSEATS__WAITING_ROOM__OVERADMIT", "1"),
-        ],
-    )
-    .await;
+    let app = app_admitting_one_per_seat(shape).await;
     let host = app.user_unlimited(Role::Host).await;
     let event = room_event(&app, &host, 1, None).await;
     let first = app.user_unlimited(Role::Guest).await;
@@ -678,14 +676,7 @@ async fn streams_are_capped_and_bounded_and_polls_limited_per_user() {
 /// lets its holder join the waitlist: when seats come back it does not take them ahead of the
 /// buyers the room admits next.
 async fn an_admission_books_once_and_a_sold_out_one_only_joins_the_waitlist(shape: Shape) {
-    let app = app_with(
-        shape,
-        &[
-            ("ATOMICSEATS__WAITING_ROOM__SEATS_PER_BUYER", "1"),
-            ("ATOMICSEATS__WAITING_ROOM__OVERADMIT", "1"),
-        ],
-    )
-    .await;
+    let app = app_admitting_one_per_seat(shape).await;
     let host = app.user_unlimited(Role::Host).await;
     let event = room_event(&app, &host, 2, None).await;
     let (line, tokens) = line_up(&app, event, 4, 2).await;
@@ -714,16 +705,8 @@ async fn an_admission_books_once_and_a_sold_out_one_only_joins_the_waitlist(shap
         .unwrap()
         .to_owned();
     // A seat comes back (the host adds one): the sold-out token still only joins the line.
-    json_with_status(
-        app.post_as(
-            "/api/events/update",
-            &host,
-            &json!({ "id": event, "capacity": 3 }),
-        )
-        .await,
-        200,
-    )
-    .await;
+    app.update_event(&host, &json!({ "id": event, "capacity": 3 }))
+        .await;
     let waited = json_with_status(
         book_with(&app, &line[3], event, Some(&waitlist_only)).await,
         202,

@@ -20,6 +20,11 @@ pub fn event_body(name: &str, days: i64, capacity: i64) -> Value {
 }
 
 impl TestApp {
+    /// `POST /api/events/update` as `token`, asserting 200; returns the answer.
+    pub async fn update_event(&self, token: &str, body: &Value) -> Value {
+        json_with_status(self.post_as("/api/events/update", token, body).await, 200).await
+    }
+
     pub async fn post_as(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
         self.client
             .post(self.url(path))
